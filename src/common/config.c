@@ -1,0 +1,223 @@
+/*
+ * config.c - the table of environment variables and its one parser.
+ */
+#include "config.h"
+#include "log.h"
+#include "compiler.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+enum var_type { T_PATH, T_STR, T_SIZE, T_ADDR, T_UINT, T_BOOL, T_ENUM };
+
+struct var {
+    const char *name;
+    enum var_type type;
+    const char *def;
+    size_t offset;
+    const char *const *choices;   /* T_ENUM: NULL-terminated, index = value */
+    const char *doc;
+};
+
+static const char *const tracker_names[] = { "auto", "uffd-async", "uffd-sync", "mprotect", NULL };
+static const char *const log_names[] = { "none", "error", "warn", "info", "debug", NULL };
+
+#define F(field) offsetof(struct cr_config, field)
+static const struct var vars[] = {
+    { "CRMPI_DIR", T_PATH, "crmpi-ckpt", F(dir), NULL,
+      "checkpoint directory (relative paths are taken from the working directory at start)" },
+    { "CRMPI_REGION_BASE", T_ADDR, "0x200000000000", F(region_base), NULL,
+      "fixed virtual address of the persistent region" },
+    { "CRMPI_REGION_MAX", T_SIZE, "64G", F(region_max), NULL,
+      "maximum size of the persistent region (address space reserved, not memory)" },
+    { "CRMPI_TRACKER", T_ENUM, "auto", F(tracker), tracker_names,
+      "dirty-page tracker: auto, uffd-async, uffd-sync or mprotect" },
+    { "CRMPI_LOG", T_ENUM, "error", F(log_level), log_names,
+      "log level on stderr: none, error, warn, info or debug" },
+    { "CRMPI_FULL_EVERY", T_UINT, "8", F(full_every), NULL,
+      "every Nth checkpoint is full, the others incremental (1 = always full)" },
+    { "CRMPI_KEEP", T_UINT, "2", F(keep), NULL,
+      "number of committed checkpoints kept (older ones are garbage-collected)" },
+    { "CRMPI_ALIGN", T_SIZE, "1M", F(align), NULL,
+      "alignment of bulk data in checkpoint files (use the stripe size of a parallel FS)" },
+    { "CRMPI_HEAP_CHECK", T_BOOL, "0", F(heap_check), NULL,
+      "check every heap invariant on every allocator call (slow; debugging)" },
+    { "CRMPI_DISABLE", T_BOOL, "0", F(disable), NULL,
+      "run without checkpoint/restart (checkpoint calls do nothing)" },
+    { "CRMPI_FAULT", T_STR, "", F(fault), NULL,
+      "fault injection for tests: POINT[@N][:ACTION] (see tests/README)" },
+};
+#undef F
+
+int cr_parse_uint(const char *s, unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-')
+        return -EINVAL;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || *end)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+int cr_parse_size(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-')
+        return -EINVAL;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno)
+        return -EINVAL;
+    int shift = 0;
+    switch (toupper((unsigned char)*end)) {
+    case 'K': shift = 10; end++; break;
+    case 'M': shift = 20; end++; break;
+    case 'G': shift = 30; end++; break;
+    case 'T': shift = 40; end++; break;
+    }
+    if (shift && (*end == 'i' || *end == 'I'))
+        end++;
+    if (shift && (*end == 'B' || *end == 'b'))
+        end++;
+    if (*end || (shift && v > (~0ULL >> shift)))
+        return -EINVAL;
+    *out = (size_t)(v << shift);
+    return 0;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+    static const char *const yes[] = { "1", "yes", "true", "on" };
+    static const char *const no[]  = { "0", "no", "false", "off", "" };
+    for (size_t i = 0; i < CR_ARRAY_SIZE(yes); i++)
+        if (!strcasecmp(s, yes[i])) { *out = 1; return 0; }
+    for (size_t i = 0; i < CR_ARRAY_SIZE(no); i++)
+        if (!strcasecmp(s, no[i])) { *out = 0; return 0; }
+    return -EINVAL;
+}
+
+static int parse_var(const struct var *v, const char *s, struct cr_config *cfg)
+{
+    char *field = (char *)cfg + v->offset;
+    unsigned long long u;
+    size_t sz;
+    switch (v->type) {
+    case T_PATH: {
+        char *dst = field;
+        if (!*s)
+            return -EINVAL;
+        if (s[0] == '/') {
+            if (strlen(s) >= PATH_MAX)
+                return -ENAMETOOLONG;
+            strcpy(dst, s);
+            return 0;
+        }
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd))
+            return -errno;
+        if ((size_t)snprintf(dst, PATH_MAX, "%s/%s", cwd, s) >= PATH_MAX)
+            return -ENAMETOOLONG;
+        return 0;
+    }
+    case T_STR:
+        if (strlen(s) >= sizeof cfg->fault)
+            return -ENAMETOOLONG;
+        strcpy(field, s);
+        return 0;
+    case T_SIZE:
+        if (cr_parse_size(s, &sz))
+            return -EINVAL;
+        *(size_t *)field = sz;
+        return 0;
+    case T_ADDR:
+        if (cr_parse_uint(s, &u))
+            return -EINVAL;
+        *(uintptr_t *)field = (uintptr_t)u;
+        return 0;
+    case T_UINT:
+        if (cr_parse_uint(s, &u) || u > UINT32_MAX)
+            return -EINVAL;
+        *(unsigned *)field = (unsigned)u;
+        return 0;
+    case T_BOOL:
+        return parse_bool(s, (int *)field);
+    case T_ENUM:
+        for (int i = 0; v->choices[i]; i++)
+            if (!strcasecmp(s, v->choices[i])) { *(int *)field = i; return 0; }
+        return -EINVAL;
+    }
+    return -EINVAL;
+}
+
+int cr_config_parse(struct cr_config *cfg)
+{
+    int rc = 0;
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < CR_ARRAY_SIZE(vars); i++) {
+        const struct var *v = &vars[i];
+        const char *s = getenv(v->name);
+        if (s && parse_var(v, s, cfg) == 0)
+            continue;
+        if (s) {
+            cr_err("invalid %s='%s' (%s); using the default '%s'", v->name, s, v->doc, v->def);
+            rc = -EINVAL;
+        }
+        if (parse_var(v, v->def, cfg) != 0)
+            rc = -EINVAL;   /* a default that does not parse is a bug in the table */
+    }
+    if (cfg->full_every == 0)
+        cfg->full_every = 1;
+    if (cfg->keep == 0)
+        cfg->keep = 1;
+    if (!cr_is_pow2(cfg->align)) {
+        cr_err("CRMPI_ALIGN=%zu is not a power of two; using 1M", cfg->align);
+        cfg->align = 1 << 20;
+        rc = -EINVAL;
+    }
+    return rc;
+}
+
+static struct cr_config the_config;
+static pthread_once_t config_once = PTHREAD_ONCE_INIT;
+
+static void config_init(void)
+{
+    (void)cr_config_reload();
+}
+
+int cr_config_reload(void)
+{
+    /* The log level must be known before parsing reports errors. */
+    const char *lvl = getenv("CRMPI_LOG");
+    if (lvl)
+        for (int i = 0; log_names[i]; i++)
+            if (!strcasecmp(lvl, log_names[i]))
+                cr_log_set_level(i);
+    int rc = cr_config_parse(&the_config);
+    cr_log_set_level(the_config.log_level);
+    return rc;
+}
+
+const struct cr_config *cr_config(void)
+{
+    pthread_once(&config_once, config_init);
+    return &the_config;
+}
+
+void cr_config_describe(FILE *out)
+{
+    for (size_t i = 0; i < CR_ARRAY_SIZE(vars); i++) {
+        const char *cur = getenv(vars[i].name);
+        fprintf(out, "%-18s default %-16s %s%s%s%s\n", vars[i].name,
+                *vars[i].def ? vars[i].def : "(empty)", vars[i].doc,
+                cur ? " [set: " : "", cur ? cur : "", cur ? "]" : "");
+    }
+}

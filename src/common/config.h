@@ -1,0 +1,52 @@
+/*
+ * config.h - run-time configuration from environment variables.
+ *
+ * One table (config.c) names every variable, its type, default and meaning;
+ * cr_config_load() parses them all, and `crmpi-ckpt env` prints the table.
+ * Invalid values are an error naming the variable, never silently ignored.
+ */
+#ifndef CR_CONFIG_H
+#define CR_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum cr_tracker_kind {
+    CR_TRACKER_AUTO = 0,
+    CR_TRACKER_UFFD_ASYNC,   /* userfaultfd async WP + PAGEMAP_SCAN (kernel >= 6.7) */
+    CR_TRACKER_UFFD_SYNC,    /* userfaultfd WP with a handler thread (>= 5.7)     */
+    CR_TRACKER_MPROTECT,     /* mprotect + SIGSEGV                                  */
+};
+
+struct cr_config {
+    char     dir[PATH_MAX];   /* CRMPI_DIR: checkpoint directory (absolute)     */
+    uintptr_t region_base;    /* CRMPI_REGION_BASE                              */
+    size_t   region_max;      /* CRMPI_REGION_MAX                               */
+    int      tracker;         /* CRMPI_TRACKER (enum cr_tracker_kind)           */
+    int      log_level;       /* CRMPI_LOG (enum cr_log_level)                  */
+    unsigned full_every;      /* CRMPI_FULL_EVERY: every Nth epoch is full      */
+    unsigned keep;            /* CRMPI_KEEP: committed checkpoints to keep      */
+    size_t   align;           /* CRMPI_ALIGN: alignment of bulk data in files   */
+    int      heap_check;      /* CRMPI_HEAP_CHECK: check heap on every op       */
+    int      disable;         /* CRMPI_DISABLE: run without checkpoint/restart  */
+    char     fault[256];      /* CRMPI_FAULT: fault-injection spec (tests)      */
+};
+
+/* Parse the environment into *cfg (defaults for unset variables).
+ * Returns 0, or -EINVAL after logging which variable is wrong. */
+int cr_config_parse(struct cr_config *cfg);
+/* The process-wide configuration, parsed on first use. If parsing fails,
+ * the error is logged and defaults are used for the wrong variables. */
+const struct cr_config *cr_config(void);
+/* Re-read the environment (tests change variables between cases). */
+int cr_config_reload(void);
+/* Print the variable table (name, default, meaning, current value). */
+void cr_config_describe(FILE *out);
+
+/* Parsers, shared with tools: "64M", "1G", "4096"; hex or decimal addresses. */
+int cr_parse_size(const char *s, size_t *out);
+int cr_parse_uint(const char *s, unsigned long long *out);
+
+#endif

@@ -1,0 +1,95 @@
+/*
+ * region.h - the persistent region: one range of virtual memory per process,
+ * at a fixed address, whose written pages the kernel tracks.
+ *
+ * The region is reserved (address space only) at CRMPI_REGION_BASE with
+ * MAP_FIXED_NOREPLACE for CRMPI_REGION_MAX bytes, and made usable on demand
+ * by cr_region_grow(). Everything persistent lives inside it: the heap (with
+ * all of its metadata), persistent thread stacks, copies of argv/envp and the
+ * runtime's own control blocks, found through the root slots of the header
+ * page. The checkpoint engine asks "which pages were written since the last
+ * call" (cr_region_collect); the restore path writes pages back and then
+ * re-bases the tracker.
+ *
+ * Tracking is done by one of three trackers (tracker.h), chosen at run time
+ * or forced by CRMPI_TRACKER. All functions are thread-safe. Status codes:
+ * 0, -errno, or CR_E* (cr.h).
+ */
+#ifndef CR_REGION_H
+#define CR_REGION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/compiler.h"
+
+#define CR_PAGE_SIZE      4096UL
+#define CR_REGION_CHUNK   (2UL << 20)  /* growth granularity */
+
+struct cr_region_params {
+    uintptr_t base;        /* page-aligned fixed address (0: CRMPI_REGION_BASE)    */
+    size_t    max_size;    /* bytes reserved (0: CRMPI_REGION_MAX)                 */
+    int       tracker;     /* enum cr_tracker_kind (CR_TRACKER_AUTO: best usable)  */
+};
+
+/* One range of pages reported by a collection. */
+struct cr_extent {
+    uintptr_t addr;        /* page-aligned */
+    size_t    len;         /* multiple of CR_PAGE_SIZE */
+    uint32_t  flags;       /* CR_EXTENT_* */
+};
+#define CR_EXTENT_ZERO 0x1u   /* discarded since the last collection: now reads as zeros */
+
+/* Called once per extent, in increasing address order. A non-zero return
+ * stops the collection and is returned by it (the epoch still advances:
+ * extents not yet delivered are lost for this epoch, so a caller that stops
+ * early must take a full epoch next). */
+typedef int (*cr_extent_fn)(const struct cr_extent *ext, void *arg);
+
+/* Reserve the region and start tracking. Errors: CR_ECOLLISION (the address
+ * range is already mapped: the message names it), -EINVAL (misaligned base,
+ * zero size), -EBUSY (already open), -ENOSYS (forced tracker unavailable). */
+CR_MUST_CHECK int cr_region_open(const struct cr_region_params *params);
+/* Unmap the region and stop tracking. Returns -EBADF if not open. */
+int cr_region_close(void);
+int cr_region_is_open(void);
+
+void     *cr_region_base(void);
+size_t    cr_region_size(void);     /* usable bytes from the base */
+size_t    cr_region_max(void);
+const char *cr_region_tracker_name(void);
+/* True when [p, p+len) lies inside the usable part of the region. */
+int cr_region_contains(const void *p, size_t len);
+
+/* Make [base, base+new_size) usable (rounded up to CR_REGION_CHUNK) and
+ * tracked; never shrinks. New pages read as zeros and are not reported
+ * until written. -ENOMEM beyond max_size. */
+CR_MUST_CHECK int cr_region_grow(size_t new_size);
+
+/* Drop the contents of whole pages [addr, addr+len) (page-aligned): they
+ * read as zeros afterwards, cost no memory, and the next collection reports
+ * them once with CR_EXTENT_ZERO instead of as written. */
+CR_MUST_CHECK int cr_region_discard(void *addr, size_t len);
+
+/* Report every extent written or discarded since the previous collection
+ * and start a new epoch, atomically per page: a page written while this runs
+ * is reported now or by the next collection, never lost. fn may be NULL to
+ * only re-base (used after a restore has written pages back). */
+CR_MUST_CHECK int cr_region_collect(cr_extent_fn fn, void *arg);
+
+/* Report every page that currently has contents (written at any time and not
+ * discarded since): what a full checkpoint must save. Does not start a new
+ * epoch. */
+CR_MUST_CHECK int cr_region_collect_populated(cr_extent_fn fn, void *arg);
+
+/* ---- the header page and its root slots --------------------------------- */
+/* The first page of the region belongs to the region itself. It records the
+ * usable size and a few root pointers through which each module finds its
+ * persistent state after a restore. */
+enum cr_root_id { CR_ROOT_HEAP = 0, CR_ROOT_EXEC, CR_ROOT_MPI, CR_ROOT_USER, CR_ROOT_MAX = 16 };
+void *cr_region_root(enum cr_root_id id);
+void  cr_region_set_root(enum cr_root_id id, void *p);
+/* First byte after the header page: where other modules may allocate. */
+uintptr_t cr_region_data_start(void);
+
+#endif

@@ -1,0 +1,125 @@
+/*
+ * test_common.c - configuration parsing, error texts, CRC-32C.
+ */
+#include "cutest.h"
+#include "common/config.h"
+#include "common/crc32c.h"
+#include "common/errors.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void test_parse_size_suffixes(void)
+{
+    size_t v;
+    CU_ASSERT_EQUAL(cr_parse_size("4096", &v), 0);  CU_ASSERT_EQUAL(v, 4096);
+    CU_ASSERT_EQUAL(cr_parse_size("64M", &v), 0);   CU_ASSERT_EQUAL(v, 64UL << 20);
+    CU_ASSERT_EQUAL(cr_parse_size("1GiB", &v), 0);  CU_ASSERT_EQUAL(v, 1UL << 30);
+    CU_ASSERT_EQUAL(cr_parse_size("2k", &v), 0);    CU_ASSERT_EQUAL(v, 2048);
+    CU_ASSERT_EQUAL(cr_parse_size("0x1000", &v), 0); CU_ASSERT_EQUAL(v, 4096);
+}
+
+static void test_parse_size_rejects_garbage_and_overflow(void)
+{
+    size_t v;
+    CU_ASSERT_NOT_EQUAL(cr_parse_size("", &v), 0);
+    CU_ASSERT_NOT_EQUAL(cr_parse_size("-1", &v), 0);
+    CU_ASSERT_NOT_EQUAL(cr_parse_size("12Q", &v), 0);
+    CU_ASSERT_NOT_EQUAL(cr_parse_size("99999999999T", &v), 0);
+    CU_ASSERT_NOT_EQUAL(cr_parse_size("1M extra", &v), 0);
+}
+
+static void test_config_defaults_and_overrides(void)
+{
+    struct cr_config c;
+    unsetenv("CRMPI_TRACKER");
+    setenv("CRMPI_REGION_MAX", "8G", 1);
+    setenv("CRMPI_DIR", "/tmp/somewhere", 1);
+    CU_ASSERT_EQUAL(cr_config_parse(&c), 0);
+    CU_ASSERT_EQUAL(c.region_max, 8UL << 30);
+    CU_ASSERT_STRING_EQUAL(c.dir, "/tmp/somewhere");
+    CU_ASSERT_EQUAL(c.tracker, CR_TRACKER_AUTO);
+    CU_ASSERT_EQUAL(c.region_base, 0x200000000000UL);
+    unsetenv("CRMPI_REGION_MAX");
+    unsetenv("CRMPI_DIR");
+}
+
+static void test_config_invalid_value_is_error_with_default(void)
+{
+    struct cr_config c;
+    setenv("CRMPI_TRACKER", "telepathy", 1);
+    setenv("CRMPI_LOG", "none", 1);   /* keep the expected error message quiet */
+    CU_ASSERT_EQUAL(cr_config_parse(&c), -EINVAL);
+    CU_ASSERT_EQUAL(c.tracker, CR_TRACKER_AUTO);
+    setenv("CRMPI_TRACKER", "MPROTECT", 1);
+    CU_ASSERT_EQUAL(cr_config_parse(&c), 0);
+    CU_ASSERT_EQUAL(c.tracker, CR_TRACKER_MPROTECT);
+    unsetenv("CRMPI_TRACKER");
+    unsetenv("CRMPI_LOG");
+}
+
+static void test_relative_dir_is_made_absolute(void)
+{
+    struct cr_config c;
+    setenv("CRMPI_DIR", "ck", 1);
+    CU_ASSERT_EQUAL(cr_config_parse(&c), 0);
+    CU_ASSERT_EQUAL(c.dir[0], '/');
+    CU_ASSERT_PTR_NOT_NULL(strstr(c.dir, "/ck"));
+    unsetenv("CRMPI_DIR");
+}
+
+static void test_strerror_names_every_code(void)
+{
+    CU_ASSERT_STRING_EQUAL(cr_strerror(0), "success");
+    CU_ASSERT_PTR_NOT_NULL(strstr(cr_strerror(CR_ECORRUPT), "corrupt"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(cr_strerror(CR_ERANKS), "ranks"));
+    CU_ASSERT_STRING_EQUAL(cr_strerror(-ENOMEM), strerror(ENOMEM));
+    CU_ASSERT_STRING_EQUAL(cr_strerror(-1000), "unknown crmpi error");
+    for (int c = CR_EREMOTE; c <= CR_ECORRUPT; c++)
+        CU_ASSERT_STRING_NOT_EQUAL(cr_strerror(c), "unknown crmpi error");
+}
+
+static void test_crc32c_known_vectors(void)
+{
+    /* RFC 3720 B.4 test vectors. */
+    unsigned char zeros[32] = { 0 }, ones[32], inc[32];
+    memset(ones, 0xff, sizeof ones);
+    for (int i = 0; i < 32; i++)
+        inc[i] = (unsigned char)i;
+    CU_ASSERT_EQUAL(cr_crc32c(0, zeros, 32), 0x8a9136aa);
+    CU_ASSERT_EQUAL(cr_crc32c(0, ones, 32), 0x62a8ab43);
+    CU_ASSERT_EQUAL(cr_crc32c(0, inc, 32), 0x46dd794e);
+    CU_ASSERT_EQUAL(cr_crc32c(0, "123456789", 9), 0xe3069283);
+}
+
+static void test_crc32c_hw_equals_sw_any_alignment(void)
+{
+    unsigned char buf[4096 + 16];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (unsigned char)cutest_rand();
+    for (size_t off = 0; off < 16; off++)
+        for (size_t len = 0; len < 200; len += 7)
+            CU_ASSERT_EQUAL(cr_crc32c(0, buf + off, len), cr_crc32c_sw(0, buf + off, len));
+    /* incremental == one shot */
+    uint32_t a = cr_crc32c(cr_crc32c(0, buf, 1000), buf + 1000, 3000);
+    CU_ASSERT_EQUAL(a, cr_crc32c(0, buf, 4000));
+}
+
+static CU_TestInfo common_tests[] = {
+    CUTEST(test_parse_size_suffixes),
+    CUTEST(test_parse_size_rejects_garbage_and_overflow),
+    CUTEST(test_config_defaults_and_overrides),
+    CUTEST(test_config_invalid_value_is_error_with_default),
+    CUTEST(test_relative_dir_is_made_absolute),
+    CUTEST(test_strerror_names_every_code),
+    CUTEST(test_crc32c_known_vectors),
+    CUTEST(test_crc32c_hw_equals_sw_any_alignment),
+    CU_TEST_INFO_NULL,
+};
+
+static CU_SuiteInfo suites[] = {
+    { "common", NULL, NULL, NULL, NULL, common_tests },
+    CU_SUITE_INFO_NULL,
+};
+
+int main(int argc, char **argv) { return cutest_main(argc, argv, suites); }
