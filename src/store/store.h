@@ -1,0 +1,139 @@
+/*
+ * store.h - the checkpoint container: a directory of HDF5 epoch files shared
+ * by all ranks, plus an index naming the committed epochs.
+ *
+ * The layout is specified in src/store/FORMAT.md. Contract with the layers
+ * above (the checkpoint engine in src/exec and the MPI layer):
+ *
+ *   writing one epoch (every rank, in this order)
+ *     cr_epoch_begin()   collective: agree on sizes, create the epoch file
+ *                        and its shared datasets (all HDF5 metadata work
+ *                        happens here, on the calling thread)
+ *     cr_epoch_put()     per rank, any thread, no HDF5: pwrite one extent's
+ *                        bytes (checksummed) into this rank's slice
+ *     cr_epoch_finish()  per rank, any thread, no HDF5: write the page index,
+ *                        thread table and rank record; fsync
+ *     cr_epoch_commit()  collective: all ranks agree every finish succeeded,
+ *                        then the index is replaced atomically and old
+ *                        epochs are garbage-collected; returns the same
+ *                        status on every rank. A failed or abandoned epoch
+ *                        never damages the previous committed one.
+ *
+ *   restoring (every rank)
+ *     cr_restore_open()  newest valid committed epoch (or a given one):
+ *                        verifies identity (format, job, ranks, build-ids,
+ *                        load addresses) and the chain full -> increments;
+ *                        falls back to older committed epochs on corruption,
+ *                        logging which and why
+ *     cr_restore_pages() delivers every extent of this rank, oldest epoch
+ *                        of the chain first, each checked against its CRC
+ *
+ * Collective operations go through struct cr_coll so the same code serves a
+ * single process (cr_coll_self) and an MPI job (mpi-wrap provides one over a
+ * private communicator); src/ never calls MPI itself.
+ * Status codes: 0, -errno, CR_E* (cr.h).
+ */
+#ifndef CR_STORE_H
+#define CR_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <hdf5.h>
+
+#include "common/compiler.h"
+#include "region/region.h"
+
+/* ---- collective operations ---------------------------------------------- */
+struct cr_coll {
+    int rank, size;
+    void *ctx;
+    /* every rank contributes `bytes` bytes; recv holds size*bytes, by rank */
+    int (*allgather)(struct cr_coll *c, const void *send, void *recv, size_t bytes);
+    int (*bcast)(struct cr_coll *c, void *buf, size_t bytes, int root);
+    int (*barrier)(struct cr_coll *c);
+    /* minimum over ranks (used to agree on a status: any error wins) */
+    int (*allreduce_min)(struct cr_coll *c, int64_t *val);
+    /* file-access property list for creating a shared HDF5 file collectively
+     * (H5Pset_fapl_mpio for MPI; a plain sec2 list for one process).
+     * The caller closes it. */
+    hid_t (*fapl)(struct cr_coll *c);
+};
+/* The trivial collective of a single process. */
+struct cr_coll *cr_coll_self(void);
+/* Agree on a status: returns the most negative status of all ranks (0 if all
+ * succeeded; CR_EREMOTE on ranks whose own status was 0 but another failed). */
+int cr_coll_agree(struct cr_coll *c, int status);
+
+/* ---- the directory ------------------------------------------------------- */
+struct cr_store;
+struct cr_store_opts {
+    unsigned full_every;   /* every Nth epoch is full (0: CRMPI_FULL_EVERY)    */
+    unsigned keep;         /* committed epochs to keep (0: CRMPI_KEEP)         */
+    size_t   align;        /* alignment of bulk data (0: CRMPI_ALIGN)          */
+};
+/* Open (creating it 0700 if absent, collectively) a checkpoint directory. */
+CR_MUST_CHECK int cr_store_open(struct cr_store **st, const char *dir,
+                                struct cr_coll *coll, const struct cr_store_opts *opts);
+void cr_store_close(struct cr_store *st);
+/* Whether the next epoch must be full (first epoch, every Nth, or after an
+ * epoch was abandoned). The engine collects all populated pages then. */
+int cr_store_next_is_full(const struct cr_store *st);
+
+/* ---- thread contexts ------------------------------------------------------ */
+#define CR_CTX_BLOB 256
+enum cr_thread_state { CR_THREAD_RUNNING = 1, CR_THREAD_FINISHED = 2 };
+struct cr_thread_record {
+    uint32_t tid;              /* persistent thread id (0 = main)         */
+    uint32_t state;            /* enum cr_thread_state                    */
+    uint64_t stack_lo, stack_hi;
+    uint64_t retval;           /* for finished threads                    */
+    uint8_t  ctx[CR_CTX_BLOB]; /* architecture context, opaque here       */
+};
+
+/* ---- writing an epoch ----------------------------------------------------- */
+struct cr_epoch;
+struct cr_epoch_desc {
+    int full;                          /* this epoch holds all populated pages  */
+    uintptr_t region_base;
+    size_t    region_size;
+    size_t    nextents;                /* this rank's extents                   */
+    const struct cr_extent *extents;   /* in increasing address order           */
+    size_t    nthreads;
+    const struct cr_thread_record *threads;
+};
+/* Collective. Creates the epoch file (not yet committed). */
+CR_MUST_CHECK int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d,
+                                 struct cr_epoch **ep);
+/* Write the bytes of extent i (src points at its contents, extent.len bytes;
+ * nothing for CR_EXTENT_ZERO extents). Thread-safe per epoch, no HDF5. */
+CR_MUST_CHECK int cr_epoch_put(struct cr_epoch *ep, size_t i, const void *src);
+/* All extents put: write index/tables, fsync. No HDF5. */
+CR_MUST_CHECK int cr_epoch_finish(struct cr_epoch *ep);
+/* Collective. Commits if every rank's finish succeeded, then frees ep.
+ * Returns the agreed status (identical on all ranks). */
+CR_MUST_CHECK int cr_epoch_commit(struct cr_store *st, struct cr_epoch *ep, int local_status);
+uint64_t cr_epoch_number(const struct cr_epoch *ep);
+
+/* ---- restoring ------------------------------------------------------------ */
+struct cr_restore;
+struct cr_restore_info {
+    uint64_t  epoch;          /* epoch being restored                      */
+    uintptr_t region_base;
+    size_t    region_size;
+    size_t    nthreads;
+    size_t    data_bytes;     /* bytes of page data over the whole chain   */
+};
+/* Collective. epoch == 0: newest valid committed epoch. CR_ENOCKPT when the
+ * directory has none; other CR_E* when no committed epoch is usable. */
+CR_MUST_CHECK int cr_restore_open(struct cr_store *st, uint64_t epoch, struct cr_restore **r);
+void cr_restore_info(const struct cr_restore *r, struct cr_restore_info *out);
+/* Copies this rank's thread records (n must be >= info.nthreads). */
+CR_MUST_CHECK int cr_restore_threads(struct cr_restore *r, struct cr_thread_record *out, size_t n);
+/* Writes every extent of the chain to its address (the region must already be
+ * open and grown to region_size); zero extents are discarded. Each extent is
+ * CRC-checked before it is copied: on a mismatch nothing more is written and
+ * CR_ECORRUPT is returned (the caller restarts from an older epoch). */
+CR_MUST_CHECK int cr_restore_pages(struct cr_restore *r);
+void cr_restore_close(struct cr_restore *r);
+
+#endif
