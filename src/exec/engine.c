@@ -34,6 +34,7 @@
 #include "common/config.h"
 #include "common/errors.h"
 #include "common/log.h"
+#include "heap/heap.h"
 #include "region/region.h"
 #include "store/store.h"
 
@@ -161,6 +162,11 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
     if (rc)
         goto failed;
     int full = E.force_full || cr_store_next_is_full(E.st);
+    /* Free heap pages need not be saved: release them first (the allocator
+     * is idle, every persistent thread is stopped). */
+    rc = cr_heap_trim();
+    if (rc)
+        cr_errc(rc, "cannot release the free pages of the heap (checkpoint continues)");
     rc = collect(full);
     if (rc) {
         cr_errc(rc, "cannot collect the written pages of the region");

@@ -39,6 +39,7 @@
 #include "common/config.h"
 #include "common/errors.h"
 #include "common/log.h"
+#include "heap/heap.h"
 #include "region/region.h"
 #include "store/store.h"
 
@@ -156,7 +157,12 @@ static void on_normal_exit(int status, void *unused)
 
 static int fresh_start(int (*main)(int, char **, char **), int argc, char **argv, char **envp)
 {
-    int rc = cr_exec_init(1, NULL);
+    int rc = cr_heap_init(CR_HEAP_FRESH);
+    if (rc) {
+        cr_errc(rc, "cannot initialise the persistent heap");
+        return rc;
+    }
+    rc = cr_exec_init(1, NULL);
     if (rc)
         return rc;
     struct cr_exec_root *root = RT.root;
@@ -243,6 +249,11 @@ static int restore_and_resume(void)
         return rc;
     if (rc)
         refuse(rc);
+    rc = cr_heap_init(CR_HEAP_RESTORED);
+    if (rc) {
+        cr_errc(rc, "the restored persistent heap is not usable");
+        refuse(rc);
+    }
     rc = resume_threads(rec, n);
     free(rec);
     if (rc)
