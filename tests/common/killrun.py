@@ -58,7 +58,7 @@ def parse_args(argv):
                    help="extra environment for every run (repeatable)")
     p.add_argument("--ref-env", action="append", default=[], metavar="K=V",
                    help="extra environment for the reference run only")
-    p.add_argument("--cwd", default=None, help="working directory of the runs")
+    p.add_argument("--cwd", default=None, help="working directory of the runs (created if missing)")
     p.add_argument("--keep-output", default=None, metavar="DIR",
                    help="keep every run's stdout/stderr in DIR")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -231,6 +231,8 @@ def main(argv):
     t0 = time.monotonic()
     kills = rounds = 0
     try:
+        if a.cwd:
+            os.makedirs(a.cwd, exist_ok=True)
         for path in a.clean:
             shutil.rmtree(path, ignore_errors=True)
         rc, ref, e = r.run_to_end(env_with(a.env + a.ref_env), "reference run")
