@@ -22,6 +22,14 @@ static uint64_t mix(uint64_t x)
     return x;
 }
 
+/* Built a second time with CR_TEST_VARIANT (tests/exec/badinput.py): the
+ * same program with different code, hence another build-id. */
+#ifdef CR_TEST_VARIANT
+#define WHO "kill_iter (variant)"
+#else
+#define WHO "kill_iter"
+#endif
+
 int main(int argc, char **argv)
 {
     long steps = argc > 1 ? atol(argv[1]) : 3000;
@@ -56,7 +64,7 @@ int main(int argc, char **argv)
         sum += a[i];
     printf("steps %ld hash %016llx sum %016llx\n", steps, (unsigned long long)hash,
            (unsigned long long)sum);
-    fprintf(stderr, "kill_iter: %ld restarts\n", restarts);
+    fprintf(stderr, "%s: %ld restarts\n", WHO, restarts);
     crfree(a);
     return 0;
 }
