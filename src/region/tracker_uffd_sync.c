@@ -12,14 +12,18 @@
  * deadlock): its bitmaps are mapped outside the region and log.c formats
  * on the stack.
  *
- * Ordering argument (nothing lost): a collection takes each run of dirty
- * bits, clears the bits and then write-protects the run, then reports it.
- * A write before the re-protection is reported by this collection (the
- * caller reads the page after we return it); a write after it faults, and
- * the handler sets the bit again only after un-protecting, so a collection
- * that does not see the bit yet also has not re-protected that page: the
- * bit is seen by the next one. The collector only touches pages whose bit is
- * set (writable), the handler only pages whose bit is clear (protected).
+ * Ordering (nothing lost, nothing late): the handler marks the page dirty
+ * and then un-protects it (which wakes the writer), so a write that has
+ * completed always has its bit set. The collector clears a run's bits and
+ * re-protects the run. Both steps are done under `lock` by each side, so
+ * they cannot interleave: otherwise the collector could clear a bit the
+ * handler just set and re-protect, and the handler then un-protect, leaving
+ * a writable page with a clear bit (a lost write). Either the handler runs
+ * first (the collector reports the page; the woken write lands before the
+ * re-protection and is read by the caller, or after it and faults again) or
+ * the collector runs first (the bit is set afterwards and reported next
+ * time). The lock is never held while calling back into the caller, which
+ * may write to the region.
  *
  * Kernel-mode faults (a read(2) into a protected page) are delivered to the
  * handler like user ones, which is why we do not accept UFFD_USER_MODE_ONLY
@@ -45,6 +49,7 @@ struct sync_state {
     int uffd;
     int exit_pipe[2];
     pthread_t thread;
+    pthread_mutex_t lock;   /* orders handler and collector, see above */
     struct cr_page_bitmap dirty;
     struct cr_page_bitmap populated;
 };
@@ -70,10 +75,12 @@ static void handle_faults(struct sync_state *s)
         }
         for (int i = 0; i < n; i++) {
             uintptr_t page = cr_align_down(f[i].addr, CR_PAGE_SIZE);
-            /* Un-protect first (wakes the writer), then mark: see the file comment. */
+            /* Mark, then un-protect (wakes the writer): see the file comment. */
+            pthread_mutex_lock(&s->lock);
+            cr_page_bitmap_set(&s->dirty, page);
             if (cr_uffd_wp(s->uffd, page, CR_PAGE_SIZE, 0, 0) < 0)
                 (void)cr_uffd_wake(s->uffd, page, CR_PAGE_SIZE);   /* never leave it blocked */
-            cr_page_bitmap_set(&s->dirty, page);
+            pthread_mutex_unlock(&s->lock);
         }
     }
 }
@@ -113,6 +120,7 @@ static int sync_init(struct cr_tracker *t)
         goto free_state;
     }
     s->uffd = rc;
+    pthread_mutex_init(&s->lock, NULL);
     if (pipe2(s->exit_pipe, O_CLOEXEC) != 0) {
         rc = cr_neg_errno();
         cr_perr("uffd-sync: pipe2 failed");
@@ -167,12 +175,14 @@ static int sync_collect(struct cr_tracker *t, uintptr_t start, uintptr_t end,
     struct sync_state *s = t->priv;
     uintptr_t rs, re, at = start;
     while (cr_page_bitmap_next_run(&s->dirty, at, end, &rs, &re)) {
+        pthread_mutex_lock(&s->lock);
         cr_page_bitmap_clear_range(&s->dirty, rs, re - rs);
         int rc = cr_uffd_wp(s->uffd, rs, re - rs, 1, 0);
-        if (rc < 0) {
+        if (rc < 0)
             cr_page_bitmap_set_range(&s->dirty, rs, re - rs);   /* report it next time */
+        pthread_mutex_unlock(&s->lock);
+        if (rc < 0)
             return rc;
-        }
         cr_page_bitmap_set_range(&s->populated, rs, re - rs);
         struct cr_extent e = { rs, re - rs, 0 };
         rc = fn(&e, arg);
@@ -193,10 +203,13 @@ static int sync_collect_populated(struct cr_tracker *t, uintptr_t start, uintptr
 static int sync_discard(struct cr_tracker *t, uintptr_t addr, size_t len)
 {
     struct sync_state *s = t->priv;
+    pthread_mutex_lock(&s->lock);
     cr_page_bitmap_clear_range(&s->dirty, addr, len);
     cr_page_bitmap_clear_range(&s->populated, addr, len);
     /* DONTNEED dropped the WP markers with the ptes: put them back. */
-    return cr_uffd_wp(s->uffd, addr, len, 1, 0);
+    int rc = cr_uffd_wp(s->uffd, addr, len, 1, 0);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
 }
 
 static void sync_fini(struct cr_tracker *t)

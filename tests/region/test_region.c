@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TEST_BASE 0x300000000000UL
@@ -218,6 +219,31 @@ static void test_nothing_written_reports_nothing(void)
     close_region();
 }
 
+/* More extents than the tracker's scan buffer holds (uffd-async: the
+ * PAGEMAP_SCAN output vector fills and the walk resumes at walk_end). */
+static void test_more_extents_than_scan_buffer_all_reported(void)
+{
+    size_t npages = (16UL << 20) / PG;
+    setenv("CRMPI_TEST_SCAN_VEC", "7", 1);
+    open_region(16UL << 20);
+    unsetenv("CRMPI_TEST_SCAN_VEC");
+    uint8_t *want = calloc(npages, 1);
+    for (size_t i = 1; i < npages; i += 2) {
+        page_at(i)[PG / 2] = 1;
+        want[i] = 1;
+    }
+    struct report r;
+    collect(&r);
+    expect_exact(&r, want, npages);
+    CU_ASSERT_EQUAL(r.nwritten, npages / 2);
+    report_free(&r);
+    collect(&r);                  /* everything was re-armed, not only the first batch */
+    CU_ASSERT_EQUAL(r.nwritten, 0);
+    report_free(&r);
+    free(want);
+    close_region();
+}
+
 /* ---- discard -------------------------------------------------------------------- */
 
 static void test_discard_reported_as_zero_once_then_clean(void)
@@ -393,10 +419,14 @@ static void test_writers_racing_collections_lose_nothing(void)
     pthread_t t[2];
     for (int k = 0; k < 2; k++)
         CU_ASSERT_EQUAL_FATAL(pthread_create(&t[k], NULL, writer_main, &w[k]), 0);
+    /* At least 400 rounds and 4000 reported pages (the writers may be slow
+     * to start on a loaded machine), bounded by 20 s. */
     size_t lost = 0, reported = 0;
-    int rounds = 400;
-    for (int round = 0; round <= rounds; round++) {
-        if (round == rounds) {            /* a final collection with writers stopped */
+    int rounds = 0, stopping = 0;
+    time_t t0 = time(NULL);
+    for (;;) {
+        if (!stopping && ((rounds >= 400 && reported >= 4000) || time(NULL) - t0 > 20)) {
+            stopping = 1;               /* a final collection with writers stopped */
             __atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
             for (int k = 0; k < 2; k++)
                 pthread_join(t[k], NULL);
@@ -411,14 +441,15 @@ static void test_writers_racing_collections_lose_nothing(void)
         for (size_t i = 0; i < npages; i++)
             if (c.seen[i] < before[i])
                 lost++;
-        if (round % 50 == 0)
-            sched_yield();
+        rounds++;
+        if (stopping)
+            break;
     }
     for (size_t i = 1; i < npages; i++)
         if (c.seen[i] != last[i])
             lost++;
     CU_ASSERT_EQUAL(lost, 0);
-    CU_ASSERT(reported > (size_t)rounds);   /* the writers really raced the collections */
+    CU_ASSERT(reported >= 4000);            /* the writers really raced the collections */
     if (lost)
         fprintf(stderr, "\n  [%s] %zu lost stamps\n", cr_tracker_kind_name(tracker_kind), lost);
     free(last);
@@ -599,6 +630,7 @@ static int init_mprot(void) { tracker_kind = CR_TRACKER_MPROTECT;   return usabl
     CUTEST(test_first_and_last_page_of_region),                    \
     CUTEST(test_write_straddling_page_boundary_reports_both),      \
     CUTEST(test_read_only_touches_are_not_reported),               \
+    CUTEST(test_more_extents_than_scan_buffer_all_reported),       \
     CUTEST(test_nothing_written_reports_nothing),                  \
     CUTEST(test_discard_reported_as_zero_once_then_clean),         \
     CUTEST(test_populated_follows_live_data_not_region_size),      \
