@@ -20,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +32,7 @@
 #define PG        CR_PAGE_SIZE
 
 static int tracker_kind;   /* of the running suite */
+static int usable(int kind);
 
 /* ---- helpers ------------------------------------------------------------------- */
 
@@ -241,6 +244,33 @@ static void test_more_extents_than_scan_buffer_all_reported(void)
     CU_ASSERT_EQUAL(r.nwritten, 0);
     report_free(&r);
     free(want);
+    close_region();
+}
+
+/* A system call writing into the region (the kernel, not the CPU in user
+ * mode, does the write). uffd trackers see it; the mprotect tracker cannot:
+ * the kernel returns EFAULT instead of raising SIGSEGV (documented limit). */
+static void test_syscall_writing_into_region(void)
+{
+    open_region(4UL << 20);
+    int fds[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+    CU_ASSERT_EQUAL(write(fds[1], "kernel-write", 12), 12);
+    ssize_t n = read(fds[0], page_at(9) + 100, 12);
+    struct report r;
+    collect(&r);
+    if (tracker_kind == CR_TRACKER_MPROTECT) {
+        CU_ASSERT_EQUAL(n, -1);
+        CU_ASSERT_EQUAL(r.nwritten, 0);
+    } else {
+        CU_ASSERT_EQUAL(n, 12);
+        CU_ASSERT_EQUAL(memcmp(page_at(9) + 100, "kernel-write", 12), 0);
+        CU_ASSERT_EQUAL(r.nwritten, 1);
+        CU_ASSERT_EQUAL(r.page[9], 1);
+    }
+    report_free(&r);
+    close(fds[0]);
+    close(fds[1]);
     close_region();
 }
 
@@ -604,6 +634,99 @@ static void test_misuse_returns_error_codes(void)
     cr_config_reload();
 }
 
+/* ---- tracker selection ------------------------------------------------------------- */
+
+static void test_env_variable_forces_tracker(void)
+{
+    const char *names[] = { "mprotect", "uffd-sync", "uffd-async" };
+    for (size_t k = 0; k < 3; k++) {
+        setenv("CRMPI_TRACKER", names[k], 1);
+        cr_config_reload();
+        struct cr_region_params p = { .base = TEST_BASE, .max_size = TEST_MAX };
+        CU_ASSERT_EQUAL_FATAL(cr_region_open(&p), 0);
+        CU_ASSERT_STRING_EQUAL(cr_region_tracker_name(), names[k]);
+        CU_ASSERT_EQUAL(cr_region_close(), 0);
+    }
+    unsetenv("CRMPI_TRACKER");
+    cr_config_reload();
+}
+
+static void test_auto_picks_best_usable_tracker(void)
+{
+    struct cr_region_params p = { .base = TEST_BASE, .max_size = TEST_MAX };
+    CU_ASSERT_EQUAL_FATAL(cr_region_open(&p), 0);
+    const char *want = usable(CR_TRACKER_UFFD_ASYNC) ? "uffd-async"
+                     : usable(CR_TRACKER_UFFD_SYNC) ? "uffd-sync" : "mprotect";
+    CU_ASSERT_STRING_EQUAL(cr_region_tracker_name(), want);
+    CU_ASSERT_EQUAL(cr_region_close(), 0);
+}
+
+/* Child of the test below, running as nobody. Exit codes say what failed. */
+static int unprivileged_child(void)
+{
+    if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+        return 10;
+    /* Changing uid made us non-dumpable, which makes /proc/self/pagemap
+     * root-owned; an ordinary unprivileged process is dumpable. */
+    if (prctl(PR_SET_DUMPABLE, 1) != 0)
+        return 10;
+    setenv("CRMPI_LOG", "none", 1);
+    cr_config_reload();
+    struct cr_region_params p = { .base = TEST_BASE, .max_size = TEST_MAX,
+                                  .tracker = CR_TRACKER_UFFD_SYNC };
+    if (cr_region_open(&p) != -ENOSYS)           /* forced but unusable: refused */
+        return 11;
+    p.tracker = CR_TRACKER_AUTO;
+    if (cr_region_open(&p) != 0)
+        return 12;
+    if (strcmp(cr_region_tracker_name(), "uffd-async"))   /* via UFFD_USER_MODE_ONLY */
+        return 13;
+    if (cr_region_grow(1 << 20) || cr_region_collect(NULL, NULL))
+        return 14;
+    int fds[2];
+    if (pipe(fds) || write(fds[1], "x", 1) != 1 || read(fds[0], page_at(3), 1) != 1)
+        return 15;                               /* kernel writes still resolve */
+    page_at(5)[0] = 1;
+    struct report r;
+    report_init(&r);
+    if (cr_region_collect(record, &r) || r.nwritten != 2 || !r.page[3] || !r.page[5])
+        return 16;
+    return cr_region_close() ? 17 : 0;
+}
+
+/* With vm.unprivileged_userfaultfd=0 an unprivileged process may still
+ * create a user-mode-only userfaultfd, enough for async WP (the kernel
+ * resolves even its own faults); sync WP would turn kernel writes into
+ * EFAULT, so it is refused. Needs root to drop to nobody. */
+static void test_unprivileged_process_gets_uffd_async_when_sysctl_forbids(void)
+{
+    FILE *f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "r");
+    int sysctl = f && fgetc(f) == '0';
+    if (f)
+        fclose(f);
+    if (getuid() != 0 || !sysctl || !usable(CR_TRACKER_UFFD_ASYNC)) {
+        fprintf(stderr, "(needs root, vm.unprivileged_userfaultfd=0 and uffd-async: not checked) ");
+        return;
+    }
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0)
+        _exit(unprivileged_child());
+    int st = 0;
+    CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
+    CU_ASSERT(WIFEXITED(st));
+    CU_ASSERT_EQUAL(WEXITSTATUS(st), 0);
+    if (WEXITSTATUS(st))
+        fprintf(stderr, "(unprivileged child failed at step %d) ", WEXITSTATUS(st));
+}
+
+static CU_TestInfo tests_select[] = {
+    CUTEST(test_env_variable_forces_tracker),
+    CUTEST(test_auto_picks_best_usable_tracker),
+    CUTEST(test_unprivileged_process_gets_uffd_async_when_sysctl_forbids),
+    CU_TEST_INFO_NULL
+};
+
 /* ---- suites ------------------------------------------------------------------------ */
 
 static int usable(int kind)
@@ -631,6 +754,7 @@ static int init_mprot(void) { tracker_kind = CR_TRACKER_MPROTECT;   return usabl
     CUTEST(test_write_straddling_page_boundary_reports_both),      \
     CUTEST(test_read_only_touches_are_not_reported),               \
     CUTEST(test_more_extents_than_scan_buffer_all_reported),       \
+    CUTEST(test_syscall_writing_into_region),                      \
     CUTEST(test_nothing_written_reports_nothing),                  \
     CUTEST(test_discard_reported_as_zero_once_then_clean),         \
     CUTEST(test_populated_follows_live_data_not_region_size),      \
@@ -650,6 +774,7 @@ static CU_SuiteInfo suites[] = {
     { "uffd-async", init_async, NULL, NULL, NULL, tests_async },
     { "uffd-sync",  init_sync,  NULL, NULL, NULL, tests_sync },
     { "mprotect",   init_mprot, NULL, NULL, NULL, tests_mprot },
+    { "selection",  NULL,       NULL, NULL, NULL, tests_select },
     CU_SUITE_INFO_NULL
 };
 
