@@ -29,8 +29,9 @@ trap 'rm -rf "$tmp"' EXIT
 # One data file per (size, tracker): written fraction in %, collect ms;
 # one per size for the baselines.
 awk -F, -v d="$tmp" '
-  $1 == "collect" { f = d "/" $3 "_" $2 ".dat"; print $4 * 100, $7 > f;
-                    print $3, $8, $9 > (d "/base_" $3 ".dat"); sizes[$3] = 1 }
+  $1 == "collect" && $5 == "spread" { f = d "/" $3 "_" $2 ".dat"; print $4 * 100, $8 > f;
+                    print $3, $9, $10 > (d "/base_" $3 ".dat"); sizes[$3] = 1 }
+  $1 == "collect" && ($5 == "block" || $4 == 1) { print $4 * 100, $8 > (d "/" $3 "_" $2 "_block.dat") }
   END { for (s in sizes) print s > (d "/sizes") }' "$out/region.csv"
 sizes=$(sort -n "$tmp/sizes" | tr '\n' ' ')
 {
@@ -45,9 +46,10 @@ sizes=$(sort -n "$tmp/sizes" | tr '\n' ' ')
     if [ "$s" -ge 1024 ]; then label="$((s / 1024)) GiB"; else label="$s MiB"; fi
     memcpy=$(head -1 "$tmp/base_$s.dat" | cut -d' ' -f2)
     fork=$(head -1 "$tmp/base_$s.dat" | cut -d' ' -f3)
-    plot="plot [0.05:200] $memcpy title 'memcpy of the data' lw 2 dt 2, $fork title 'fork()' lw 2 dt 3"
+    plot="plot [0.05:200] [0.005:*] $memcpy title 'memcpy of the data' lw 2 dt 2, $fork title 'fork()' lw 2 dt 3"
     for t in uffd-async uffd-sync mprotect; do
-      [ -f "$tmp/${s}_$t.dat" ] && plot="$plot, '$tmp/${s}_$t.dat' using 1:2 with linespoints lw 2 title '$t'"
+      [ -f "$tmp/${s}_$t.dat" ] && plot="$plot, '$tmp/${s}_$t.dat' using 1:2 with linespoints lw 2 title '$t (spread)'"
+      [ -f "$tmp/${s}_${t}_block.dat" ] && plot="$plot, '$tmp/${s}_${t}_block.dat' using 1:2 with linespoints lw 1 dt 4 title '$t (block)'"
     done
     echo "set title '$label of data'"
     echo "$plot"
