@@ -274,6 +274,39 @@ static void test_syscall_writing_into_region(void)
     close_region();
 }
 
+/* A fork (MPI launchers and system() do it) must not disturb tracking in
+ * the parent: after fork every private page is copy-on-write, and the
+ * parent's next write is both a COW fault and a tracked write. The child's
+ * writes go to its own copy and are not reported in the parent. */
+static void test_fork_child_does_not_disturb_parent_tracking(void)
+{
+    open_region(8UL << 20);
+    for (size_t i = 1; i < 100; i++)
+        page_at(i)[0] = 1;
+    struct report r;
+    collect(&r);
+    CU_ASSERT_EQUAL(r.nwritten, 99);
+    report_free(&r);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        for (size_t i = 1; i < 200; i++)
+            page_at(i)[1] = 2;
+        _exit(page_at(150)[1] == 2 ? 0 : 1);
+    }
+    int st = 0;
+    CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    page_at(10)[0] = 3;           /* populated page, now COW-shared with the (dead) child */
+    page_at(120)[0] = 3;          /* never-touched page */
+    collect(&r);
+    CU_ASSERT_EQUAL(r.nwritten, 2);
+    CU_ASSERT(r.page[10] && r.page[120]);
+    CU_ASSERT_EQUAL(page_at(150)[1], 0);
+    report_free(&r);
+    close_region();
+}
+
 /* ---- discard -------------------------------------------------------------------- */
 
 static void test_discard_reported_as_zero_once_then_clean(void)
@@ -755,6 +788,7 @@ static int init_mprot(void) { tracker_kind = CR_TRACKER_MPROTECT;   return usabl
     CUTEST(test_read_only_touches_are_not_reported),               \
     CUTEST(test_more_extents_than_scan_buffer_all_reported),       \
     CUTEST(test_syscall_writing_into_region),                      \
+    CUTEST(test_fork_child_does_not_disturb_parent_tracking),      \
     CUTEST(test_nothing_written_reports_nothing),                  \
     CUTEST(test_discard_reported_as_zero_once_then_clean),         \
     CUTEST(test_populated_follows_live_data_not_region_size),      \
