@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +306,84 @@ static void test_fork_child_does_not_disturb_parent_tracking(void)
     CU_ASSERT_EQUAL(page_at(150)[1], 0);
     report_free(&r);
     close_region();
+}
+
+/* Transparent huge pages are off on the region (4 KiB tracking unit). */
+static void test_region_has_transparent_huge_pages_disabled(void)
+{
+    open_region(8UL << 20);
+    memset(page_at(512), 1, CR_REGION_CHUNK);   /* one whole aligned 2 MiB chunk */
+    FILE *f = fopen("/proc/self/smaps", "r");
+    CU_ASSERT_FATAL(f != NULL);
+    char line[512];
+    int in_region = 0, vmas = 0, nohuge = 0;
+    long anon_huge_kb = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {   /* a VMA header line */
+            in_region = lo >= TEST_BASE && hi <= TEST_BASE + TEST_MAX;
+            vmas += in_region;
+            continue;
+        }
+        long kb;
+        if (in_region && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
+            anon_huge_kb += kb;
+        if (in_region && !strncmp(line, "VmFlags:", 8) && strstr(line, " nh"))
+            nohuge++;
+    }
+    fclose(f);
+    CU_ASSERT(vmas > 0);
+    CU_ASSERT_EQUAL(nohuge, vmas);
+    CU_ASSERT_EQUAL(anon_huge_kb, 0);
+    close_region();
+}
+
+/* Run fn in a child; return its wait status. */
+static int in_child(void (*fn)(void))
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        fn();
+        _exit(0);
+    }
+    int st = -1;
+    waitpid(pid, &st, 0);
+    return st;
+}
+
+static void write_beyond_usable_size(void)
+{
+    signal(SIGSEGV, SIG_DFL);
+    struct cr_region_params p = { .base = TEST_BASE, .max_size = TEST_MAX, .tracker = tracker_kind };
+    if (cr_region_open(&p) || cr_region_grow(4UL << 20))
+        _exit(3);
+    page_at(10)[0] = 1;                          /* fine */
+    page_at((4UL << 20) / PG)[0] = 1;            /* reserved but not grown: a real fault */
+    _exit(4);
+}
+
+static void sigsegv_exit_42(int sig) { (void)sig; _exit(42); }
+
+static void fault_outside_region_with_app_handler(void)
+{
+    signal(SIGSEGV, sigsegv_exit_42);            /* installed before the region */
+    struct cr_region_params p = { .base = TEST_BASE, .max_size = TEST_MAX, .tracker = tracker_kind };
+    if (cr_region_open(&p) || cr_region_grow(4UL << 20))
+        _exit(3);
+    page_at(10)[0] = 1;                          /* a tracked write: not the app's business */
+    volatile int *volatile bad = (int *)(uintptr_t)64;
+    *bad = 1;                                    /* a bug outside the region */
+    _exit(4);
+}
+
+/* Faults that are not ours still behave as without crmpi: the process dies
+ * of SIGSEGV, or the application's own handler runs. */
+static void test_faults_not_ours_reach_default_action_or_app_handler(void)
+{
+    int st = in_child(write_beyond_usable_size);
+    CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+    st = in_child(fault_outside_region_with_app_handler);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 42);
 }
 
 /* ---- discard -------------------------------------------------------------------- */
@@ -789,6 +868,8 @@ static int init_mprot(void) { tracker_kind = CR_TRACKER_MPROTECT;   return usabl
     CUTEST(test_more_extents_than_scan_buffer_all_reported),       \
     CUTEST(test_syscall_writing_into_region),                      \
     CUTEST(test_fork_child_does_not_disturb_parent_tracking),      \
+    CUTEST(test_region_has_transparent_huge_pages_disabled),       \
+    CUTEST(test_faults_not_ours_reach_default_action_or_app_handler), \
     CUTEST(test_nothing_written_reports_nothing),                  \
     CUTEST(test_discard_reported_as_zero_once_then_clean),         \
     CUTEST(test_populated_follows_live_data_not_region_size),      \
