@@ -1,0 +1,77 @@
+#!/bin/sh
+# perf/exec/run.sh - cost of checkpoints inside a recursive computation.
+#
+#   perf/exec/run.sh            default run (8192, 1M and 16M ints; a few minutes)
+#   perf/exec/run.sh --quick    smoke run for CI (8192 and 1M ints, one run each)
+#
+# For each array size and 1..4 checkpoints per subproblem (subproblems above
+# n/128 elements), bench_msort sorts with checkpoints and, in the same
+# process, without (the baseline); medians of RUNS runs. Reports total time,
+# time per checkpoint (extra time / number of checkpoints), bytes written per
+# checkpoint and the slowdown ratio. Builds bench_msort if needed (build dir:
+# $CRMPI_BUILD_DIR or ./build); writes perf/results/exec.{txt,csv,png}
+# (output dir: $CRMPI_PERF_OUT). Checkpoints go to a fresh directory under
+# the build directory (same filesystem as the build).
+set -eu
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${CRMPI_BUILD_DIR:-$root/build}
+out=${CRMPI_PERF_OUT:-$root/perf/results}
+sizes="8192 1048576 16777216"
+runs=3
+if [ "${1:-}" = "--quick" ]; then
+  sizes="8192 1048576"
+  runs=1
+fi
+
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+fi
+cmake --build "$build" -j2 --target bench_msort >/dev/null
+mkdir -p "$out"
+ckdir="$build/perf/exec/ckpt"
+csv="$out/exec.csv"
+echo "n,ckpts_per_sub,baseline_s,total_s,checkpoints,s_per_ckpt,bytes_per_ckpt" > "$csv"
+for n in $sizes; do
+  for k in 1 2 3 4; do
+    rm -rf "$ckdir"
+    CRMPI_DIR="$ckdir" "$build/perf/exec/bench_msort" "$n" "$k" "$runs" >> "$csv"
+  done
+done
+rm -rf "$ckdir"
+
+{
+  echo "mergesort with checkpoints in every subproblem > n/128 (median of $runs runs; baseline = same sort, no checkpoint, same process)"
+  printf "%10s %6s %12s %12s %8s %7s %14s %14s\n" n ck/sub baseline_s total_s ratio ckpts ms/ckpt KiB/ckpt
+  awk -F, 'NR > 1 { printf "%10d %6d %12.4f %12.4f %8.1f %7d %14.3f %14.1f\n",
+                    $1, $2, $3, $4, ($3 > 0 ? $4 / $3 : 0), $5, $6 * 1000, $7 / 1024 }' "$csv"
+} | tee "$out/exec.txt"
+
+if ! command -v gnuplot >/dev/null 2>&1; then
+  echo "gnuplot not found: no plot (CSV is in $csv)"
+  exit 0
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+awk -F, -v d="$tmp" 'NR > 1 { print $2, $6 * 1000, $7 / 1024, ($3 > 0 ? $4 / $3 : 0) > (d "/" $1 ".dat"); s[$1] = 1 }
+  END { for (x in s) print x > (d "/sizes") }' "$csv"
+sizes=$(sort -n "$tmp/sizes" | tr '\n' ' ')
+{
+  echo "set terminal pngcairo size 1500,500 font 'sans,10'"
+  echo "set output '$out/exec.png'"
+  echo "set multiplot layout 1,3 title 'crmpi: checkpoints inside a recursive mergesort (median of $runs runs)'"
+  echo "set grid; set key left top opaque box; set xlabel 'checkpoints per subproblem'; set xtics 1"
+  for panel in "2:ms per checkpoint:ms" "3:KiB written per checkpoint:KiB" "4:total time / baseline (no checkpoints):ratio"; do
+    col=${panel%%:*}; rest=${panel#*:}; title=${rest%%:*}; ylabel=${rest#*:}
+    echo "set title '$title'; set ylabel '$ylabel'; set logscale y"
+    plot="plot"
+    sep=""
+    for s in $sizes; do
+      plot="$plot$sep '$tmp/$s.dat' using 1:$col with linespoints lw 2 title 'n = $s'"
+      sep=","
+    done
+    echo "$plot"
+  done
+  echo "unset multiplot"
+} > "$tmp/plot.gp"
+gnuplot "$tmp/plot.gp"
+echo "wrote $csv, $out/exec.txt, $out/exec.png"
