@@ -162,6 +162,10 @@ void cr_engine_mark_finished(void);
 #define CR_EXEC_DEFER_RESTORE 0x1u
 int cr_exec_main(int (*main)(int, char **, char **), int argc, char **argv,
                  char **envp, unsigned flags);
+/* In libraries that contain the __libc_start_main hook (start_hook.c): make
+ * it pass CR_EXEC_DEFER_RESTORE. libcrmpi calls this from a constructor
+ * (shared-library constructors run before the program's _start). */
+void cr_exec_defer_restore(void);
 /* From the main persistent thread: if the checkpoint directory holds a
  * committed checkpoint, restore it (with coll for the store) and continue
  * there - this call does not return then, cr_checkpoint() returns

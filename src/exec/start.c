@@ -4,7 +4,8 @@
  *
  * cr_exec_main() is called in place of main by the __libc_start_main hook
  * (start_hook.c). In order:
- *  1. CRMPI_DISABLE=1: call main directly, nothing else.
+ *  1. CRMPI_DISABLE=1: open the region and a fresh heap (crmalloc works),
+ *     call main directly; cr_checkpoint() does nothing.
  *  2. ASLR: frames on persistent stacks hold return addresses into the
  *     executable and its libraries, so every run must load them at the same
  *     addresses. If randomisation is on, set ADDR_NO_RANDOMIZE and re-execute
@@ -268,6 +269,9 @@ int cr_exec_main(int (*main)(int, char **, char **), int argc, char **argv, char
 {
     const struct cr_config *cfg = cr_config();
     if (cfg->disable) {
+        /* crmalloc still needs the region and a heap; nothing else runs. */
+        if (open_region() == 0 && cr_heap_init(CR_HEAP_FRESH) != 0)
+            cr_err("cannot initialise the heap: crmalloc will fail");
         cr_exec_lazy_init();
         return main(argc, argv, envp);
     }

@@ -27,9 +27,16 @@ int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
 
 static main_fn real_main;
 
+static unsigned start_flags;
+
+void cr_exec_defer_restore(void)
+{
+    start_flags |= CR_EXEC_DEFER_RESTORE;
+}
+
 static int wrapper_main(int argc, char **argv, char **envp)
 {
-    return cr_exec_main(real_main, argc, argv, envp, 0);
+    return cr_exec_main(real_main, argc, argv, envp, start_flags);
 }
 
 CR_EXPORT int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),

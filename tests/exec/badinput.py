@@ -4,6 +4,8 @@ cannot use as is.
 
     badinput.py mismatch PROG PROG_VARIANT WORKDIR
     badinput.py damaged  PROG WORKDIR
+    badinput.py collision PROG WORKDIR
+    badinput.py disabled PROG WORKDIR
 
 mismatch: PROG is killed after it committed checkpoints; PROG_VARIANT (the
   same source built differently: another build-id) is installed at the same
@@ -15,6 +17,12 @@ damaged: PROG is killed after it committed checkpoints; the page data of the
   newest committed epoch is overwritten (its /pages dataset, located through
   the epoch header, src/store/FORMAT.md). The restart must fall back to an
   older epoch and finish with the output of an uninterrupted run.
+collision: CRMPI_REGION_BASE names an address already mapped (the
+  executable's own): the region is not silently placed elsewhere; the start
+  reports the collision, the program cannot allocate persistent memory (it
+  exits non-zero by itself) and no checkpoint is written.
+disabled: CRMPI_DISABLE=1 runs the program as if the library were absent:
+  same output, no checkpoint directory created.
 Prints "badinput: PASS ..." or "badinput: FAIL ..." last.
 """
 import os
@@ -34,9 +42,10 @@ def fail(msg):
     sys.exit(1)
 
 
-def run(prog, wd, timeout=120):
-    p = subprocess.run([prog] + ARGS, cwd=wd, capture_output=True, timeout=timeout,
-                       env=dict(os.environ, CRMPI_DIR=os.path.join(wd, "ckpt")))
+def run(prog, wd, timeout=120, **extra):
+    env = dict(os.environ, CRMPI_DIR=os.path.join(wd, "ckpt"))
+    env.update(extra)
+    p = subprocess.run([prog] + ARGS, cwd=wd, capture_output=True, timeout=timeout, env=env)
     return p.returncode, p.stdout, p.stderr.decode(errors="replace")
 
 
@@ -138,11 +147,38 @@ def damaged(prog, wd):
           % (newest, n, notice.strip()), flush=True)
 
 
+def collision(prog, wd):
+    fresh(wd)
+    rc, out, err = run(prog, wd, CRMPI_REGION_BASE="0x555555554000")
+    if rc == 0 or out:
+        fail("the program ran with a colliding region (rc=%d)" % rc)
+    if "fixed address is already in use" not in err or "CRMPI_REGION_BASE" not in err:
+        fail("collision not reported clearly:\n" + err)
+    if os.path.exists(os.path.join(wd, "ckpt")):
+        fail("a checkpoint directory was created despite the collision")
+    line = [l for l in err.splitlines() if "already in use" in l][0]
+    print("badinput: PASS collision refused (%s)" % line.strip(), flush=True)
+
+
+def disabled(prog, wd):
+    fresh(wd)
+    rc, ref, _ = run(prog, wd)
+    if rc != 0:
+        fail("reference run exited %d" % rc)
+    shutil.rmtree(os.path.join(wd, "ckpt"))
+    rc, out, err = run(prog, wd, CRMPI_DISABLE="1")
+    if rc != 0 or out != ref:
+        fail("CRMPI_DISABLE=1 changed the result (rc=%d)\n%s" % (rc, err))
+    if os.path.exists(os.path.join(wd, "ckpt")):
+        fail("CRMPI_DISABLE=1 still created a checkpoint directory")
+    print("badinput: PASS disabled: same output, no checkpoint directory", flush=True)
+
+
 def main(argv):
     if len(argv) == 4 and argv[0] == "mismatch":
         mismatch(argv[1], argv[2], argv[3])
-    elif len(argv) == 3 and argv[0] == "damaged":
-        damaged(argv[1], argv[2])
+    elif len(argv) == 3 and argv[0] in ("damaged", "collision", "disabled"):
+        {"damaged": damaged, "collision": collision, "disabled": disabled}[argv[0]](argv[1], argv[2])
     else:
         print(__doc__, file=sys.stderr)
         return 2
