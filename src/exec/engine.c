@@ -364,6 +364,10 @@ int cr_engine_restore(struct cr_thread_record **recs, size_t *n)
         cr_errc(rc, "cannot re-base the dirty-page tracker after the restore");
         return rc;
     }
+    /* The first epoch after a restart is full: it must not chain onto an
+     * epoch newer than the one restored (after a fallback) or onto pages
+     * the restore itself wrote. */
+    E.force_full = 1;
     cr_info("restored checkpoint epoch %llu from %s (%zu threads)",
             (unsigned long long)got, cfg->dir, *n);
     return 0;

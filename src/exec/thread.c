@@ -346,6 +346,8 @@ CR_EXPORT void crthread_exit(void *retval)
 struct join_arg {
     struct cr_pthread *target;
     void *retval;
+    void *stack_lo;
+    size_t stack_size;
 };
 
 static int join_ready(struct cr_pthread *self, void *p)
@@ -356,7 +358,11 @@ static int join_ready(struct cr_pthread *self, void *p)
 static void join_take(struct cr_pthread *self, void *p)
 {
     struct join_arg *j = p;
+    /* Taken under the lock: once FREE, the block may be reused at once. */
     j->retval = j->target->retval;
+    j->stack_lo = j->target->stack_lo;
+    j->stack_size = j->target->stack_size;
+    j->target->stack_lo = NULL;
     j->target->state = CR_T_FREE;
 }
 
@@ -393,8 +399,7 @@ CR_EXPORT int crthread_join(crthread_t thread, void **retval)
         RT.has_pt[thread] = 0;
         pthread_mutex_unlock(&RT.lock);
     }
-    cr_exec_stack_free(t->stack_lo, t->stack_size);
-    t->stack_lo = NULL;
+    cr_exec_stack_free(j.stack_lo, j.stack_size);
     if (retval)
         *retval = j.retval;
     return 0;
