@@ -10,9 +10,11 @@
  * checkpoint position), and, in the same process, the same sort of the same
  * data with no checkpoint (the baseline). Each is repeated RUNS times after
  * a warm-up sort; medians are reported. Prints one CSV line:
- *   n,ckpts_per_sub,baseline_s,total_s,checkpoints,s_per_ckpt,bytes_per_ckpt
+ *   n,ckpts_per_sub,baseline_s,total_s,checkpoints,s_per_ckpt,bytes_per_ckpt,write_s_per_ckpt
  * where s_per_ckpt = (total - baseline) / checkpoints: everything a
- * checkpoint costs the computation, rendezvous and write included.
+ * checkpoint costs the computation, rendezvous and write included, and
+ * write_s_per_ckpt the part spent in the collector (collect + store write,
+ * from cr_checkpoint_stats).
  * Needs libcr's persistent main (link with -lcr); the checkpoint directory
  * is CRMPI_DIR as usual.
  */
@@ -116,7 +118,7 @@ int main(int argc, char **argv)
         return 1;
     }
     p->cutoff = n / 128 > 1 ? n / 128 : 1;
-    double base[64], ck[64], per[64], bytes[64];
+    double base[64], ck[64], per[64], bytes[64], wr[64];
     uint64_t count = 0;
     p->nckpt = 0;
     fill(a, n);
@@ -143,13 +145,14 @@ int main(int argc, char **argv)
         count = s1.checkpoints - s0.checkpoints;
         per[r] = count ? (ck[r] - base[r]) / (double)count : 0;
         bytes[r] = count ? (double)(s1.total_bytes - s0.total_bytes) / (double)count : 0;
+        wr[r] = count ? (s1.total_seconds - s0.total_seconds) / (double)count : 0;
         for (long i = 1; i < n; i++)
             if (a[i - 1] > a[i]) {
                 fprintf(stderr, "bench_msort: not sorted\n");
                 return 1;
             }
     }
-    printf("%ld,%d,%.6f,%.6f,%llu,%.6f,%.0f\n", n, nckpt, median(base, runs), median(ck, runs),
-           (unsigned long long)count, median(per, runs), median(bytes, runs));
+    printf("%ld,%d,%.6f,%.6f,%llu,%.6f,%.0f,%.6f\n", n, nckpt, median(base, runs), median(ck, runs),
+           (unsigned long long)count, median(per, runs), median(bytes, runs), median(wr, runs));
     return 0;
 }

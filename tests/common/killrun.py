@@ -13,7 +13,8 @@ it finishes, and check that its final output equals an uninterrupted run.
    reference byte for byte. The checkpoint directory is *not* cleaned between
    the reference and the first round, nor between rounds: a program that
    exits normally must leave it so that the next start is a fresh one (this
-   is crmpi's contract). Rounds repeat until at least --kills kills happened.
+   is crmpi's contract). Rounds repeat until at least --kills kills happened;
+   once they have, the current round's last run goes undisturbed to its end.
 3. A run that exits non-zero (or by a signal) without having been killed by
    us, or that outlives --timeout, is a failure.
 
@@ -244,7 +245,12 @@ def main(argv):
             while True:
                 if r.nrun > a.max_runs:
                     raise Failure("gave up after %d runs" % r.nrun)
-                killed, rc, o, e = r.killed_run()
+                if kills >= a.kills:
+                    # enough kills: let this round finish undisturbed
+                    killed = None
+                    rc, o, e = r.run_to_end(r.env, "run %d" % (r.nrun + 1))
+                else:
+                    killed, rc, o, e = r.killed_run()
                 if killed:
                     kills += 1
                     round_kills += 1
