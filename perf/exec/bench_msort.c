@@ -10,11 +10,14 @@
  * checkpoint position), and, in the same process, the same sort of the same
  * data with no checkpoint (the baseline). Each is repeated RUNS times after
  * a warm-up sort; medians are reported. Prints one CSV line:
- *   n,ckpts_per_sub,baseline_s,total_s,checkpoints,s_per_ckpt,bytes_per_ckpt,write_s_per_ckpt
+ *   n,ckpts_per_sub,baseline_s,total_s,checkpoints,s_per_ckpt,bytes_per_ckpt,write_s_per_ckpt,raw_s
  * where s_per_ckpt = (total - baseline) / checkpoints: everything a
  * checkpoint costs the computation, rendezvous and write included, and
  * write_s_per_ckpt the part spent in the collector (collect + store write,
- * from cr_checkpoint_stats).
+ * from cr_checkpoint_stats), and raw_s the time of the filesystem baseline:
+ * write bytes_per_ckpt bytes to a new file in the checkpoint directory,
+ * fsync it, rename it, fsync the directory (what any durable checkpoint
+ * must do at least; median of 9).
  * Needs libcr's persistent main (link with -lcr); the checkpoint directory
  * is CRMPI_DIR as usual.
  */
@@ -23,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <time.h>
+#include <unistd.h>
 
 struct params {
     int nckpt;
@@ -100,6 +105,36 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* Durable write of `bytes` bytes: new file, write, fsync, rename, fsync dir. */
+static double raw_write(const char *dir, size_t bytes)
+{
+    char tmp[4096], dst[4096];
+    snprintf(tmp, sizeof tmp, "%s/raw.tmp", dir);
+    snprintf(dst, sizeof dst, "%s/raw", dir);
+    char *buf = malloc(bytes ? bytes : 1);
+    if (!buf)
+        return -1;
+    memset(buf, 0x5a, bytes);
+    double t[9];
+    for (int i = 0; i < 9; i++) {
+        double t0 = now();
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+        if (fd < 0 || dfd < 0 || write(fd, buf, bytes) != (ssize_t)bytes || fsync(fd) ||
+            rename(tmp, dst) || fsync(dfd)) {
+            perror("bench_msort: raw write baseline");
+            free(buf);
+            return -1;
+        }
+        close(fd);
+        close(dfd);
+        t[i] = now() - t0;
+    }
+    unlink(dst);
+    free(buf);
+    return median(t, 9);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -152,7 +187,10 @@ int main(int argc, char **argv)
                 return 1;
             }
     }
-    printf("%ld,%d,%.6f,%.6f,%llu,%.6f,%.0f,%.6f\n", n, nckpt, median(base, runs), median(ck, runs),
-           (unsigned long long)count, median(per, runs), median(bytes, runs), median(wr, runs));
+    double mb = median(bytes, runs);
+    const char *dir = getenv("CRMPI_DIR");
+    double raw = raw_write(dir ? dir : "crmpi-ckpt", (size_t)mb);
+    printf("%ld,%d,%.6f,%.6f,%llu,%.6f,%.0f,%.6f,%.6f\n", n, nckpt, median(base, runs),
+           median(ck, runs), (unsigned long long)count, median(per, runs), mb, median(wr, runs), raw);
     return 0;
 }
