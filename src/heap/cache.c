@@ -248,14 +248,30 @@ static int not_live(const void *p, const char *who)
     return CR_ESTATE;
 }
 
+static int interior(struct slab *s, void *p, const char *who)
+{
+    cr_err("%s(%p): not the start of an allocation (interior pointer into a "
+           "%u-byte object slab at %p); ignored", who, p, heap_classes[s->cls].size, (void *)s);
+    return CR_ESTATE;
+}
+
+int small_live(struct slab *s, void *p, const char *who)
+{
+    long idx = slab_index(s, p);
+    if (idx < 0)
+        return interior(s, p, who);
+    uint64_t bit = 1ULL << (idx % 64);
+    if (!(__atomic_load_n(&slab_alloc_bits(s)[idx / 64], __ATOMIC_RELAXED) & bit) ||
+        (__atomic_load_n(&slab_remote_bits(s)[idx / 64], __ATOMIC_RELAXED) & bit))
+        return not_live(p, who);
+    return 0;
+}
+
 int small_free(struct slab *s, void *p, const char *who)
 {
     long idx = slab_index(s, p);
-    if (idx < 0) {
-        cr_err("%s(%p): not the start of an allocation (interior pointer into a "
-               "%u-byte object slab at %p); ignored", who, p, heap_classes[s->cls].size, (void *)s);
-        return CR_ESTATE;
-    }
+    if (idx < 0)
+        return interior(s, p, who);
     uint64_t bit = 1ULL << (idx % 64);
     uint64_t *aw = &slab_alloc_bits(s)[idx / 64], *rw = &slab_remote_bits(s)[idx / 64];
     struct heap_cache *c = cache_get();

@@ -245,10 +245,14 @@ int cr_heap_stats(struct cr_heap_stats *st)
         uint32_t info = r->map[i].info, n = pk_n(info);
         if (pk_kind(info) == PK_SLAB && n == 0) {
             const struct slab *s = (const struct slab *)heap_page_addr(i);
+            const struct heap_class *k = &heap_classes[s->cls];
+            uint32_t queued = 0;     /* freed by other threads, not yet drained */
+            for (uint32_t w = 0; w < k->words; w++)
+                queued += (uint32_t)__builtin_popcountll(s->bits[k->words + w]);
             n = s->npages;
             st->small_bytes += (size_t)n * HEAP_PAGE;
-            st->live_bytes += (size_t)s->used * heap_classes[s->cls].size;
-            st->live_objects += s->used;
+            st->live_bytes += (size_t)(s->used - queued) * k->size;
+            st->live_objects += s->used - queued;
         } else if (pk_kind(info) == PK_LARGE_HEAD) {
             st->large_bytes += (size_t)n * HEAP_PAGE;
             st->live_bytes += (size_t)n * HEAP_PAGE;

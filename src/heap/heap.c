@@ -276,7 +276,7 @@ static void *op_malloc(size_t size)
  * Returns 0, or CR_ESTATE after logging why p is not a live allocation. */
 struct lookup { size_t usable; struct slab *slab; uint32_t page, npages; };
 
-static int lookup(void *p, struct lookup *L, const char *who)
+static int lookup(void *p, struct lookup *L, const char *who, int check_small)
 {
     const struct heap_root *r = heap_proc.root;
     uint32_t page = heap_page_of(p);
@@ -295,7 +295,7 @@ static int lookup(void *p, struct lookup *L, const char *who)
             return CR_ECORRUPT;
         }
         L->usable = heap_classes[L->slab->cls].size;
-        return 0;
+        return check_small ? small_live(L->slab, p, who) : 0;
     }
     L->slab = NULL;
     if (pk_kind(info) == PK_LARGE_HEAD && (uintptr_t)p == heap_page_addr(page)) {
@@ -328,7 +328,7 @@ static void large_free(void *p, uint32_t page, const char *who)
 static void op_free(void *p, const char *who)
 {
     struct lookup L;
-    if (!p || lookup(p, &L, who))
+    if (!p || lookup(p, &L, who, 0))
         return;
     if (L.slab)
         (void)small_free(L.slab, p, who);
@@ -379,7 +379,7 @@ static void *op_realloc(void *p, size_t size, int *err)
     struct lookup L;
     if (!p)
         return op_malloc(size);
-    if (lookup(p, &L, "crrealloc")) {
+    if (lookup(p, &L, "crrealloc", 1)) {
         *err = EINVAL;
         return NULL;
     }
@@ -423,7 +423,7 @@ static int op_memalign(void **out, size_t align, size_t size)
 static size_t op_usable(void *p)
 {
     struct lookup L;
-    if (!p || lookup(p, &L, "cr_malloc_usable_size"))
+    if (!p || lookup(p, &L, "cr_malloc_usable_size", 1))
         return 0;
     return L.usable;
 }

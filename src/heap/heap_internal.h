@@ -173,6 +173,8 @@ int pages_purge(void);
 void *small_alloc(unsigned cls);
 /* Free a small object; returns 0 or CR_E* after logging misuse. */
 int small_free(struct slab *s, void *p, const char *who);
+/* 0 if p is a live object of s, else CR_ESTATE after logging why not. */
+int small_live(struct slab *s, void *p, const char *who);
 /* The slab holding p (page entry kind PK_SLAB), or NULL. */
 struct slab *slab_of_page(uint32_t page, uint32_t info);
 /* Index of p in s, or -1 if p is not an object start. */
