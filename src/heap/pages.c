@@ -126,6 +126,18 @@ static int known_zero(uint32_t flags)
     return !(flags & PF_DIRTY) && (flags >> 1) == heap_proc.zero_gen;
 }
 
+/* Move the top to new_top. Map entries above the top are zero except where
+ * this process had pages before an in-place restore rolled the top back
+ * (below hwm): clear those, as interiors of extents must be empty. */
+static void advance_top(uint32_t new_top)
+{
+    struct heap_root *r = heap_proc.root;
+    if (r->top < heap_proc.hwm)
+        memset(&r->map[r->top], 0, (CR_MIN(new_top, heap_proc.hwm) - r->top) * sizeof(struct hpage));
+    __atomic_store_n(&r->top, new_top, __ATOMIC_RELEASE);
+    heap_proc.hwm = CR_MAX(heap_proc.hwm, new_top);
+}
+
 /* Advance the top for an extent of n pages, reusing a free extent that ends
  * at the top. Returns its first page and its flags in *flags. Pages above
  * the top read as zeros unless this process had a higher top before an
@@ -145,8 +157,7 @@ static uint32_t take_top(uint32_t n, uint32_t *flags)
             *flags = PF_DIRTY;
         bin_remove(s);
     }
-    __atomic_store_n(&r->top, s + n, __ATOMIC_RELEASE);
-    heap_proc.hwm = CR_MAX(heap_proc.hwm, s + n);
+    advance_top(s + n);
     return s;
 }
 
@@ -233,8 +244,7 @@ int pages_grow_inplace(uint32_t start, uint32_t n, uint32_t want)
         return 1;
     }
     if (next == r->top && want <= r->max_pages && !cover(want - n + r->top)) {
-        __atomic_store_n(&r->top, r->top + (want - n), __ATOMIC_RELEASE);
-        heap_proc.hwm = CR_MAX(heap_proc.hwm, r->top);
+        advance_top(r->top + (want - n));
         if (n > 1)
             __atomic_store_n(&m[start + n - 1].info, 0, __ATOMIC_RELEASE);
         pages_set_large(start, want);
