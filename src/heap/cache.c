@@ -55,7 +55,11 @@ static struct heap_cache *cache_adopt(void)
             continue;
         c = &r->caches[i];
         if (st == CACHE_NEVER) {
-            memset(c->cur, 0, sizeof c->cur + sizeof c->partial);
+            memset(c->cur, 0, sizeof c->cur);
+            memset(c->partial, 0, sizeof c->partial);
+            memset(c->empty, 0, sizeof c->empty);
+            memset(c->nempty, 0, sizeof c->nempty);
+            c->empty_pages = 0;
             c->remote = NULL;
             c->id = i;
         }
@@ -105,7 +109,7 @@ static void partial_push(struct heap_cache *c, struct slab *s)
     if (s->next)
         s->next->prev = s;
     c->partial[s->cls] = s;
-    s->inlist = 1;
+    s->inlist = SLAB_ON_PARTIAL;
 }
 
 static void partial_unlink(struct heap_cache *c, struct slab *s)
@@ -117,7 +121,7 @@ static void partial_unlink(struct heap_cache *c, struct slab *s)
     if (s->next)
         s->next->prev = s->prev;
     s->next = s->prev = NULL;
-    s->inlist = 0;
+    s->inlist = SLAB_ON_NONE;
 }
 
 static void slab_release(struct slab *s)
@@ -129,6 +133,36 @@ static void slab_release(struct slab *s)
     pthread_mutex_lock(&heap_proc.page_lock);
     pages_free(page, n);
     pthread_mutex_unlock(&heap_proc.page_lock);
+}
+
+/* Keep an empty slab for reuse by its class (no page lock to get it back),
+ * up to HEAP_EMPTY_KEEP_PAGES per cache; beyond, give it back. */
+static void empty_put(struct heap_cache *c, struct slab *s)
+{
+    unsigned k = s->cls;
+    if (c->empty_pages + s->npages > HEAP_EMPTY_KEEP_PAGES) {
+        slab_release(s);
+        return;
+    }
+    c->empty_pages += s->npages;
+    s->next = c->empty[k];
+    s->prev = NULL;
+    s->inlist = SLAB_ON_EMPTY;
+    c->empty[k] = s;
+    c->nempty[k]++;
+}
+
+static struct slab *empty_take(struct heap_cache *c, unsigned k)
+{
+    struct slab *s = c->empty[k];
+    if (s) {
+        c->empty[k] = s->next;
+        c->nempty[k]--;
+        c->empty_pages -= s->npages;
+        s->next = NULL;
+        s->inlist = SLAB_ON_NONE;
+    }
+    return s;
 }
 
 /* The owner's half of freeing object idx (validated, alloc bit set). */
@@ -144,7 +178,7 @@ static void local_put(struct heap_cache *c, struct slab *s, uint32_t idx, void *
     if (s->used == 0) {
         if (s->inlist)
             partial_unlink(c, s);
-        slab_release(s);
+        empty_put(c, s);
     } else if (!s->inlist) {
         partial_push(c, s);
     }
@@ -213,7 +247,7 @@ static void *refill(struct heap_cache *c, unsigned cls, struct slab **out)
         c->cur[cls] = s;
         p = slab_pop(s);
     }
-    if (!p && (s = slab_new(c, cls)) != NULL) {
+    if (!p && ((s = empty_take(c, cls)) != NULL || (s = slab_new(c, cls)) != NULL)) {
         c->cur[cls] = s;
         p = slab_pop(s);
     }
@@ -321,6 +355,8 @@ static void cache_shrink(struct heap_cache *c)
             c->cur[k] = NULL;
             slab_release(s);
         }
+        while ((s = empty_take(c, k)) != NULL)
+            slab_release(s);
         for (s = c->partial[k]; s;) {
             struct slab *next = s->next;
             if (s->used == 0) {

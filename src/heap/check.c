@@ -9,7 +9,8 @@
  * bitmap counts its live objects, its remote bitmap is a subset of it, and
  * its free list is acyclic, in range and disjoint from live objects; every
  * free extent is in the bin its length selects and every binned extent is
- * free; every cache's current slab and partial list belong to it; every
+ * free; every cache's current slab, partial and empty lists belong to it
+ * (and hold what their names say); every
  * object queued for a remote free is live and flagged in its slab.
  * The first violation is logged with the page or address involved.
  */
@@ -177,6 +178,7 @@ static int check_owned(const struct slab *s, unsigned id, unsigned k)
 
 static int check_cache(const struct heap_cache *c, unsigned id, uint64_t *queued)
 {
+    uint32_t empty_pages = 0;
     int rc;
     if (c->id != id)
         FAIL("cache %u: records id %u", id, c->id);
@@ -189,10 +191,23 @@ static int check_cache(const struct heap_cache *c, unsigned id, uint64_t *queued
         for (const struct slab *s = c->partial[k]; s; prev = s, s = s->next) {
             if ((rc = check_owned(s, id, k)))
                 return rc;
-            if (!s->inlist || s->prev != prev || s == c->cur[k] || s->used >= s->nobj)
-                FAIL("cache %u class %u: partial slab %p mislinked or full", id, k, (void *)s);
+            if (s->inlist != SLAB_ON_PARTIAL || s->prev != prev || s == c->cur[k] ||
+                s->used >= s->nobj || s->used == 0)
+                FAIL("cache %u class %u: partial slab %p mislinked, full or empty", id, k, (void *)s);
         }
+        unsigned nempty = 0;
+        for (const struct slab *s = c->empty[k]; s; s = s->next) {
+            if ((rc = check_owned(s, id, k)))
+                return rc;
+            if (s->inlist != SLAB_ON_EMPTY || s->used || s == c->cur[k] || ++nempty > c->nempty[k])
+                FAIL("cache %u class %u: empty slab %p mislinked, live or miscounted", id, k, (void *)s);
+        }
+        if (nempty != c->nempty[k])
+            FAIL("cache %u class %u: %u empty slabs listed, %u counted", id, k, nempty, c->nempty[k]);
+        empty_pages += nempty * heap_classes[k].npages;
     }
+    if (empty_pages != c->empty_pages)
+        FAIL("cache %u: %u pages of empty slabs listed, %u counted", id, empty_pages, c->empty_pages);
     for (void *p = c->remote; p; p = link_read(p)) {
         uint32_t page = heap_page_of(p);
         struct slab *s = page == HEAP_NIL || pk_kind(heap_map()[page].info) != PK_SLAB ? NULL

@@ -241,17 +241,29 @@ int cr_heap_trim(void)
 
 /* ---- the operations ------------------------------------------------------ */
 
+static uint32_t large_pages(uint32_t n, uint32_t align_pages, int *zero)
+{
+    pthread_mutex_lock(&heap_proc.page_lock);
+    uint32_t page = pages_alloc(n, align_pages, zero);
+    if (page != HEAP_NIL)
+        pages_set_large(page, n);
+    pthread_mutex_unlock(&heap_proc.page_lock);
+    return page;
+}
+
 static void *large_alloc(size_t size, uint32_t align_pages, int *zero)
 {
     struct heap_root *r = heap_proc.root;
     if (size > (size_t)r->max_pages * HEAP_PAGE)
         return NULL;
     uint32_t n = (uint32_t)((size + HEAP_PAGE - 1) >> HEAP_PAGE_SHIFT);
-    pthread_mutex_lock(&heap_proc.page_lock);
-    uint32_t page = pages_alloc(n ? n : 1, align_pages, zero);
-    if (page != HEAP_NIL)
-        pages_set_large(page, n ? n : 1);
-    pthread_mutex_unlock(&heap_proc.page_lock);
+    n = n ? n : 1;
+    uint32_t page = large_pages(n, align_pages, zero);
+    if (page == HEAP_NIL) {
+        /* Empty slabs kept by caches may be what stands in the way. */
+        (void)caches_trim();
+        page = large_pages(n, align_pages, zero);
+    }
     if (page == HEAP_NIL)
         return NULL;
     void *p = (void *)heap_page_addr(page);
@@ -264,6 +276,10 @@ static void *op_malloc(size_t size)
     if (size <= HEAP_SMALL_MAX) {
         unsigned cls = heap_class_of(size);
         void *p = small_alloc(cls);
+        if (cr_unlikely(!p)) {
+            (void)caches_trim();
+            p = small_alloc(cls);
+        }
         if (p)
             HEAP_ANN_ALLOC(p, heap_classes[cls].size, 0);
         return p;

@@ -69,7 +69,7 @@ struct hpage {
 struct slab {
     uint32_t magic;
     uint16_t cls;
-    uint16_t inlist;         /* on its cache's partial list                  */
+    uint16_t inlist;         /* SLAB_ON_* : which list of its cache          */
     uint32_t owner;          /* cache id                                     */
     uint32_t nobj, used, bump, npages;
     void    *free;           /* owner-local free list through the objects    */
@@ -77,12 +77,21 @@ struct slab {
     uint64_t bits[];         /* alloc bitmap, then remote-free bitmap        */
 };
 
+enum { SLAB_ON_NONE = 0, SLAB_ON_PARTIAL, SLAB_ON_EMPTY };
+/* Bytes of empty slabs a cache keeps (all classes) before giving them back. */
+#define HEAP_EMPTY_KEEP_PAGES 256u
+
 struct heap_cache {
     uint32_t id;
     uint32_t state;          /* CACHE_*; atomic                              */
-    void    *remote;         /* lock-free stack of remotely freed objects    */
     struct slab *cur[HEAP_NCLASS];
-    struct slab *partial[HEAP_NCLASS];
+    struct slab *partial[HEAP_NCLASS];   /* some objects free, some live    */
+    struct slab *empty[HEAP_NCLASS];     /* all objects free, kept for reuse */
+    uint16_t nempty[HEAP_NCLASS];
+    uint32_t empty_pages;                /* pages of all empty slabs kept   */
+    /* Written by other threads: on its own cache line, away from the
+     * owner's hot fields. */
+    void    *remote __attribute__((aligned(64)));  /* lock-free stack     */
 } __attribute__((aligned(64)));
 enum { CACHE_NEVER = 0, CACHE_FREE, CACHE_BUSY };
 
@@ -126,6 +135,7 @@ struct heap_proc {
     uint32_t zero_gen;       /* this incarnation's "released = zero" tag     */
     uint32_t hwm;            /* highest top this process has seen            */
     int      check;          /* CRMPI_HEAP_CHECK                             */
+    uint64_t last_purge_ns;  /* CLOCK_MONOTONIC_COARSE of the last purge     */
     unsigned gen;            /* bumped to invalidate every thread's cache    */
     pthread_mutex_t page_lock, shared_lock, check_lock;
 };

@@ -12,10 +12,12 @@
  *
  * Freed extents are merged with free neighbours at once, so no two free
  * extents are ever adjacent (cr_heap_check verifies it). Their contents are
- * released with cr_region_discard: immediately for extents of 64 pages and
- * more, otherwise when the dirty free pages exceed max(8 MiB, top/8), and
- * always on cr_heap_trim - so a checkpoint's size follows live data while
- * small frees do not pay an madvise each.
+ * released with cr_region_discard: immediately when an object of 64 pages
+ * or more is freed; otherwise all at once when the dirty free pages exceed
+ * max(8 MiB, top/8), at most every 100 ms; and always on cr_heap_trim, which
+ * the checkpoint engine calls - so a checkpoint's size follows live data
+ * while a program recycling a working set does not fault it in again and
+ * again.
  *
  * Every function here runs under heap_proc.page_lock.
  */
@@ -24,9 +26,12 @@
 #include "common/errors.h"
 #include "common/log.h"
 
+#include <time.h>
+
 #define BIN_FIRST_FIT_SCAN 16
 #define RELEASE_AT_ONCE    64u     /* pages */
 #define DIRTY_MIN_BOUND    2048u   /* pages (8 MiB) */
+#define PURGE_INTERVAL_NS  100000000u
 
 unsigned heap_bin_of(uint32_t n)
 {
@@ -222,8 +227,18 @@ void pages_free(uint32_t start, uint32_t n)
     if (freed >= RELEASE_AT_ONCE && !release(start, n))
         flags = heap_proc.zero_gen << 1;
     bin_insert(start, n, flags);
-    if (r->dirty_pages > CR_MAX(DIRTY_MIN_BOUND, r->top / 8))
-        (void)pages_purge();
+    if (r->dirty_pages > CR_MAX(DIRTY_MIN_BOUND, r->top / 8)) {
+        /* Purging more often than every PURGE_INTERVAL would make a program
+         * that frees and reallocates a large working set fault its pages
+         * back in every time. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        uint64_t t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        if (t - heap_proc.last_purge_ns >= PURGE_INTERVAL_NS) {
+            heap_proc.last_purge_ns = t;
+            (void)pages_purge();
+        }
+    }
 }
 
 int pages_grow_inplace(uint32_t start, uint32_t n, uint32_t want)
