@@ -151,6 +151,7 @@ static double run_sized(size_t size, int nthreads)
 /* ---- larson-style mixed workload -------------------------------------------- */
 
 #define LIVE 2000
+#define WARM_ROUNDS 20     /* each block replaced ~20 times before timing */
 struct blockset { handle h[LIVE]; size_t size[LIVE]; };
 struct mixed {
     struct blockset *sets;     /* one per thread, exchanged every round */
@@ -198,12 +199,12 @@ static void *mixed_thread(void *arg)
         /* exchange block sets: rotate ownership every round */
         struct blockset *b = &m->sets[(m->self + round) % m->nthreads];
         mixed_round(b, &m->rng, 2000);
-        if (round == 2)
+        if (round == WARM_ROUNDS)
             t0 = now();
-        if (round > 2)
+        if (round > WARM_ROUNDS)
             m->ops += 2 * 2000;
         pthread_barrier_wait(m->bar);
-        if (m->self == 0 && round > 2 && now() - t0 >= budget)
+        if (m->self == 0 && round > WARM_ROUNDS && now() - t0 >= budget)
             *m->stop = 1;
         pthread_barrier_wait(m->bar);
         if (*m->stop)

@@ -93,6 +93,9 @@ static int build_root(void)
     fresh_caches(r);
     heap_proc.hwm = 0;
     heap_proc.root = r;
+    /* Sanitizer state is per address, not per mapping: forget whatever an
+     * earlier heap at these addresses left poisoned. */
+    HEAP_ANN_OPEN((void *)L.root, end - L.root);
     cr_region_set_root(CR_ROOT_HEAP, r);
     return 0;
 }
@@ -192,6 +195,9 @@ int cr_heap_after_restore(void)
     heap_proc.zero_gen = r->gen_counter;
     heap_proc.hwm = CR_MAX(heap_proc.hwm, r->top);
     heap_proc.check = cr_config()->heap_check;
+    /* The restored bytes come with no poisoning: open metadata and pages
+     * (free objects are poisoned again as they are reused and freed). */
+    HEAP_ANN_OPEN((void *)r, heap_page_addr(r->top) - (uintptr_t)r);
     caches_reset_after_restore();
     return heap_proc.check ? cr_heap_check() : 0;
 }

@@ -9,6 +9,7 @@
 #include "heap/heap_internal.h"
 
 #include <pthread.h>
+#include <sys/wait.h>
 
 #define MiB (1024UL * 1024)
 
@@ -498,6 +499,38 @@ static void test_checkpoint_size_follows_live_data(void)
     CU_ASSERT_EQUAL(cr_heap_check(), 0);
 }
 
+#if defined(CRMPI_HEAP_ASAN) && CRMPI_HEAP_ASAN && defined(__SANITIZE_ADDRESS__)
+/* Only in builds with -DCRMPI_SANITIZE=address -DCRMPI_HEAP_ASAN=ON: a
+ * write to a freed object must be caught by AddressSanitizer. */
+static int child_touches_freed(size_t size)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 2);                            /* keep the report quiet */
+        volatile char *p = crmalloc(size);
+        p[0] = 1;
+        crfree((void *)p);
+        p[size / 2] = 2;                        /* use after free */
+        _exit(0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void test_asan_catches_use_after_free_of_small_and_large(void)
+{
+    CU_ASSERT_EQUAL_FATAL(heap_reset(256 * MiB), 0);
+    CU_ASSERT_EQUAL(child_touches_freed(64), 1);      /* ASan exit code */
+    CU_ASSERT_EQUAL(child_touches_freed(100000), 1);
+    void *p = crmalloc(64);                     /* and live memory is fine */
+    memset(p, 1, 64);
+    crfree(p);
+}
+#endif
+
 static CU_TestInfo semantics[] = {
     CUTEST(test_malloc_zero_returns_unique_freeable_pointers),
     CUTEST(test_every_size_is_16_aligned_and_usable),
@@ -521,6 +554,9 @@ static CU_TestInfo misuse[] = {
     CUTEST(test_double_free_of_large_object_is_refused),
     CUTEST(test_interior_pointers_are_refused),
     CUTEST(test_checker_reports_a_damaged_slab_and_free_list),
+#if defined(CRMPI_HEAP_ASAN) && CRMPI_HEAP_ASAN && defined(__SANITIZE_ADDRESS__)
+    CUTEST(test_asan_catches_use_after_free_of_small_and_large),
+#endif
     CU_TEST_INFO_NULL
 };
 static CU_TestInfo limits[] = {

@@ -42,11 +42,26 @@ static size_t rec_size(unsigned long long r)
 
 /* ---- region images: populated extents of the region ---------------------- */
 
+/* Raw bytes of the region, free (poisoned) objects included: like the
+ * checkpoint engine, read them without the sanitizer's view. */
+__attribute__((no_sanitize_address))
+static void raw_copy(unsigned char *dst, const unsigned char *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = src[i];
+}
+
 static int write_extent(const struct cr_extent *e, void *arg)
 {
     FILE *f = arg;
     uint64_t h[2] = { e->addr, e->len };
-    return fwrite(h, sizeof h, 1, f) == 1 && fwrite((void *)e->addr, e->len, 1, f) == 1 ? 0 : -EIO;
+    unsigned char *buf = malloc(e->len);
+    if (!buf)
+        return -ENOMEM;
+    raw_copy(buf, (const unsigned char *)e->addr, e->len);
+    int ok = fwrite(h, sizeof h, 1, f) == 1 && fwrite(buf, e->len, 1, f) == 1;
+    free(buf);
+    return ok ? 0 : -EIO;
 }
 
 static int image_save(const char *dir, const char *name)
@@ -323,7 +338,7 @@ static void test_in_place_rollback_then_after_restore(void)
         memset(crmalloc(300000), 0x5a, 300000);
     for (size_t off = 0; off < snaplen;) {
         uint64_t *h = (uint64_t *)(snap + off);
-        memcpy((void *)h[0], h + 2, h[1]);
+        raw_copy((unsigned char *)h[0], (const unsigned char *)(h + 2), h[1]);
         off += 16 + h[1];
     }
     free(snap);
