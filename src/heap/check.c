@@ -61,7 +61,7 @@ static int check_slab(uint32_t page, struct walk *w)
         if (r->map[page + j].info != pk_make(PK_SLAB, j))
             FAIL("page %u: entry %#x inside slab %p", page + j, r->map[page + j].info, (void *)s);
     if (s->used > s->nobj || s->bump > s->nobj || s->owner >= HEAP_NCACHE ||
-        (s->owner && r->caches[s->owner].state == CACHE_NEVER))
+        (s->owner && __atomic_load_n(&r->caches[s->owner].state, __ATOMIC_RELAXED) == CACHE_NEVER))
         FAIL("slab %p: used %u bump %u owner %u out of range", (void *)s, s->used, s->bump, s->owner);
     uint32_t pop = 0;
     for (uint32_t i = 0; i < k->words; i++) {
@@ -238,7 +238,7 @@ int heap_check_locked(void)
     if (!rc)
         rc = check_bins(&w);
     for (unsigned i = 0; !rc && i < HEAP_NCACHE; i++)
-        if (i == 0 || r->caches[i].state != CACHE_NEVER)
+        if (i == 0 || __atomic_load_n(&r->caches[i].state, __ATOMIC_RELAXED) != CACHE_NEVER)
             rc = check_cache(&r->caches[i], i, &queued);
     if (!rc && queued != w.remote_bits) {
         cr_err("heap check: %llu objects queued for remote free, %llu flagged in slabs",

@@ -18,7 +18,12 @@
 #include "heap/heap.h"
 #include "region/region.h"
 
+#if defined(__SANITIZE_THREAD__)
+/* ThreadSanitizer only lets applications map inside its own app ranges. */
+#define TEST_BASE 0x4000000000UL
+#else
 #define TEST_BASE 0x210000000000UL
+#endif
 
 /* Close whatever region/heap is open and start an empty heap in a region of
  * max bytes. */
