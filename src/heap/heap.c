@@ -202,23 +202,28 @@ int cr_heap_after_restore(void)
     return heap_proc.check ? cr_heap_check() : 0;
 }
 
-/* First use of the heap by a program whose runtime opened the region but
- * did not call cr_heap_init (or a library used before it did). */
+/* First use of the heap without cr_heap_init: attach to the open region
+ * (restored if it holds a heap root), or, in a program where nothing opened
+ * the region yet (libcr used as a plain persistent allocator), open it with
+ * the configured defaults and start an empty heap. */
 static int lazy_init(void)
 {
     pthread_mutex_lock(&init_lock);
     int rc = 0;
     if (!heap_proc.root) {
-        if (!cr_region_is_open())
-            rc = -ENODEV;
-        else
+        if (!cr_region_is_open()) {
+            rc = cr_region_open(NULL);
+            if (!rc)
+                cr_info("heap: opened the persistent region on first use");
+        }
+        if (!rc)
             rc = init_locked(cr_region_root(CR_ROOT_HEAP) ? CR_HEAP_RESTORED : CR_HEAP_FRESH);
         if (rc)
             heap_proc.root = NULL;
     }
     pthread_mutex_unlock(&init_lock);
     if (rc)
-        cr_errc(rc, "crmalloc: the persistent heap is unavailable (is the region open?)");
+        cr_errc(rc, "crmalloc: the persistent heap is unavailable");
     return rc;
 }
 

@@ -13,8 +13,9 @@
  *   cr_region_open();  cr_heap_init(CR_HEAP_FRESH)          first start
  *   ... region bytes written back ...; cr_heap_init(CR_HEAP_RESTORED)
  *   in-place rollback of a live process: cr_heap_after_restore()
- * crmalloc() on a region that is open but whose heap was never initialised
- * initialises it (restored if a heap root exists, fresh otherwise).
+ * crmalloc() before cr_heap_init attaches by itself: to the open region
+ * (restored if it holds a heap root, fresh otherwise), or, if no one opened
+ * the region, after opening it with the configured defaults.
  *
  * Thread safety: every function here may be called from any thread, except
  * that cr_heap_init/after_restore/detach need the allocator to be idle, and

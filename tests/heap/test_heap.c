@@ -7,6 +7,7 @@
 #include "cutest.h"
 #include "heap_testutil.h"
 #include "heap/heap_internal.h"
+#include "common/config.h"
 
 #include <pthread.h>
 #include <sys/wait.h>
@@ -403,20 +404,38 @@ static void test_exhaustion_at_region_max_is_enomem_and_recoverable(void)
     CU_ASSERT_EQUAL(cr_heap_check(), 0);
 }
 
-static void test_region_too_small_for_heap_metadata_fails_cleanly(void)
+static void test_smallest_region_holds_a_working_heap(void)
+{
+    CU_ASSERT_EQUAL_FATAL(heap_reset(CR_REGION_CHUNK), 0);   /* one chunk */
+    void *p[1000];
+    int n = 0;
+    while (n < 1000 && (p[n] = crmalloc(4000)) != NULL)
+        n++;
+    CU_ASSERT(n > 100 && n < 1000);
+    CU_ASSERT_EQUAL(errno, ENOMEM);
+    while (n--)
+        crfree(p[n]);
+    CU_ASSERT_EQUAL(cr_heap_check(), 0);
+}
+
+static void test_first_crmalloc_without_init_opens_region_and_heap(void)
 {
     cr_heap_detach();
     if (cr_region_is_open())
         (void)cr_region_close();
-    struct cr_region_params p = { .base = TEST_BASE, .max_size = 64 * 1024 };
-    CU_ASSERT_EQUAL_FATAL(cr_region_open(&p), 0);
-    struct capture c;
-    stderr_begin(&c);
-    CU_ASSERT_EQUAL(cr_heap_init(CR_HEAP_FRESH), -ENOMEM);
-    errno = 0;
-    CU_ASSERT_PTR_NULL(crmalloc(1));           /* lazy init fails the same way */
-    CU_ASSERT_EQUAL(errno, ENOMEM);
-    free(stderr_end(&c));
+    setenv("CRMPI_REGION_BASE", "0x220000000000", 1);
+    setenv("CRMPI_REGION_MAX", "64M", 1);
+    CU_ASSERT_EQUAL_FATAL(cr_config_reload(), 0);
+    char *p = crmalloc(100);
+    CU_ASSERT_PTR_NOT_NULL(p);
+    CU_ASSERT(cr_region_is_open());
+    CU_ASSERT_EQUAL((uintptr_t)cr_region_base(), 0x220000000000UL);
+    CU_ASSERT(cr_region_contains(p, 100));
+    crfree(p);
+    CU_ASSERT_EQUAL(cr_heap_check(), 0);
+    unsetenv("CRMPI_REGION_BASE");
+    unsetenv("CRMPI_REGION_MAX");
+    CU_ASSERT_EQUAL(cr_config_reload(), 0);
 }
 
 /* ---- freed pages leave the checkpoint ------------------------------------ */
@@ -561,7 +580,8 @@ static CU_TestInfo misuse[] = {
 };
 static CU_TestInfo limits[] = {
     CUTEST(test_exhaustion_at_region_max_is_enomem_and_recoverable),
-    CUTEST(test_region_too_small_for_heap_metadata_fails_cleanly),
+    CUTEST(test_smallest_region_holds_a_working_heap),
+    CUTEST(test_first_crmalloc_without_init_opens_region_and_heap),
     CU_TEST_INFO_NULL
 };
 static CU_TestInfo release[] = {
