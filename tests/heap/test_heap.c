@@ -423,13 +423,15 @@ static void test_first_crmalloc_without_init_opens_region_and_heap(void)
     cr_heap_detach();
     if (cr_region_is_open())
         (void)cr_region_close();
-    setenv("CRMPI_REGION_BASE", "0x220000000000", 1);
+    char base[32];
+    snprintf(base, sizeof base, "%#lx", TEST_BASE + (1UL << 32));
+    setenv("CRMPI_REGION_BASE", base, 1);
     setenv("CRMPI_REGION_MAX", "64M", 1);
     CU_ASSERT_EQUAL_FATAL(cr_config_reload(), 0);
     char *p = crmalloc(100);
     CU_ASSERT_PTR_NOT_NULL(p);
     CU_ASSERT(cr_region_is_open());
-    CU_ASSERT_EQUAL((uintptr_t)cr_region_base(), 0x220000000000UL);
+    CU_ASSERT_EQUAL((uintptr_t)cr_region_base(), TEST_BASE + (1UL << 32));
     CU_ASSERT(cr_region_contains(p, 100));
     crfree(p);
     CU_ASSERT_EQUAL(cr_heap_check(), 0);
