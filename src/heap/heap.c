@@ -136,8 +136,43 @@ static int validate_root(struct heap_root *r)
     return 0;
 }
 
+/* fork() while another thread holds a heap lock would leave the child's
+ * copy locked forever: hold them all across fork, as malloc does. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&init_lock);
+    pthread_mutex_lock(&heap_proc.check_lock);
+    pthread_mutex_lock(&heap_proc.shared_lock);
+    pthread_mutex_lock(&heap_proc.page_lock);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&heap_proc.page_lock);
+    pthread_mutex_unlock(&heap_proc.shared_lock);
+    pthread_mutex_unlock(&heap_proc.check_lock);
+    pthread_mutex_unlock(&init_lock);
+}
+
+static void fork_child(void)
+{
+    caches_after_fork_child();
+    fork_parent();
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_register(void)
+{
+    int rc = pthread_atfork(fork_prepare, fork_parent, fork_child);
+    if (rc)
+        cr_err("heap: pthread_atfork failed (%s): fork() during an allocation may "
+               "deadlock the child", strerror(rc));
+}
+
 static int init_locked(enum cr_heap_mode mode)
 {
+    pthread_once(&atfork_once, atfork_register);
     if (!cr_region_is_open()) {
         cr_err("heap: the persistent region is not open");
         return -ENODEV;

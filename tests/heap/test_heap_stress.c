@@ -12,6 +12,7 @@
 #include "common/config.h"
 
 #include <pthread.h>
+#include <sys/wait.h>
 
 #define MiB (1024UL * 1024)
 #define SLOTS 400
@@ -251,11 +252,58 @@ static void test_more_threads_than_caches_share_the_locked_cache(void)
     CU_ASSERT_EQUAL(cr_heap_check(), 0);
 }
 
+static volatile int forking_done;
+
+static void *alloc_loop(void *arg)
+{
+    (void)arg;
+    while (!forking_done) {
+        void *p[64];
+        for (int i = 0; i < 64; i++)
+            p[i] = crmalloc(i % 8 ? 48 : 70000);
+        for (int i = 0; i < 64; i++)
+            crfree(p[i]);
+    }
+    return NULL;
+}
+
+static void test_fork_during_allocations_leaves_child_heap_usable(void)
+{
+    CU_ASSERT_EQUAL_FATAL(heap_reset(256 * MiB), 0);
+    pthread_t t;
+    forking_done = 0;
+    pthread_create(&t, NULL, alloc_loop, NULL);
+    int failures = 0;
+    for (int k = 0; k < 40; k++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            /* The other thread is gone here; its cache must be adoptable
+             * and no lock may be stuck. */
+            void *p[100];
+            for (int i = 0; i < 100; i++)
+                if (!(p[i] = crmalloc(i % 8 ? 48 : 70000)))
+                    _exit(2);
+            for (int i = 0; i < 100; i++)
+                crfree(p[i]);
+            struct cr_heap_stats st;
+            _exit(cr_heap_check() || cr_heap_stats(&st) || st.caches_in_use != 1 ? 3 : 0);
+        }
+        int st = -1;
+        waitpid(pid, &st, 0);
+        failures += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    forking_done = 1;
+    pthread_join(t, NULL);
+    CU_ASSERT_EQUAL(failures, 0);
+    CU_ASSERT_EQUAL(cr_heap_check(), 0);
+}
+
 static CU_TestInfo tests[] = {
     CUTEST(test_stress_four_threads_with_remote_frees),
     CUTEST(test_stress_with_checker_on_every_operation),
     CUTEST(test_exited_threads_caches_are_adopted),
     CUTEST(test_more_threads_than_caches_share_the_locked_cache),
+    CUTEST(test_fork_during_allocations_leaves_child_heap_usable),
     CU_TEST_INFO_NULL
 };
 static CU_SuiteInfo suites[] = {
