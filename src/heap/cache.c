@@ -336,19 +336,6 @@ int small_free(struct slab *s, void *p, const char *who)
     return 0;
 }
 
-/* In the child of fork() only the forking thread exists: the caches owned
- * by the others become adoptable (the child has its own copy of the heap). */
-void caches_after_fork_child(void)
-{
-    struct heap_root *r = heap_proc.root;
-    if (!r)
-        return;
-    struct heap_cache *mine = tls_gen == heap_proc.gen ? tls_cache : NULL;
-    for (unsigned i = 1; i < HEAP_NCACHE; i++)
-        if (&r->caches[i] != mine && r->caches[i].state == CACHE_BUSY)
-            r->caches[i].state = CACHE_FREE;
-}
-
 void caches_reset_after_restore(void)
 {
     struct heap_root *r = heap_proc.root;

@@ -137,7 +137,11 @@ static int validate_root(struct heap_root *r)
 }
 
 /* fork() while another thread holds a heap lock would leave the child's
- * copy locked forever: hold them all across fork, as malloc does. */
+ * copy locked forever: hold them all across fork, as malloc does. The
+ * caches of the other threads stay owned in the child (their threads may
+ * have been in the middle of a lock-free operation on them when fork
+ * copied the memory): objects they hold are lost to the child, never
+ * corrupted, exactly like glibc's per-thread caches. */
 static void fork_prepare(void)
 {
     pthread_mutex_lock(&init_lock);
@@ -154,17 +158,11 @@ static void fork_parent(void)
     pthread_mutex_unlock(&init_lock);
 }
 
-static void fork_child(void)
-{
-    caches_after_fork_child();
-    fork_parent();
-}
-
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void atfork_register(void)
 {
-    int rc = pthread_atfork(fork_prepare, fork_parent, fork_child);
+    int rc = pthread_atfork(fork_prepare, fork_parent, fork_parent);
     if (rc)
         cr_err("heap: pthread_atfork failed (%s): fork() during an allocation may "
                "deadlock the child", strerror(rc));

@@ -190,7 +190,6 @@ struct slab *slab_of_page(uint32_t page, uint32_t info);
 /* Index of p in s, or -1 if p is not an object start. */
 long slab_index(const struct slab *s, const void *p);
 void caches_reset_after_restore(void);
-void caches_after_fork_child(void);
 int caches_trim(void);
 /* Checker and stats (check.c); heap.c serialises them. */
 int heap_check_locked(void);
