@@ -22,8 +22,11 @@
 #include "heap/annotate.h"
 #include "common/log.h"
 
-static __thread struct heap_cache *tls_cache;
-static __thread unsigned tls_gen;
+/* initial-exec: a plain %fs-relative load, not a __tls_get_addr call, in
+ * the shared library too (16 bytes of static TLS). */
+#define HEAP_TLS __thread __attribute__((tls_model("initial-exec")))
+static HEAP_TLS struct heap_cache *tls_cache;
+static HEAP_TLS unsigned tls_gen;
 static pthread_key_t cache_key;
 static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
 
@@ -236,6 +239,13 @@ static inline void *slab_pop(struct slab *s)
     return NULL;
 }
 
+/* Index of an object known to be in s (no validation: allocation path). */
+static inline uint32_t slab_index_fast(const struct slab *s, const void *p)
+{
+    const struct heap_class *k = &heap_classes[s->cls];
+    return (uint32_t)((((uintptr_t)p - (uintptr_t)s - k->first) * k->recip) >> 40);
+}
+
 static void *refill(struct heap_cache *c, unsigned cls, struct slab **out)
 {
     if (__atomic_load_n(&c->remote, __ATOMIC_RELAXED))
@@ -265,7 +275,7 @@ void *small_alloc(unsigned cls)
     if (cr_unlikely(!p))
         p = refill(c, cls, &s);
     if (cr_likely(p != NULL)) {
-        long idx = slab_index(s, p);
+        uint32_t idx = slab_index_fast(s, p);
         uint64_t *w = &slab_alloc_bits(s)[idx / 64];
         __atomic_store_n(w, *w | 1ULL << (idx % 64), __ATOMIC_RELAXED);
         s->used++;

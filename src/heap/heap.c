@@ -387,6 +387,15 @@ static void large_free(void *p, uint32_t page, const char *who)
 
 static void op_free(void *p, const char *who)
 {
+    uint32_t page = heap_page_of(p);
+    if (cr_likely(page != HEAP_NIL)) {    /* the common case, without lookup() */
+        uint32_t info = map_info(page);
+        struct slab *s = pk_kind(info) == PK_SLAB ? slab_of_page(page, info) : NULL;
+        if (cr_likely(s != NULL)) {
+            (void)small_free(s, p, who);
+            return;
+        }
+    }
     struct lookup L;
     if (!p || lookup(p, &L, who, 0))
         return;
