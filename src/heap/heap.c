@@ -122,9 +122,16 @@ static int validate_root(struct heap_root *r)
                (unsigned long long)heap_classes_hash());
         return CR_EFORMAT;
     }
+    /* The page map's length (hence where the pages start) was computed from
+     * the region's maximum when the heap was built; the region may now be
+     * opened with another maximum. The heap keeps its layout and, in a
+     * smaller region, gives up the pages beyond it if its top allows. */
     int rc = layout_for_region(&L);
-    if (rc || r->self != L.root || (uintptr_t)r->map != L.map || r->pages_base != L.pages_base ||
-        r->max_pages > L.max_pages || r->top > r->max_pages ||
+    uintptr_t end = (uintptr_t)cr_region_base() + cr_region_max();
+    if (rc || r->self != L.root || (uintptr_t)r->map != L.map || r->top > r->max_pages ||
+        r->pages_base % (64 * 1024) ||
+        r->pages_base < L.map + (uint64_t)r->max_pages * sizeof(struct hpage) ||
+        r->pages_base + (uint64_t)r->top * HEAP_PAGE > end ||
         !cr_region_contains(r->map, r->pages_base - L.map) ||
         r->pages_base + (uint64_t)r->top * HEAP_PAGE > (uintptr_t)cr_region_base() + cr_region_size()) {
         cr_err("heap: heap root at %p does not fit this region (map %p pages %#lx max %u "
@@ -132,6 +139,12 @@ static int validate_root(struct heap_root *r)
                (unsigned long)r->pages_base, r->max_pages, r->top, cr_region_max(),
                cr_region_size());
         return CR_ECORRUPT;
+    }
+    if (r->pages_base + (uint64_t)r->max_pages * HEAP_PAGE > end) {
+        uint32_t fit = (uint32_t)((end - r->pages_base) / HEAP_PAGE);
+        cr_info("heap: region maximum is smaller than when the heap was built: %u pages "
+                "instead of %u", fit, r->max_pages);
+        r->max_pages = fit;
     }
     return 0;
 }

@@ -385,10 +385,62 @@ static void test_restore_refuses_missing_or_damaged_root(void)
     CU_ASSERT_EQUAL(cr_heap_check(), 0);
 }
 
+/* Restore the heap built in a region of REGION_MAX into one of max bytes
+ * at the same address (CRMPI_REGION_MAX changed between runs). */
+static void restore_into_region_of(size_t max)
+{
+    CU_ASSERT_EQUAL_FATAL(heap_reset(REGION_MAX), 0);
+    enum { N = 2000 };
+    static struct rec r[N];
+    for (int i = 0; i < N; i++) {
+        r[i].size = rec_size((unsigned long long)i * 104729);
+        pat_fill(r[i].p = crmalloc(r[i].size), r[i].size);
+    }
+    char *snap = NULL;
+    size_t snaplen = 0;
+    FILE *f = open_memstream(&snap, &snaplen);
+    CU_ASSERT_EQUAL_FATAL(cr_region_collect_populated(snap_extent, f), 0);
+    fclose(f);
+    size_t size = cr_region_size();
+    cr_heap_detach();
+    CU_ASSERT_EQUAL_FATAL(cr_region_close(), 0);
+    struct cr_region_params p = { .base = TEST_BASE, .max_size = max };
+    CU_ASSERT_EQUAL_FATAL(cr_region_open(&p), 0);
+    CU_ASSERT_EQUAL_FATAL(cr_region_grow(size), 0);
+    for (size_t off = 0; off < snaplen;) {
+        uint64_t *h = (uint64_t *)(snap + off);
+        raw_copy((unsigned char *)h[0], (const unsigned char *)(h + 2), h[1]);
+        off += 16 + h[1];
+    }
+    free(snap);
+    CU_ASSERT_EQUAL_FATAL(cr_heap_init(CR_HEAP_RESTORED), 0);
+    CU_ASSERT_EQUAL(cr_heap_check(), 0);
+    for (int i = 0; i < N; i++) {
+        CU_ASSERT(pat_ok(r[i].p, r[i].size));
+        crfree(r[i].p);
+    }
+    void *big = crmalloc(8 << 20);
+    CU_ASSERT_PTR_NOT_NULL(big);
+    crfree(big);
+    CU_ASSERT_EQUAL(cr_heap_check(), 0);
+}
+
+static void test_restore_into_larger_region_max(void)
+{
+    restore_into_region_of(2 * REGION_MAX);
+}
+
+static void test_restore_into_smaller_region_max_that_holds_the_top(void)
+{
+    restore_into_region_of(REGION_MAX / 2);
+}
+
 static CU_TestInfo tests[] = {
     CUTEST(test_restore_into_fresh_process),
     CUTEST(test_in_place_rollback_then_after_restore),
     CUTEST(test_restore_refuses_missing_or_damaged_root),
+    CUTEST(test_restore_into_larger_region_max),
+    CUTEST(test_restore_into_smaller_region_max_that_holds_the_top),
     CU_TEST_INFO_NULL
 };
 static CU_SuiteInfo suites[] = {
