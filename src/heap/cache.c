@@ -13,6 +13,12 @@
  * When all HEAP_NCACHE - 1 private caches are taken, further threads share
  * cache 0 under a mutex.
  *
+ * A thread frees into another cache's slab by setting the object's bit in
+ * the slab's remote bitmap (the atomic that catches a double free from any
+ * thread) and chaining it in its own cache; the chain goes to the owner's
+ * queue in one push per HEAP_PEND_MAX objects, when the owner changes, and
+ * whenever the thread allocates slowly, adopts a cache or exits.
+ *
  * Allocation pops the current slab's free list (or its never-used tail,
  * which is left untouched so fresh pages stay unwritten); free by the owner
  * pushes there. Both keep the slab's allocation bitmap exact, which is what
@@ -30,13 +36,30 @@ static HEAP_TLS unsigned tls_gen;
 static pthread_key_t cache_key;
 static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
 
+/* Hand the chain of remote frees batched in c to their owner's queue. */
+static void pend_flush(struct heap_cache *c)
+{
+    if (!c->pend_n)
+        return;
+    struct heap_cache *oc = &heap_proc.root->caches[c->pend_owner];
+    void *head = __atomic_load_n(&oc->remote, __ATOMIC_RELAXED);
+    do
+        link_write(c->pend_tail, head);
+    while (!__atomic_compare_exchange_n(&oc->remote, &head, c->pend_head, 1,
+                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    c->pend_head = c->pend_tail = NULL;
+    c->pend_n = 0;
+}
+
 static void cache_release(void *arg)
 {
     struct heap_cache *c = arg;
     /* A restore since adoption has already made every cache FREE (and
      * another thread may own this one now). */
-    if (c && heap_proc.root && tls_gen == heap_proc.gen && c->id != 0)
+    if (c && heap_proc.root && tls_gen == heap_proc.gen && c->id != 0) {
+        pend_flush(c);
         __atomic_store_n(&c->state, CACHE_FREE, __ATOMIC_RELEASE);
+    }
     tls_cache = NULL;
 }
 
@@ -63,9 +86,12 @@ static struct heap_cache *cache_adopt(void)
             memset(c->empty, 0, sizeof c->empty);
             memset(c->nempty, 0, sizeof c->nempty);
             c->empty_pages = 0;
+            c->pend_head = c->pend_tail = NULL;
+            c->pend_n = c->pend_owner = 0;
             c->remote = NULL;
             c->id = i;
         }
+        pend_flush(c);          /* left by a thread that is gone */
         pthread_setspecific(cache_key, c);
         break;
     }
@@ -248,6 +274,7 @@ static inline uint32_t slab_index_fast(const struct slab *s, const void *p)
 
 static void *refill(struct heap_cache *c, unsigned cls, struct slab **out)
 {
+    pend_flush(c);
     if (__atomic_load_n(&c->remote, __ATOMIC_RELAXED))
         drain_remote(c);
     struct slab *s = c->cur[cls];
@@ -337,12 +364,21 @@ int small_free(struct slab *s, void *p, const char *who)
         (__atomic_fetch_or(rw, bit, __ATOMIC_RELAXED) & bit))
         return not_live(p, who);
     HEAP_ANN_FREE(p, heap_classes[s->cls].size);
-    struct heap_cache *oc = &heap_proc.root->caches[s->owner];
-    void *head = __atomic_load_n(&oc->remote, __ATOMIC_RELAXED);
-    do
-        link_write(p, head);
-    while (!__atomic_compare_exchange_n(&oc->remote, &head, p, 1,
-                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    /* Batch: one contended push per HEAP_PEND_MAX frees to the same owner.
+     * The shared cache 0 batches nothing (its users would hold the lock). */
+    if (cr_unlikely(c->id == 0))
+        pthread_mutex_lock(&heap_proc.shared_lock);
+    if (c->pend_n && c->pend_owner != s->owner)
+        pend_flush(c);
+    link_write(p, c->pend_head);
+    if (!c->pend_n)
+        c->pend_tail = p;
+    c->pend_head = p;
+    c->pend_owner = s->owner;
+    if (++c->pend_n >= HEAP_PEND_MAX || c->id == 0)
+        pend_flush(c);
+    if (cr_unlikely(c->id == 0))
+        pthread_mutex_unlock(&heap_proc.shared_lock);
     return 0;
 }
 
@@ -358,6 +394,7 @@ void caches_reset_after_restore(void)
 /* Drain one cache we own and give its empty slabs back to the page heap. */
 static void cache_shrink(struct heap_cache *c)
 {
+    pend_flush(c);
     drain_remote(c);
     for (unsigned k = 0; k < HEAP_NCLASS; k++) {
         struct slab *s = c->cur[k];

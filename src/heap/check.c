@@ -10,8 +10,8 @@
  * its free list is acyclic, in range and disjoint from live objects; every
  * free extent is in the bin its length selects and every binned extent is
  * free; every cache's current slab, partial and empty lists belong to it
- * (and hold what their names say); every
- * object queued for a remote free is live and flagged in its slab.
+ * (and hold what their names say); every object queued or batched for a
+ * remote free is live and flagged in its slab.
  * The first violation is logged with the page or address involved.
  */
 #include "heap/heap_internal.h"
@@ -176,6 +176,27 @@ static int check_owned(const struct slab *s, unsigned id, unsigned k)
     return 0;
 }
 
+/* Every object of a chain of remote frees is live, flagged as remote-freed
+ * and in a slab of cache owner. */
+static int check_chain(void *head, unsigned owner, const char *what, uint64_t *queued)
+{
+    if (owner >= HEAP_NCACHE)
+        FAIL("%s for cache %u: no such cache", what, owner);
+    for (void *p = head; p; p = link_read(p)) {
+        uint32_t page = heap_page_of(p);
+        struct slab *s = page == HEAP_NIL || pk_kind(heap_map()[page].info) != PK_SLAB ? NULL
+                       : slab_of_page(page, heap_map()[page].info);
+        long idx = s ? slab_index(s, p) : -1;
+        if (idx < 0 || s->owner != owner ||
+            !(slab_remote_bits(s)[idx / 64] & slab_alloc_bits(s)[idx / 64] & (1ULL << (idx % 64))))
+            FAIL("%s for cache %u holds %p, not a live remote-freed object of that cache",
+                 what, owner, p);
+        if (++*queued > (uint64_t)heap_proc.root->top * (HEAP_PAGE / 16))
+            FAIL("%s for cache %u does not end (cycle)", what, owner);
+    }
+    return 0;
+}
+
 static int check_cache(const struct heap_cache *c, unsigned id, uint64_t *queued)
 {
     uint32_t empty_pages = 0;
@@ -208,18 +229,14 @@ static int check_cache(const struct heap_cache *c, unsigned id, uint64_t *queued
     }
     if (empty_pages != c->empty_pages)
         FAIL("cache %u: %u pages of empty slabs listed, %u counted", id, empty_pages, c->empty_pages);
-    for (void *p = c->remote; p; p = link_read(p)) {
-        uint32_t page = heap_page_of(p);
-        struct slab *s = page == HEAP_NIL || pk_kind(heap_map()[page].info) != PK_SLAB ? NULL
-                       : slab_of_page(page, heap_map()[page].info);
-        long idx = s ? slab_index(s, p) : -1;
-        if (idx < 0 || s->owner != id ||
-            !(slab_remote_bits(s)[idx / 64] & slab_alloc_bits(s)[idx / 64] & (1ULL << (idx % 64))))
-            FAIL("cache %u: remote-free queue holds %p, not a live remote-freed object of "
-                 "this cache", id, p);
-        if (++*queued > (uint64_t)heap_proc.root->top * (HEAP_PAGE / 16))
-            FAIL("cache %u: remote-free queue does not end (cycle)", id);
-    }
+    if ((rc = check_chain(c->remote, id, "remote-free queue", queued)))
+        return rc;
+    uint64_t before = *queued;
+    if (c->pend_n && (rc = check_chain(c->pend_head, c->pend_owner, "batch of remote frees", queued)))
+        return rc;
+    if (*queued - before != c->pend_n || (c->pend_n && c->pend_owner >= HEAP_NCACHE))
+        FAIL("cache %u: batch of remote frees holds %llu objects, counted %u", id,
+             (unsigned long long)(*queued - before), c->pend_n);
     return 0;
 }
 

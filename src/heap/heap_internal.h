@@ -80,6 +80,8 @@ struct slab {
 enum { SLAB_ON_NONE = 0, SLAB_ON_PARTIAL, SLAB_ON_EMPTY };
 /* Bytes of empty slabs a cache keeps (all classes) before giving them back. */
 #define HEAP_EMPTY_KEEP_PAGES 256u
+/* Remote frees batched before one push onto the owner's queue. */
+#define HEAP_PEND_MAX 32u
 
 struct heap_cache {
     uint32_t id;
@@ -89,6 +91,10 @@ struct heap_cache {
     struct slab *empty[HEAP_NCLASS];     /* all objects free, kept for reuse */
     uint16_t nempty[HEAP_NCLASS];
     uint32_t empty_pages;                /* pages of all empty slabs kept   */
+    /* Objects this cache's thread freed into other caches' slabs, chained
+     * and handed to their owner (pend_owner) in one push. */
+    void    *pend_head, *pend_tail;
+    uint32_t pend_owner, pend_n;
     /* Written by other threads: on its own cache line, away from the
      * owner's hot fields. */
     void    *remote __attribute__((aligned(64)));  /* lock-free stack     */
