@@ -57,8 +57,13 @@ static void cache_release(void *arg)
     /* A restore since adoption has already made every cache FREE (and
      * another thread may own this one now). */
     if (c && heap_proc.root && tls_gen == heap_proc.gen && c->id != 0) {
+        int check = heap_proc.check;    /* the checker reads the batch */
+        if (check)
+            pthread_mutex_lock(&heap_proc.check_lock);
         pend_flush(c);
         __atomic_store_n(&c->state, CACHE_FREE, __ATOMIC_RELEASE);
+        if (check)
+            pthread_mutex_unlock(&heap_proc.check_lock);
     }
     tls_cache = NULL;
 }

@@ -252,12 +252,12 @@ static void test_more_threads_than_caches_share_the_locked_cache(void)
     CU_ASSERT_EQUAL(cr_heap_check(), 0);
 }
 
-static volatile int forking_done;
+static int forking_done;   /* atomic */
 
 static void *alloc_loop(void *arg)
 {
     (void)arg;
-    while (!forking_done) {
+    while (!__atomic_load_n(&forking_done, __ATOMIC_RELAXED)) {
         void *p[64];
         for (int i = 0; i < 64; i++)
             p[i] = crmalloc(i % 8 ? 48 : 70000);
@@ -271,7 +271,7 @@ static void test_fork_during_allocations_leaves_child_heap_usable(void)
 {
     CU_ASSERT_EQUAL_FATAL(heap_reset(256 * MiB), 0);
     pthread_t t;
-    forking_done = 0;
+    __atomic_store_n(&forking_done, 0, __ATOMIC_RELAXED);
     pthread_create(&t, NULL, alloc_loop, NULL);
     int failures = 0;
     for (int k = 0; k < 40; k++) {
@@ -297,7 +297,7 @@ static void test_fork_during_allocations_leaves_child_heap_usable(void)
         waitpid(pid, &st, 0);
         failures += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
-    forking_done = 1;
+    __atomic_store_n(&forking_done, 1, __ATOMIC_RELAXED);
     pthread_join(t, NULL);
     CU_ASSERT_EQUAL(failures, 0);
     CU_ASSERT_EQUAL(cr_heap_check(), 0);
