@@ -6,7 +6,7 @@
 # Builds the benchmark binaries if needed, runs every allocator RUNS times
 # (default 5, --quick 1) interleaved, and reports medians: a table on stdout
 # with each figure beside glibc's (measured in the same run) as a ratio,
-# CSV and a PNG in perf/results/. Env: BUILD_DIR (default ./build), RUNS,
+# CSV, the table (heap.txt) and a PNG in perf/results/. Env: BUILD_DIR (default ./build), RUNS,
 # BUDGET (seconds per figure, default 0.3).
 # libpmemobj's pool lives on tmpfs (/dev/shm) with PMEM_IS_PMEM_FORCE=1, so
 # it flushes with CPU instructions instead of msync: its fastest setting.
@@ -40,7 +40,7 @@ for r in $(seq "$runs"); do
   echo "run $r/$runs done" >&2
 done
 
-python3 - "$raw" "$out" "$runs" <<'PY'
+python3 - "$raw" "$out" "$runs" <<'PY' | tee "$out/heap.txt"
 import csv, statistics, sys, subprocess, shutil
 raw, out, runs = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = {}
