@@ -5,9 +5,9 @@
 #
 # Builds the benchmark binaries if needed, runs every allocator RUNS times
 # (default 5, --quick 1) interleaved, and reports medians: a table on stdout
-# with each figure beside glibc's (measured in the same run) as a ratio,
-# CSV, the table (heap.txt) and a PNG in perf/results/. Env: BUILD_DIR (default ./build), RUNS,
-# BUDGET (seconds per figure, default 0.3).
+# with each figure beside glibc's (measured in the same run) as a ratio;
+# CSV, the table (heap.txt) and a PNG in perf/results/.
+# Env: BUILD_DIR (default ./build), RUNS, BUDGET (seconds per figure, 0.3).
 # libpmemobj's pool lives on tmpfs (/dev/shm) with PMEM_IS_PMEM_FORCE=1, so
 # it flushes with CPU instructions instead of msync: its fastest setting.
 set -eu

@@ -289,10 +289,15 @@ int cr_heap_trim(void)
 {
     if (!heap_proc.root)
         return -ENODEV;
+    int check = heap_proc.check;       /* no checker running meanwhile */
+    if (check)
+        pthread_mutex_lock(&heap_proc.check_lock);
     int rc = caches_trim();
     pthread_mutex_lock(&heap_proc.page_lock);
     int e = pages_purge();
     pthread_mutex_unlock(&heap_proc.page_lock);
+    if (check)
+        pthread_mutex_unlock(&heap_proc.check_lock);
     return rc ? rc : e;
 }
 
