@@ -272,7 +272,7 @@ int main(int argc, char **argv)
             for (int f = 0; f < nfracs; f++)
                 for (int block = 0; block <= (fracs[f] < 1); block++) {
                     struct cell c = measure_collect(data, size, fracs[f], block, o.runs);
-                    printf("%-8s %-11s %7.1f%% %-7s %9zu %9zu %10.3f %9s %9s %9.0f %7.0f%s\n", "",
+                    printf("%-8s %-11s %7.1f%% %-7s %9zu %9zu %10.3f %9s %9s %9.1f %7.1f%s\n", "",
                            tracker_names[k], fracs[f] * 100, block ? "block" : "spread",
                            c.written, c.reported, c.ms, "", "", b.memcpy_ms / c.ms,
                            b.fork_ms / c.ms, c.reported != c.written ? "  (over-reported)" : "");

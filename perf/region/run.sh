@@ -41,7 +41,7 @@ sizes=$(sort -n "$tmp/sizes" | tr '\n' ' ')
   cols=2; [ "$n" -le 2 ] && cols=$n
   rows=$(( (n + cols - 1) / cols ))
   echo "set multiplot layout $rows,$cols title 'crmpi region: collect + re-arm vs baselines (median ms, log scales)'"
-  echo "set logscale xy; set grid; set key left top; set xlabel 'pages written (%)'; set ylabel 'ms'"
+  echo "set logscale xy; set grid; set key left top opaque box; set xlabel 'pages written (%)'; set ylabel 'ms'"
   for s in $sizes; do
     if [ "$s" -ge 1024 ]; then label="$((s / 1024)) GiB"; else label="$s MiB"; fi
     memcpy=$(head -1 "$tmp/base_$s.dat" | cut -d' ' -f2)

@@ -296,6 +296,8 @@ int cr_region_grow(size_t new_size)
 int cr_region_discard(void *addr, size_t len)
 {
     uintptr_t a = (uintptr_t)addr;
+    if (!cr_region_is_open())
+        return -EBADF;
     if (a % CR_PAGE_SIZE || len % CR_PAGE_SIZE)
         return -EINVAL;
     if (len == 0)

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -89,12 +90,29 @@ static int uffd_api(int fd, uint64_t features, uint64_t *got)
     return 0;
 }
 
+/* Why userfaultfd(2) said EPERM, from the sysctl that decides it. */
+static const char *eperm_reason(int flags)
+{
+    int v = -1;
+    FILE *f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "re");
+    if (f) {
+        if (fscanf(f, "%d", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    if (v == 0 && !(flags & UFFD_USER_MODE_ONLY))
+        return "userfaultfd handling kernel faults is not permitted: vm.unprivileged_userfaultfd=0, "
+               "no CAP_SYS_PTRACE, no access to /dev/userfaultfd";
+    if (v == 0)
+        return "userfaultfd not permitted even for user-mode faults (a seccomp or LSM policy?)";
+    return "userfaultfd not permitted (seccomp or LSM policy?)";
+}
+
 static int uffd_new(int flags, const char **why)
 {
     int fd = uffd_raw(flags);
     if (fd == -EPERM)
-        *why = "userfaultfd not permitted (vm.unprivileged_userfaultfd=0 and no CAP_SYS_PTRACE, "
-               "and /dev/userfaultfd not accessible)";
+        *why = eperm_reason(flags);
     else if (fd == -ENOSYS)
         *why = "kernel built without userfaultfd";
     else if (fd < 0)
