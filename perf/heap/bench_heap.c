@@ -14,9 +14,11 @@
  *            block sets, so half of the frees are of blocks another thread
  *            allocated.
  * Output, one CSV line per figure:
- *   allocator,workload,threads,ops_per_s,live_bytes,footprint_bytes
+ *   allocator,workload,threads,ops_per_s,live_bytes,footprint_bytes,region_bytes
  * footprint = growth of the resident set while the mixed workload's blocks
- * are live (the mixed workload runs alone in its process: argv[1] = mixed).
+ * are live (the mixed workload runs alone in its process: argv[1] = mixed);
+ * region_bytes (crmalloc only) = populated bytes of the persistent region,
+ * metadata included, after cr_heap_trim: what a full checkpoint would save.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -225,7 +227,27 @@ static long rss_bytes(void)
     return res * sysconf(_SC_PAGESIZE);
 }
 
-static double run_mixed(int nthreads, size_t *live, size_t *footprint)
+#if defined(ALLOC_CR)
+static int add_extent(const struct cr_extent *e, void *arg)
+{
+    *(size_t *)arg += e->len;
+    return 0;
+}
+#endif
+
+/* For crmalloc: bytes of the region that hold data (what a full checkpoint
+ * saves), after cr_heap_trim released free pages. 0 for the others. */
+static size_t region_bytes(void)
+{
+    size_t n = 0;
+#if defined(ALLOC_CR)
+    if (cr_heap_trim() || cr_region_collect_populated(add_extent, &n))
+        die("trim/collect_populated");
+#endif
+    return n;
+}
+
+static double run_mixed(int nthreads, size_t *live, size_t *footprint, size_t *region)
 {
     static struct blockset sets[2];
     pthread_barrier_t bar;
@@ -253,6 +275,7 @@ static double run_mixed(int nthreads, size_t *live, size_t *footprint)
         for (int i = 0; i < LIVE; i++)
             *live += sets[t].size[i];
     *footprint = (size_t)(rss_bytes() - rss0);
+    *region = region_bytes();
 #if defined(ALLOC_CR)
     struct cr_heap_stats st;
     cr_heap_stats(&st);
@@ -296,12 +319,12 @@ int main(int argc, char **argv)
     if (!strcmp(what, "sized")) {
         for (int t = 1; t <= 2; t++)
             for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
-                printf("%s,size%zu,%d,%.0f,,\n", NAME, sizes[i], t, run_sized(sizes[i], t));
+                printf("%s,size%zu,%d,%.0f,,,\n", NAME, sizes[i], t, run_sized(sizes[i], t));
     } else {
         int t = argc > 2 ? atoi(argv[2]) : 1;
-        size_t live, fp;
-        double r = run_mixed(t < 1 ? 1 : t > 2 ? 2 : t, &live, &fp);
-        printf("%s,mixed,%d,%.0f,%zu,%zu\n", NAME, t, r, live, fp);
+        size_t live, fp, region;
+        double r = run_mixed(t < 1 ? 1 : t > 2 ? 2 : t, &live, &fp, &region);
+        printf("%s,mixed,%d,%.0f,%zu,%zu,%zu\n", NAME, t, r, live, fp, region);
     }
 #if defined(ALLOC_PMEM)
     pmemobj_close(pool);

@@ -45,10 +45,11 @@ import csv, statistics, sys, subprocess, shutil
 raw, out, runs = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = {}
 for line in open(raw):
-    a, w, t, ops, live, fp = line.strip().split(',')
-    r = rows.setdefault((w, int(t), a), {'ops': [], 'live': [], 'fp': []})
+    a, w, t, ops, live, fp, reg = line.strip().split(',')
+    r = rows.setdefault((w, int(t), a), {'ops': [], 'live': [], 'fp': [], 'reg': []})
     r['ops'].append(float(ops))
     if live: r['live'].append(float(live)); r['fp'].append(float(fp))
+    if reg and float(reg) > 0: r['reg'].append(float(reg))
 allocs = [a for a in ['crmalloc', 'glibc', 'jemalloc', 'mimalloc', 'pmemobj']
           if any(k[2] == a for k in rows)]
 loads = []
@@ -62,7 +63,7 @@ med = lambda v: statistics.median(v) if v else float('nan')
 with open(f'{out}/heap.csv', 'w', newline='') as f:
     c = csv.writer(f)
     c.writerow(['workload', 'threads', 'allocator', 'ops_per_s_median', 'runs',
-                'ratio_vs_glibc', 'live_bytes', 'footprint_bytes', 'overhead_ratio'])
+                'ratio_vs_glibc', 'live_bytes', 'footprint_bytes', 'overhead_ratio', 'region_bytes'])
     for (w, t) in loads:
         g = med(rows.get((w, t, 'glibc'), {'ops': []})['ops'])
         for a in allocs:
@@ -71,7 +72,8 @@ with open(f'{out}/heap.csv', 'w', newline='') as f:
             o = med(r['ops']); live = med(r['live']); fp = med(r['fp'])
             c.writerow([w, t, a, f'{o:.0f}', len(r['ops']), f'{o / g:.3f}',
                         f'{live:.0f}' if r['live'] else '', f'{fp:.0f}' if r['fp'] else '',
-                        f'{fp / live:.3f}' if r['live'] else ''])
+                        f'{fp / live:.3f}' if r['live'] else '',
+                        f'{med(r["reg"]):.0f}' if r['reg'] else ''])
 print(f'\nHeap allocator throughput, Mops/s (median of {runs} runs); (x) = ratio to glibc\n')
 hdr = f"{'workload':<12}{'thr':>4}" + ''.join(f'{a:>19}' for a in allocs) + f"{'cr/pmemobj':>12}"
 print(hdr); print('-' * len(hdr))
@@ -99,6 +101,13 @@ for t in (1, 2):
         if not r or not r['live']: continue
         live, fp = med(r['live']), med(r['fp'])
         print(f'{a:<12}{t:>4}{live / 2**20:>10.2f}{fp / 2**20:>10.2f}{fp / live:>9.2f}x')
+print('\nPersistent region in use after cr_heap_trim (what a full checkpoint saves) vs live bytes\n')
+for t in (1, 2):
+    r = rows.get(('mixed', t, 'crmalloc'))
+    if r and r['reg']:
+        live, reg = med(r['live']), med(r['reg'])
+        print(f'crmalloc {t} thread(s): live {live / 2**20:.2f} MiB, region in use {reg / 2**20:.2f} MiB '
+              f'-> {reg / live:.2f}x')
 small = [(w, t) for (w, t) in loads if w.startswith('size') and int(w[4:]) <= 1024]
 worst = min(med(rows[(w, t, 'crmalloc')]['ops']) / med(rows[(w, t, 'glibc')]['ops']) for (w, t) in small)
 print(f'\nTarget "within 1.5x of glibc on small objects (<= 1 KiB)": worst cr/glibc = {worst:.2f} '
