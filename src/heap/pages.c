@@ -143,26 +143,32 @@ static void advance_top(uint32_t new_top)
     heap_proc.hwm = CR_MAX(heap_proc.hwm, new_top);
 }
 
-/* Advance the top for an extent of n pages, reusing a free extent that ends
- * at the top. Returns its first page and its flags in *flags. Pages above
- * the top read as zeros unless this process had a higher top before an
- * in-place restore (heap_proc.hwm): the restore may have left them dirty. */
-static uint32_t take_top(uint32_t n, uint32_t *flags)
+/* An extent of at least n pages at the top: the free extent that ends at
+ * the top, extended by advancing the top if it is too short (or alone if it
+ * is long enough: the bounded bin scan may have passed it). Returns its first
+ * page, its length in *len and its flags in *flags. Pages above the top read
+ * as zeros unless this process had a higher top before an in-place restore
+ * (heap_proc.hwm): the restore may have left them dirty. */
+static uint32_t take_top(uint32_t n, uint32_t *len, uint32_t *flags)
 {
     struct heap_root *r = heap_proc.root;
     uint32_t s = r->top ? free_ending_at(r->top - 1) : HEAP_NIL;
     uint32_t have = s != HEAP_NIL ? r->top - s : 0;
     if (s == HEAP_NIL)
         s = r->top;
-    if ((uint64_t)s + n > r->max_pages || cover(s + n))
+    *len = CR_MAX(n, have);
+    if ((uint64_t)s + *len > r->max_pages || cover(s + *len))
         return HEAP_NIL;
     *flags = r->top >= heap_proc.hwm ? heap_proc.zero_gen << 1 : PF_DIRTY;
     if (have) {
-        if (!known_zero(r->map[s].flags))
+        if (have >= n)
+            *flags = r->map[s].flags;
+        else if (!known_zero(r->map[s].flags))
             *flags = PF_DIRTY;
         bin_remove(s);
     }
-    advance_top(s + n);
+    if (s + *len > r->top)
+        advance_top(s + *len);
     return s;
 }
 
@@ -178,10 +184,9 @@ uint32_t pages_alloc(uint32_t n, uint32_t align, int *zero)
         flags = r->map[s].flags;
         bin_remove(s);
     } else {
-        s = take_top((uint32_t)want, &flags);
+        s = take_top((uint32_t)want, &sn, &flags);
         if (s == HEAP_NIL)
             return HEAP_NIL;
-        sn = (uint32_t)want;
     }
     uintptr_t addr = heap_page_addr(s);
     uint32_t a = s + (uint32_t)((cr_align_up(addr, (uintptr_t)align * HEAP_PAGE) - addr) / HEAP_PAGE);

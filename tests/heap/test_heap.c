@@ -158,6 +158,34 @@ static void test_realloc_grows_large_in_place_into_free_neighbour(void)
     CU_ASSERT_EQUAL(cr_heap_check(), 0);
 }
 
+/* Free extents of 65..79 pages share one bin; the only one that fits a
+ * request ends at the top, behind more than the bin scan looks at. */
+static void test_fit_deep_in_a_bin_at_the_top_is_used_not_lost(void)
+{
+    CU_ASSERT_EQUAL_FATAL(heap_reset(256 * MiB), 0);
+    enum { N = 40 };
+    void *hole[N], *sep[N];
+    for (int i = 0; i < N; i++) {
+        hole[i] = crmalloc(65 * 4096);
+        sep[i] = crmalloc(20000);
+    }
+    void *last = crmalloc(70 * 4096);          /* ends at the top */
+    crfree(last);
+    for (int i = 0; i < N; i++)
+        crfree(hole[i]);                       /* pushed after it: scanned first */
+    struct cr_heap_stats before, after;
+    CU_ASSERT_EQUAL(cr_heap_stats(&before), 0);
+    void *p = crmalloc(68 * 4096);
+    CU_ASSERT_PTR_EQUAL(p, last);
+    CU_ASSERT_EQUAL(cr_heap_check(), 0);
+    CU_ASSERT_EQUAL(cr_heap_stats(&after), 0);
+    CU_ASSERT_EQUAL(after.heap_bytes, before.heap_bytes);
+    crfree(p);
+    for (int i = 0; i < N; i++)
+        crfree(sep[i]);
+    CU_ASSERT_EQUAL(cr_heap_check(), 0);
+}
+
 static void test_realloc_small_shrink_stays_in_place(void)
 {
     CU_ASSERT_EQUAL_FATAL(heap_reset(256 * MiB), 0);
@@ -561,6 +589,7 @@ static CU_TestInfo semantics[] = {
     CUTEST(test_realloc_to_zero_frees_and_returns_null),
     CUTEST(test_realloc_keeps_contents_across_classes),
     CUTEST(test_realloc_grows_large_in_place_into_free_neighbour),
+    CUTEST(test_fit_deep_in_a_bin_at_the_top_is_used_not_lost),
     CUTEST(test_realloc_small_shrink_stays_in_place),
     CUTEST(test_posix_memalign_rejects_bad_alignment_with_einval),
     CUTEST(test_posix_memalign_honours_every_alignment),
