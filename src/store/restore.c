@@ -1,0 +1,314 @@
+/*
+ * restore.c - choosing the epoch to restart from and delivering this
+ * rank's pages and thread records.
+ *
+ * cr_restore_open walks the committed epochs newest first. For each
+ * candidate every rank checks, for its own part, the whole chain from the
+ * newest full epoch up to the candidate: each file exists, is ours (job
+ * UUID of the index), has this format version, this number of ranks, this
+ * executable and these libraries at the same addresses, agrees with the
+ * index about epoch, parent and kind, and has an intact rank row, index
+ * rows and thread rows. The ranks then agree (cr_coll_agree): the first
+ * candidate valid on every rank is chosen, and each one passed over is
+ * logged with the reason. Page data is checked extent by extent while it is
+ * copied (cr_restore_pages): reading it twice would halve restart speed.
+ * A data checksum failure marks the epoch bad in this store handle, so the
+ * caller agrees on the failure and calls cr_restore_open again, which then
+ * falls back to an older epoch.
+ */
+#include "store/internal.h"
+#include "common/crc32c.h"
+#include "common/errors.h"
+#include "common/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct chain_link {
+    struct cr_epfile f;
+    struct cr_rank_row row;
+    struct cr_index_row *rows;
+    struct cr_thread_row *threads;
+};
+
+struct cr_restore {
+    struct cr_store *st;
+    size_t n;                      /* links, oldest (full) first */
+    struct chain_link *link;
+    struct cr_restore_info info;
+};
+
+static void restore_free(struct cr_restore *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++) {
+        cr_epfile_close(&r->link[i].f);
+        free(r->link[i].rows);
+        free(r->link[i].threads);
+    }
+    free(r->link);
+    free(r);
+}
+
+void cr_restore_close(struct cr_restore *r)
+{
+    restore_free(r);
+}
+
+/* Header of one epoch file against the index and this job. */
+static int check_link(struct cr_store *st, const struct cr_index_entry *e, struct cr_epfile *f)
+{
+    const struct cr_epoch_header *h = &f->h;
+    if (memcmp(h->job_uuid, st->ix.job_uuid, CR_UUID_BYTES)) {
+        cr_err("%s: belongs to another job (its job UUID differs from the index's)", f->path);
+        return CR_EFOREIGN;
+    }
+    if (h->epoch != e->epoch || h->parent != e->parent ||
+        h->full != !!(e->flags & CR_ENTRY_FULL)) {
+        cr_err("%s: the file says epoch %llu (parent %llu, %s), the index says epoch %llu "
+               "(parent %llu)", f->path, (unsigned long long)h->epoch,
+               (unsigned long long)h->parent, h->full ? "full" : "incremental",
+               (unsigned long long)e->epoch, (unsigned long long)e->parent);
+        return CR_ECORRUPT;
+    }
+    if (h->nranks != (uint32_t)st->coll->size) {
+        cr_err("%s: written by %u ranks, this job has %d", f->path, h->nranks, st->coll->size);
+        return CR_ERANKS;
+    }
+    return cr_identity_check(f->identity, h->identity_len, f->path);
+}
+
+/* Entries of the chain ending at epoch, oldest first. */
+static int find_chain(struct cr_store *st, uint64_t epoch, const struct cr_index_entry ***out,
+                      size_t *n)
+{
+    const struct cr_index *ix = &st->ix;
+    const struct cr_index_entry **c = calloc(ix->n + 1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    size_t k = 0;
+    uint64_t ep = epoch;
+    for (;;) {
+        const struct cr_index_entry *e = cr_index_find(ix, ep);
+        if (!e || k >= ix->n) {
+            cr_err("%s: epoch %llu needs epoch %llu, which the index does not name", st->dir,
+                   (unsigned long long)epoch, (unsigned long long)ep);
+            free(c);
+            return CR_ECORRUPT;
+        }
+        if (cr_store_is_bad(st, ep)) {
+            cr_err("%s: epoch %llu needs epoch %llu, whose data failed a checksum", st->dir,
+                   (unsigned long long)epoch, (unsigned long long)ep);
+            free(c);
+            return CR_ECORRUPT;
+        }
+        c[k++] = e;
+        if (e->flags & CR_ENTRY_FULL)
+            break;
+        ep = e->parent;
+    }
+    for (size_t i = 0; i < k / 2; i++) {
+        const struct cr_index_entry *t = c[i];
+        c[i] = c[k - 1 - i];
+        c[k - 1 - i] = t;
+    }
+    *out = c;
+    *n = k;
+    return 0;
+}
+
+/* This rank's view of the chain ending at epoch; fills *out on success. */
+static int try_epoch(struct cr_store *st, uint64_t epoch, struct cr_restore **out)
+{
+    const struct cr_index_entry **chain;
+    size_t n;
+    int rc = find_chain(st, epoch, &chain, &n);
+    if (rc < 0)
+        return rc;
+    struct cr_restore *r = calloc(1, sizeof *r);
+    if (r)
+        r->link = calloc(n, sizeof *r->link);
+    if (!r || !r->link) {
+        rc = -ENOMEM;
+        goto free_r;
+    }
+    r->st = st;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct chain_link *l = &r->link[i];
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/%s", st->dir, chain[i]->name) >= (int)sizeof path) {
+            rc = -ENAMETOOLONG;
+            break;
+        }
+        rc = cr_epfile_open(path, &l->f);
+        if (rc == -ENOENT) {
+            cr_err("%s: the index names epoch %llu, whose file is missing", path,
+                   (unsigned long long)chain[i]->epoch);
+            rc = CR_ECORRUPT;
+        }
+        if (rc < 0)
+            break;
+        r->n = i + 1;
+        rc = check_link(st, chain[i], &l->f);
+        if (rc == 0)
+            rc = cr_epfile_rank(&l->f, (uint32_t)st->coll->rank, &l->row, &l->rows, &l->threads);
+    }
+    if (rc < 0)
+        goto free_r;
+    const struct chain_link *top = &r->link[n - 1];
+    for (size_t i = 0; i < n; i++)
+        if (r->link[i].row.region_base != top->row.region_base) {
+            cr_err("%s: epoch %llu: the region moved from 0x%llx to 0x%llx within the chain",
+                   st->dir, (unsigned long long)epoch,
+                   (unsigned long long)r->link[i].row.region_base,
+                   (unsigned long long)top->row.region_base);
+            rc = CR_ECORRUPT;
+            goto free_r;
+        }
+    r->info = (struct cr_restore_info){ .epoch = epoch, .region_base = top->row.region_base,
+        .region_size = top->row.region_size, .nthreads = top->row.nthreads };
+    for (size_t i = 0; i < n; i++)
+        r->info.data_bytes += r->link[i].row.data_bytes;
+    free(chain);
+    *out = r;
+    return 0;
+free_r:
+    restore_free(r);
+    free(chain);
+    return rc;
+}
+
+int cr_restore_open(struct cr_store *st, uint64_t epoch, struct cr_restore **out)
+{
+    struct cr_coll *c = st->coll;
+    const struct cr_index *ix = &st->ix;
+    if (st->index_bad) {
+        cr_err("%s: the index is damaged: no committed epoch can be trusted", st->dir);
+        return CR_ECORRUPT;
+    }
+    if (ix->n == 0 || (epoch && !cr_index_find(ix, epoch))) {
+        if (epoch)
+            cr_err("%s: epoch %llu is not committed", st->dir, (unsigned long long)epoch);
+        return CR_ENOCKPT;
+    }
+    int first_rc = 0;
+    uint64_t newest = ix->e[ix->n - 1].epoch;
+    for (uint32_t i = ix->n; i-- > 0;) {
+        uint64_t cand = ix->e[i].epoch;
+        if (epoch && cand != epoch)
+            continue;
+        struct cr_restore *r = NULL;
+        int rc = cr_coll_agree(c, try_epoch(st, cand, &r));
+        if (rc == 0) {
+            if (cand != newest)
+                cr_warn("%s: restoring epoch %llu: newer committed epochs were unusable "
+                        "(reasons above)", st->dir, (unsigned long long)cand);
+            st->last = cand;
+            *out = r;
+            return 0;
+        }
+        restore_free(r);
+        if (!first_rc || first_rc == CR_EREMOTE)
+            first_rc = rc;
+        cr_warn("%s: epoch %llu is unusable (%s)%s", st->dir, (unsigned long long)cand,
+                cr_strerror(rc), epoch || i == 0 ? "" : "; trying an older one");
+    }
+    cr_err("%s: no committed epoch can be restored", st->dir);
+    return first_rc;
+}
+
+void cr_restore_info(const struct cr_restore *r, struct cr_restore_info *out)
+{
+    *out = r->info;
+}
+
+int cr_restore_threads(struct cr_restore *r, struct cr_thread_record *out, size_t n)
+{
+    const struct chain_link *top = &r->link[r->n - 1];
+    if (n < top->row.nthreads)
+        return -ERANGE;
+    for (size_t i = 0; i < top->row.nthreads; i++) {
+        const struct cr_thread_row *t = &top->threads[i];
+        out[i] = (struct cr_thread_record){ .tid = t->tid, .state = t->state,
+            .stack_lo = t->stack_lo, .stack_hi = t->stack_hi, .retval = t->retval };
+        memcpy(out[i].ctx, t->ctx, CR_CTX_BLOB);
+    }
+    return 0;
+}
+
+static int restore_link(struct cr_restore *r, const struct chain_link *l,
+                        const struct cr_restore_target *t)
+{
+    const struct cr_epfile *f = &l->f;
+    for (uint64_t i = 0; i < l->row.nextents; i++) {
+        const struct cr_index_row *x = &l->rows[i];
+        int rc;
+        if (x->flags & CR_EXTENT_ZERO) {
+            rc = t->zero(t->arg, (uintptr_t)x->addr, (size_t)x->len);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        void *dst = t->map(t->arg, (uintptr_t)x->addr, (size_t)x->len);
+        if (!dst) {
+            cr_err("%s: no memory to restore [0x%llx, +%llu) into", f->path,
+                   (unsigned long long)x->addr, (unsigned long long)x->len);
+            return -EFAULT;
+        }
+        uint64_t off = f->h.ds[CR_DS_ID_PAGES].offset + x->offset;
+        rc = cr_pread_full(f->fd, dst, (size_t)x->len, off, f->path, CR_DS_PAGES);
+        if (rc == 0 && cr_crc32c(0, dst, (size_t)x->len) != x->data_crc) {
+            cr_err("%s: epoch %llu rank %u: /%s extent at 0x%llx (+%llu bytes, file offset "
+                   "%llu): data checksum mismatch", f->path, (unsigned long long)f->h.epoch,
+                   l->row.rank, CR_DS_PAGES, (unsigned long long)x->addr,
+                   (unsigned long long)x->len, (unsigned long long)off);
+            rc = CR_ECORRUPT;
+        }
+        if (rc == CR_ECORRUPT && cr_store_mark_bad(r->st, f->h.epoch) < 0)
+            return -ENOMEM;
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int cr_restore_pages_to(struct cr_restore *r, const struct cr_restore_target *t)
+{
+    if (!r || !t || !t->map || !t->zero)
+        return -EINVAL;
+    for (size_t i = 0; i < r->n; i++) {
+        int rc = restore_link(r, &r->link[i], t);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The region is another module; until it is linked in (libcr always has it)
+ * these are weak so the store can be tested alone. */
+#pragma weak cr_region_contains
+#pragma weak cr_region_discard
+
+static void *region_map(void *arg, uintptr_t addr, size_t len)
+{
+    if (!cr_region_contains || !cr_region_contains((void *)addr, len))
+        return NULL;
+    return (void *)addr;
+}
+
+static int region_zero(void *arg, uintptr_t addr, size_t len)
+{
+    if (!cr_region_discard)
+        return -ENOSYS;
+    int rc = cr_region_discard((void *)addr, len);
+    if (rc < 0)
+        cr_errc(rc, "cr_region_discard(0x%lx, %zu)", (unsigned long)addr, len);
+    return rc;
+}
+
+int cr_restore_pages(struct cr_restore *r)
+{
+    static const struct cr_restore_target region = { region_map, region_zero, NULL };
+    return cr_restore_pages_to(r, &region);
+}
