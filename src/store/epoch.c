@@ -37,6 +37,7 @@ struct cr_epoch {
     struct cr_thread_row *threads;
     uint64_t data_base;            /* absolute offset of this rank's slice */
     uint64_t topo_off, topo_len;   /* this node's XML, if this rank writes it */
+    int write_identity;            /* first rank with this identity text      */
     size_t nneed;
     atomic_size_t nput;
     atomic_int failed;
@@ -46,7 +47,7 @@ struct cr_epoch {
 /* What each rank tells the others in begin. */
 struct rank_info {
     uint64_t data_bytes, nextents, nthreads, topo_len;
-    uint32_t full;
+    uint32_t full, id_len, id_crc;
     char host[CR_HOST_MAX];
 } __attribute__((packed));
 
@@ -107,6 +108,25 @@ static void plan_layout(struct cr_epoch *ep, const struct rank_info *all, int nr
         rows += all[r].nextents;
         threads += all[r].nthreads;
     }
+    /* Identical identity texts (same builds at the same addresses, the
+     * normal case) are stored once; the first rank with each writes it. */
+    uint64_t idbytes = 0;
+    for (int r = 0; r < nranks; r++) {
+        int first = 0;
+        while (all[first].id_len != all[r].id_len || all[first].id_crc != all[r].id_crc)
+            first++;
+        if (first == r) {
+            if (r == me)
+                ep->write_identity = 1;
+            for (int q = r; q < nranks; q++)
+                if (q == me && all[q].id_len == all[r].id_len && all[q].id_crc == all[r].id_crc)
+                    ep->me.identity_offset = idbytes;
+            idbytes += all[r].id_len;
+        }
+    }
+    ep->me.identity_len = all[me].id_len;
+    ep->me.identity_crc = all[me].id_crc;
+    h->ds[CR_DS_ID_IDENT] = (struct cr_ds_loc){ .count = idbytes, .bytes = idbytes };
     h->slice_align = slice_align;
     h->ds[CR_DS_ID_PAGES] = (struct cr_ds_loc){ .count = data, .bytes = data };
     h->ds[CR_DS_ID_INDEX] = (struct cr_ds_loc){ .count = rows,
@@ -212,7 +232,8 @@ static int begin_collective(struct cr_epoch *ep, const struct cr_epoch_desc *d,
     struct cr_store *st = ep->st;
     struct cr_coll *c = st->coll;
     int n = c->size;
-    struct rank_info mine = { data_bytes, d->nextents, d->nthreads, 0, !!d->full, "" };
+    struct rank_info mine = { data_bytes, d->nextents, d->nthreads, 0, !!d->full,
+        (uint32_t)st->identity_len, cr_crc32c(0, st->identity, st->identity_len), "" };
     memcpy(mine.host, st->host, CR_HOST_MAX);
     mine.topo_len = st->topo_xml ? st->topo_len : 0;
     struct rank_info *all = calloc((size_t)n, sizeof *all);
@@ -397,6 +418,10 @@ static int write_tables(struct cr_epoch *ep)
     if (!rc && ep->topo_len)
         rc = pwrite_full(ep->fd, ep->st->topo_xml, ep->topo_len, ep->topo_off, ep->path,
                          CR_GRP_TOPO);
+    if (!rc && ep->write_identity)
+        rc = pwrite_full(ep->fd, ep->st->identity, ep->st->identity_len,
+                         h->ds[CR_DS_ID_IDENT].offset + ep->me.identity_offset, ep->path,
+                         CR_DS_IDENT);
     if (!rc && ep->me.rank == 0) {
         size_t n = sizeof *h + h->identity_len;
         char *buf = malloc(n);

@@ -38,9 +38,11 @@
 #define CR_DS_INDEX     "page_index"
 #define CR_DS_THREADS   "threads"
 #define CR_DS_RANKS     "ranks"
+#define CR_DS_IDENT     "identities"
 #define CR_GRP_TOPO     "topology"
 
-enum cr_ds_id { CR_DS_ID_PAGES = 0, CR_DS_ID_INDEX, CR_DS_ID_THREADS, CR_DS_ID_RANKS, CR_DS_COUNT };
+enum cr_ds_id { CR_DS_ID_PAGES = 0, CR_DS_ID_INDEX, CR_DS_ID_THREADS, CR_DS_ID_RANKS,
+                CR_DS_ID_IDENT, CR_DS_COUNT };
 
 struct cr_ds_loc {
     uint64_t offset;     /* absolute file offset of the raw data (0: empty)  */
@@ -50,7 +52,8 @@ struct cr_ds_loc {
 
 /* The epoch header: at offset 0 of every epoch file, inside the HDF5 user
  * block (which HDF5 leaves to the application), followed by identity_len
- * bytes of identity text. crc covers the header with crc = 0 and the text. */
+ * bytes of rank 0's identity text (for tools; each rank's own identity is
+ * in /identities). crc covers the header with crc = 0 and the text. */
 struct cr_epoch_header {
     char     magic[8];
     uint32_t version;
@@ -110,6 +113,9 @@ struct cr_rank_row {
     uint64_t slice_bytes;         /* slice size (padded)                      */
     uint64_t nthreads;
     uint64_t first_thread;        /* row of /threads                          */
+    uint64_t identity_offset;     /* byte offset of its text in /identities  */
+    uint32_t identity_len;
+    uint32_t identity_crc;
     char     hostname[CR_HOST_MAX];
     uint32_t reserved;
     uint32_t crc;

@@ -87,7 +87,10 @@ static hid_t rank_type(void)
               INS(t, R, nextents, H5T_STD_U64LE) || INS(t, R, first_extent, H5T_STD_U64LE) ||
               INS(t, R, data_bytes, H5T_STD_U64LE) || INS(t, R, data_offset, H5T_STD_U64LE) ||
               INS(t, R, slice_bytes, H5T_STD_U64LE) || INS(t, R, nthreads, H5T_STD_U64LE) ||
-              INS(t, R, first_thread, H5T_STD_U64LE) || INS(t, R, hostname, host) ||
+              INS(t, R, first_thread, H5T_STD_U64LE) ||
+              INS(t, R, identity_offset, H5T_STD_U64LE) ||
+              INS(t, R, identity_len, H5T_STD_U32LE) || INS(t, R, identity_crc, H5T_STD_U32LE) ||
+              INS(t, R, hostname, host) ||
               INS(t, R, reserved, H5T_STD_U32LE) || INS(t, R, crc, H5T_STD_U32LE);
     if (host >= 0)
         H5Tclose(host);
@@ -248,6 +251,9 @@ static int make_tables(hid_t f, const struct cr_layout_in *in, struct cr_epoch_h
     if (!rc)
         rc = make_1d(f, CR_DS_RANKS, tr, ds[CR_DS_ID_RANKS].count, in->path,
                      &off[CR_DS_ID_RANKS]);
+    if (!rc)
+        rc = make_1d(f, CR_DS_IDENT, H5T_C_S1, ds[CR_DS_ID_IDENT].count, in->path,
+                     &off[CR_DS_ID_IDENT]);
     for (int i = 0; i < CR_DS_COUNT; i++)
         ds[i].offset = off[i];
 close_types:

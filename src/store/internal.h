@@ -95,6 +95,8 @@ void cr_epfile_close(struct cr_epfile *f);
 /* Read and validate rank r's row and its index/thread rows (malloc'ed). */
 int cr_epfile_rank(struct cr_epfile *f, uint32_t r, struct cr_rank_row *row,
                    struct cr_index_row **rows, struct cr_thread_row **threads);
+/* This rank's identity text (malloc'ed, CRC-checked). */
+int cr_epfile_identity(struct cr_epfile *f, const struct cr_rank_row *row, char **text);
 /* Check the data CRC of every extent of rank r (reads the data). */
 int cr_epfile_verify_data(struct cr_epfile *f, const struct cr_rank_row *row,
                           const struct cr_index_row *rows);

@@ -24,9 +24,9 @@
 #include <unistd.h>
 
 static const char *const ds_names[CR_DS_COUNT] = { CR_DS_PAGES, CR_DS_INDEX, CR_DS_THREADS,
-                                                   CR_DS_RANKS };
+                                                   CR_DS_RANKS, CR_DS_IDENT };
 static const size_t ds_row[CR_DS_COUNT] = { 1, sizeof(struct cr_index_row),
-    sizeof(struct cr_thread_row), sizeof(struct cr_rank_row) };
+    sizeof(struct cr_thread_row), sizeof(struct cr_rank_row), 1 };
 
 int cr_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path, const char *what)
 {
@@ -188,6 +188,8 @@ static int check_rank_row(const struct cr_epfile *f, uint32_t r, const struct cr
         w->slice_bytes > ds[CR_DS_ID_PAGES].count ||
         w->data_offset > ds[CR_DS_ID_PAGES].count - w->slice_bytes ||
         w->data_bytes > w->slice_bytes ||
+        w->identity_len > CR_IDENTITY_MAX || w->identity_len > ds[CR_DS_ID_IDENT].count ||
+        w->identity_offset > ds[CR_DS_ID_IDENT].count - w->identity_len ||
         w->region_base + w->region_size < w->region_base;
     if (bad) {
         cr_err("%s: epoch %llu rank %u: /%s row at offset %llu points outside the datasets",
@@ -324,4 +326,27 @@ int cr_epfile_verify_data(struct cr_epfile *f, const struct cr_rank_row *row,
     }
     free(buf);
     return rc;
+}
+
+int cr_epfile_identity(struct cr_epfile *f, const struct cr_rank_row *row, char **text)
+{
+    char *t = malloc((size_t)row->identity_len + 1);
+    if (!t)
+        return -ENOMEM;
+    int rc = cr_pread_full(f->fd, t, row->identity_len,
+                           f->h.ds[CR_DS_ID_IDENT].offset + row->identity_offset, f->path,
+                           CR_DS_IDENT);
+    if (rc == 0 && cr_crc32c(0, t, row->identity_len) != row->identity_crc) {
+        cr_err("%s: epoch %llu rank %u: /%s text at offset %llu: checksum mismatch", f->path,
+               (unsigned long long)f->h.epoch, row->rank, CR_DS_IDENT,
+               (unsigned long long)(f->h.ds[CR_DS_ID_IDENT].offset + row->identity_offset));
+        rc = CR_ECORRUPT;
+    }
+    if (rc < 0) {
+        free(t);
+        return rc;
+    }
+    t[row->identity_len] = 0;
+    *text = t;
+    return 0;
 }

@@ -5,10 +5,10 @@
  * cr_restore_open walks the committed epochs newest first. For each
  * candidate every rank checks, for its own part, the whole chain from the
  * newest full epoch up to the candidate: each file exists, is ours (job
- * UUID of the index), has this format version, this number of ranks, this
- * executable and these libraries at the same addresses, agrees with the
- * index about epoch, parent and kind, and has an intact rank row, index
- * rows and thread rows. The ranks then agree (cr_coll_agree): the first
+ * UUID of the index), has this format version, this number of ranks,
+ * agrees with the index about epoch, parent and kind, has an intact rank
+ * row, index rows and thread rows, and recorded for this rank the same
+ * executable and libraries at the same addresses as this process has. The ranks then agree (cr_coll_agree): the first
  * candidate valid on every rank is chosen, and each one passed over is
  * logged with the reason. Page data is checked extent by extent while it is
  * copied (cr_restore_pages): reading it twice would halve restart speed.
@@ -76,7 +76,19 @@ static int check_link(struct cr_store *st, const struct cr_index_entry *e, struc
         cr_err("%s: written by %u ranks, this job has %d", f->path, h->nranks, st->coll->size);
         return CR_ERANKS;
     }
-    return cr_identity_check(f->identity, h->identity_len, f->path);
+    return 0;
+}
+
+/* This rank's recorded identity against this process. */
+static int check_identity(struct chain_link *l)
+{
+    char *text;
+    int rc = cr_epfile_identity(&l->f, &l->row, &text);
+    if (rc < 0)
+        return rc;
+    rc = cr_identity_check(text, l->row.identity_len, l->f.path);
+    free(text);
+    return rc;
 }
 
 /* Entries of the chain ending at epoch, oldest first. */
@@ -153,6 +165,8 @@ static int try_epoch(struct cr_store *st, uint64_t epoch, struct cr_restore **ou
         rc = check_link(st, chain[i], &l->f);
         if (rc == 0)
             rc = cr_epfile_rank(&l->f, (uint32_t)st->coll->rank, &l->row, &l->rows, &l->threads);
+        if (rc == 0)
+            rc = check_identity(l);
     }
     if (rc < 0)
         goto free_r;
@@ -201,7 +215,7 @@ int cr_restore_open(struct cr_store *st, uint64_t epoch, struct cr_restore **out
         struct cr_restore *r = NULL;
         int rc = cr_coll_agree(c, try_epoch(st, cand, &r));
         if (rc == 0) {
-            if (cand != newest)
+            if (!epoch && cand != newest)
                 cr_warn("%s: restoring epoch %llu: newer committed epochs were unusable "
                         "(reasons above)", st->dir, (unsigned long long)cand);
             st->last = cand;

@@ -188,3 +188,27 @@ uint64_t th_ds_offset(const char *path, enum cr_ds_id ds)
     close(fd);
     return n == sizeof h ? h.ds[ds].offset : 0;
 }
+
+int th_edit_identity(const char *path, uint32_t r, void (*fn)(char *id, void *arg), void *arg)
+{
+    struct cr_epoch_header h;
+    struct cr_rank_row row;
+    int fd = open(path, O_RDWR);
+    if (fd < 0 || pread(fd, &h, sizeof h, 0) != sizeof h)
+        return -1;
+    uint64_t roff = h.ds[CR_DS_ID_RANKS].offset + r * sizeof row;
+    if (pread(fd, &row, sizeof row, (off_t)roff) != sizeof row)
+        return -1;
+    char *id = calloc(1, row.identity_len + 1);
+    uint64_t ioff = h.ds[CR_DS_ID_IDENT].offset + row.identity_offset;
+    if (pread(fd, id, row.identity_len, (off_t)ioff) != (ssize_t)row.identity_len)
+        return -1;
+    fn(id, arg);
+    row.identity_crc = cr_crc32c(0, id, row.identity_len);
+    row.crc = cr_record_crc(&row, sizeof row);
+    int rc = pwrite(fd, id, row.identity_len, (off_t)ioff) == (ssize_t)row.identity_len &&
+             pwrite(fd, &row, sizeof row, (off_t)roff) == sizeof row ? 0 : -1;
+    free(id);
+    close(fd);
+    return rc;
+}

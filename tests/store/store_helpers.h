@@ -40,6 +40,8 @@ uint64_t th_file_size(const char *path);
 /* Read header, let fn edit it, re-CRC, write it back. */
 int th_edit_header(const char *path, void (*fn)(struct cr_epoch_header *h, char *id, void *arg),
                    void *arg);
+/* Edit rank r's identity text in /identities (same length), fixing CRCs. */
+int th_edit_identity(const char *path, uint32_t r, void (*fn)(char *id, void *arg), void *arg);
 /* Offset of a dataset / row in an epoch file (from its header). */
 uint64_t th_ds_offset(const char *path, enum cr_ds_id ds);
 

@@ -25,7 +25,7 @@ static struct th_mem mem = { cur, NPAGES };
 static int setup(void)
 {
     setenv("CRMPI_ALIGN", "64K", 1);
-    setenv("CRMPI_LOG", "none", 1);
+    setenv("CRMPI_LOG", getenv("TLOG") ? getenv("TLOG") : "none", 1);
     return cr_config_reload() ? -1 : 0;
 }
 
@@ -325,11 +325,11 @@ static void test_index_names_missing_file_falls_back(void) { expect_fallback_to_
 
 static void set_version(struct cr_epoch_header *h, char *id, void *arg) { h->version = 99; }
 static void set_uuid(struct cr_epoch_header *h, char *id, void *arg) { h->job_uuid[0] ^= 1; }
-static void set_build(struct cr_epoch_header *h, char *id, void *arg)
+static void set_build(char *id, void *arg)
 {
     id[0] = id[0] == 'a' ? 'b' : 'a';   /* the executable's build-id */
 }
-static void set_addr(struct cr_epoch_header *h, char *id, void *arg)
+static void set_addr(char *id, void *arg)
 {
     char *nl = strchr(id, '\n');          /* first library's load address */
     char *x = nl ? strstr(nl, " 0x") : NULL;
@@ -358,8 +358,37 @@ static void expect_refused(void (*edit)(struct cr_epoch_header *, char *, void *
 
 static void test_other_format_version_refused(void) { expect_refused(set_version, CR_EFORMAT); }
 static void test_file_of_another_job_refused(void) { expect_refused(set_uuid, CR_EFOREIGN); }
-static void test_other_executable_build_refused(void) { expect_refused(set_build, CR_EMISMATCH); }
-static void test_library_at_other_address_refused(void) { expect_refused(set_addr, CR_EMISMATCH); }
+/* Identity edits are per rank (in /identities), not in the header. */
+static void expect_mismatch(void (*edit)(char *, void *))
+{
+    fresh();
+    struct cr_store *st = write_chain(1, 8, 4);
+    CU_ASSERT_EQUAL(th_edit_identity(epoch_file(1), 0, edit, NULL), 0);
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, NULL, NULL, 0), CR_EMISMATCH);
+    cr_store_close(st);
+    fresh();
+    st = write_chain(2, 8, 4);
+    CU_ASSERT_EQUAL(th_edit_identity(epoch_file(2), 0, edit, NULL), 0);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 1);
+    CU_ASSERT_EQUAL(memcmp(out, snap[1], sizeof out), 0);
+    cr_store_close(st);
+}
+static void test_other_executable_build_refused(void) { expect_mismatch(set_build); }
+static void test_library_at_other_address_refused(void) { expect_mismatch(set_addr); }
+
+static void test_flipped_identity_record_bit_falls_back(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(2, 8, 4);
+    char *p = epoch_file(2);
+    CU_ASSERT_EQUAL(th_flip(p, th_ds_offset(p, CR_DS_ID_IDENT) + 7, 0x01), 0);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 1);
+    cr_store_close(st);
+}
 
 static void test_file_copied_from_another_job_refused(void)
 {
@@ -516,6 +545,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_file_of_another_job_refused),
     CUTEST(test_other_executable_build_refused),
     CUTEST(test_library_at_other_address_refused),
+    CUTEST(test_flipped_identity_record_bit_falls_back),
     CUTEST(test_file_copied_from_another_job_refused),
     CUTEST(test_different_number_of_ranks_refused),
     CUTEST(test_epoch_missing_from_chain_in_index),
