@@ -345,6 +345,7 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
     ep->me.nthreads = d->nthreads;
     memcpy(ep->me.hostname, st->host, CR_HOST_MAX);
     ep->data_base = ep->hdr.ds[CR_DS_ID_PAGES].offset + ep->me.data_offset;
+    cr_store_fault("epoch-begun");
     *out = ep;
     return 0;
 free_ep:
@@ -398,6 +399,7 @@ int cr_epoch_put(struct cr_epoch *ep, size_t i, const void *src)
     }
     ep->done[i] = 1;
     atomic_fetch_add(&ep->nput, 1);
+    cr_store_fault("epoch-put");
     return 0;
 }
 
@@ -467,6 +469,7 @@ int cr_epoch_finish(struct cr_epoch *ep)
         atomic_store(&ep->failed, rc);
     else
         ep->finished = 1;
+    cr_store_fault("epoch-finished");
     return rc;
 }
 

@@ -9,7 +9,9 @@
  * leaves either the old or the new index, never a torn one; a stale
  * index.tmp is removed by the next writer. The fault points index-written,
  * index-synced, index-renamed let the crash test stop the writer between
- * the steps.
+ * the steps. Other fault points of the store: epoch-begun, epoch-put,
+ * epoch-finished (epoch.c), index-committed (before garbage collection).
+ * CRMPI_FAULT=<point> kills the process with SIGKILL when it gets there.
  */
 #include "store/internal.h"
 #include "common/crc32c.h"

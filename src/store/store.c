@@ -291,6 +291,7 @@ int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *ne)
     *ix = next;
     e = NULL;
     st->index_bad = 0;
+    cr_store_fault("index-committed");
     if (st->coll->rank == 0)
         gc_sweep(st);
 free_all:
