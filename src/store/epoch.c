@@ -397,6 +397,12 @@ int cr_epoch_put(struct cr_epoch *ep, size_t i, const void *src)
         atomic_store(&ep->failed, rc);
         return rc;
     }
+    /* Start writing these pages back now rather than all at the final
+     * fsync: the disk then works while the next extents are copied
+     * (measured: container write of 64 MiB went from ~0.9x to ~1.2x of raw
+     * write+fsync, which starts writeback only at its fsync). */
+    (void)sync_file_range(ep->fd, (off64_t)(ep->data_base + (r->offset - ep->me.data_offset)),
+                          (off64_t)r->len, SYNC_FILE_RANGE_WRITE);
     ep->done[i] = 1;
     atomic_fetch_add(&ep->nput, 1);
     cr_store_fault("epoch-put");
