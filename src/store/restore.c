@@ -21,7 +21,7 @@
 #include "common/errors.h"
 #include "common/log.h"
 
-#include <aio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -253,20 +253,33 @@ int cr_restore_threads(struct cr_restore *r, struct cr_thread_record *out, size_
 }
 
 /* Extents [i, j) that are adjacent both in memory and in the file form one
- * group, read with one request of up to READ_GROUP bytes: large reads let
- * the kernel issue large I/O, as a plain read of the file would. Reading is
- * pipelined: while the CRCs of group k are computed, group k+1 is already
- * being read (POSIX AIO), so checksumming costs no extra time when the disk
- * is the bottleneck (measured here: ~75% of raw read bandwidth with
- * synchronous 2 MiB reads + CRC, at or near raw with this pipeline). */
-#define READ_GROUP (32ull << 20)
+ * group, read with one pread of up to cr_restore_read_group bytes: large
+ * reads let the kernel issue large I/O, as a plain read of the file would.
+ * When a link has several groups, reading is pipelined: a reader thread,
+ * created and joined inside this call, preads group k+1 while this thread
+ * checks the CRCs of group k, so checksumming costs no extra time when the
+ * disk is the bottleneck (measured here: ~75% of raw read bandwidth with
+ * synchronous reads + CRC). The reader runs at most one group ahead.
+ * (POSIX AIO was tried first and dropped: glibc's helper thread does not
+ * survive fork, and a forked child's aio_suspend then waits forever.) */
+size_t cr_restore_read_group = 32u << 20;
 
 struct group {
     uint64_t i, j;           /* extents [i, j) of the link                   */
     uint8_t *dst;
     uint64_t off, len;       /* file range                                    */
-    struct aiocb cb;
-    int issued;
+};
+
+struct reader {
+    const struct chain_link *l;
+    struct group *g;
+    size_t n;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t read;             /* groups completely read                       */
+    size_t checked;          /* groups whose CRCs the main thread finished   */
+    int err;                 /* first read error                             */
+    int stop;
 };
 
 static uint64_t group_end(const struct chain_link *l, uint64_t i)
@@ -275,74 +288,97 @@ static uint64_t group_end(const struct chain_link *l, uint64_t i)
     uint64_t bytes = x[i].len, j = i + 1;
     while (j < l->row.nextents && !(x[j].flags & CR_EXTENT_ZERO) &&
            x[j].addr == x[j - 1].addr + x[j - 1].len &&
-           x[j].offset == x[j - 1].offset + x[j - 1].len && bytes + x[j].len <= READ_GROUP) {
+           x[j].offset == x[j - 1].offset + x[j - 1].len &&
+           bytes + x[j].len <= cr_restore_read_group) {
         bytes += x[j].len;
         j++;
     }
     return j;
 }
 
-/* Zero extents from i on are applied here; returns the next data extent. */
-static int skip_zero(const struct chain_link *l, uint64_t *i, const struct cr_restore_target *t)
-{
-    for (; *i < l->row.nextents && (l->rows[*i].flags & CR_EXTENT_ZERO); (*i)++) {
-        int rc = t->zero(t->arg, (uintptr_t)l->rows[*i].addr, (size_t)l->rows[*i].len);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
-}
-
-/* Map the group starting at extent i and start reading it. */
-static int group_start(const struct chain_link *l, uint64_t i, struct group *g,
-                       const struct cr_restore_target *t)
+/* The data groups of a link, destinations mapped (map has no side effect). */
+static int plan_groups(const struct chain_link *l, const struct cr_restore_target *t,
+                       struct group **out, size_t *n)
 {
     const struct cr_index_row *x = l->rows;
-    memset(g, 0, sizeof *g);
-    g->i = i;
-    g->j = group_end(l, i);
-    g->len = x[g->j - 1].addr + x[g->j - 1].len - x[i].addr;
-    g->off = l->f.h.ds[CR_DS_ID_PAGES].offset + x[i].offset;
-    g->dst = t->map(t->arg, (uintptr_t)x[i].addr, (size_t)g->len);
-    if (!g->dst) {
-        cr_err("%s: no memory to restore [0x%llx, +%llu) into", l->f.path,
-               (unsigned long long)x[i].addr, (unsigned long long)g->len);
-        return -EFAULT;
+    struct group *g = calloc(l->row.nextents ? l->row.nextents : 1, sizeof *g);
+    if (!g)
+        return -ENOMEM;
+    size_t k = 0;
+    for (uint64_t i = 0; i < l->row.nextents;) {
+        if (x[i].flags & CR_EXTENT_ZERO) {
+            i++;
+            continue;
+        }
+        struct group *c = &g[k++];
+        c->i = i;
+        c->j = group_end(l, i);
+        c->len = x[c->j - 1].addr + x[c->j - 1].len - x[i].addr;
+        c->off = l->f.h.ds[CR_DS_ID_PAGES].offset + x[i].offset;
+        c->dst = t->map(t->arg, (uintptr_t)x[i].addr, (size_t)c->len);
+        if (!c->dst) {
+            cr_err("%s: no memory to restore [0x%llx, +%llu) into", l->f.path,
+                   (unsigned long long)x[i].addr, (unsigned long long)c->len);
+            free(g);
+            return -EFAULT;
+        }
+        i = c->j;
     }
-    g->cb.aio_fildes = l->f.fd;
-    g->cb.aio_buf = g->dst;
-    g->cb.aio_nbytes = (size_t)g->len;
-    g->cb.aio_offset = (off_t)g->off;
-    g->issued = aio_read(&g->cb) == 0;   /* if AIO is unavailable: read in wait */
+    *out = g;
+    *n = k;
     return 0;
 }
 
-/* Wait for the group's read (finishing a short or failed one with pread). */
-static int group_wait(const struct chain_link *l, struct group *g)
+static void *reader_main(void *arg)
 {
-    uint64_t done = 0;
-    if (g->issued) {
-        const struct aiocb *list[1] = { &g->cb };
-        int e;
-        while ((e = aio_error(&g->cb)) == EINPROGRESS)
-            aio_suspend(list, 1, NULL);
-        ssize_t n = aio_return(&g->cb);
-        done = e == 0 && n > 0 ? (uint64_t)n : 0;
+    struct reader *rd = arg;
+    for (size_t k = 0; k < rd->n; k++) {
+        pthread_mutex_lock(&rd->mu);
+        while (!rd->stop && k > rd->checked + 1)
+            pthread_cond_wait(&rd->cv, &rd->mu);
+        int stop = rd->stop;
+        pthread_mutex_unlock(&rd->mu);
+        if (stop)
+            break;
+        const struct group *g = &rd->g[k];
+        int rc = cr_pread_full(rd->l->f.fd, g->dst, (size_t)g->len, g->off, rd->l->f.path,
+                               CR_DS_PAGES);
+        pthread_mutex_lock(&rd->mu);
+        if (rc < 0)
+            rd->err = rc;
+        else
+            rd->read = k + 1;
+        pthread_cond_broadcast(&rd->cv);
+        pthread_mutex_unlock(&rd->mu);
+        if (rc < 0)
+            break;
     }
-    return cr_pread_full(l->f.fd, g->dst + done, (size_t)(g->len - done), g->off + done,
-                         l->f.path, CR_DS_PAGES);
+    return NULL;
 }
 
-static void group_cancel(const struct chain_link *l, struct group *g)
+/* Wait until group k is read (threaded), or read it (not threaded). */
+static int group_ready(struct reader *rd, int threaded, size_t k)
 {
-    if (g->issued && aio_cancel(l->f.fd, &g->cb) == AIO_NOTCANCELED) {
-        const struct aiocb *list[1] = { &g->cb };
-        while (aio_error(&g->cb) == EINPROGRESS)
-            aio_suspend(list, 1, NULL);
-    }
-    if (g->issued)
-        (void)aio_return(&g->cb);
-    g->issued = 0;
+    if (!threaded)
+        return cr_pread_full(rd->l->f.fd, rd->g[k].dst, (size_t)rd->g[k].len, rd->g[k].off,
+                             rd->l->f.path, CR_DS_PAGES);
+    pthread_mutex_lock(&rd->mu);
+    while (rd->read <= k && !rd->err)
+        pthread_cond_wait(&rd->cv, &rd->mu);
+    int rc = rd->read > k ? 0 : rd->err;
+    pthread_mutex_unlock(&rd->mu);
+    return rc;
+}
+
+static void group_checked(struct reader *rd, int threaded, size_t k, int stop)
+{
+    if (!threaded)
+        return;
+    pthread_mutex_lock(&rd->mu);
+    rd->checked = k + 1;
+    rd->stop |= stop;
+    pthread_cond_broadcast(&rd->cv);
+    pthread_mutex_unlock(&rd->mu);
 }
 
 static int group_check(struct cr_restore *r, const struct chain_link *l, const struct group *g)
@@ -362,37 +398,47 @@ static int group_check(struct cr_restore *r, const struct chain_link *l, const s
     return 0;
 }
 
+/* Zero extents and data groups in index order. */
+static int walk_link(struct cr_restore *r, const struct chain_link *l, struct reader *rd,
+                     int threaded, const struct cr_restore_target *t)
+{
+    size_t k = 0;
+    for (uint64_t i = 0; i < l->row.nextents;) {
+        const struct cr_index_row *x = &l->rows[i];
+        if (x->flags & CR_EXTENT_ZERO) {
+            int rc = t->zero(t->arg, (uintptr_t)x->addr, (size_t)x->len);
+            if (rc < 0)
+                return rc;
+            i++;
+            continue;
+        }
+        int rc = group_ready(rd, threaded, k);
+        if (rc == 0)
+            rc = group_check(r, l, &rd->g[k]);
+        group_checked(rd, threaded, k, rc < 0);
+        if (rc < 0)
+            return rc;
+        i = rd->g[k++].j;
+    }
+    return 0;
+}
+
 static int restore_link(struct cr_restore *r, const struct chain_link *l,
                         const struct cr_restore_target *t)
 {
-    struct group g[2];
-    int cur = 0, have = 0;
-    uint64_t i = 0;
-    int rc = skip_zero(l, &i, t);
-    if (rc == 0 && i < l->row.nextents) {
-        rc = group_start(l, i, &g[cur], t);
-        have = rc == 0;
+    struct reader rd = { .l = l, .mu = PTHREAD_MUTEX_INITIALIZER,
+                         .cv = PTHREAD_COND_INITIALIZER };
+    int rc = plan_groups(l, t, &rd.g, &rd.n);
+    if (rc < 0)
+        return rc;
+    pthread_t th;
+    int threaded = rd.n > 1 && pthread_create(&th, NULL, reader_main, &rd) == 0;
+    rc = walk_link(r, l, &rd, threaded, t);
+    if (threaded) {
+        group_checked(&rd, threaded, rd.checked ? rd.checked - 1 : 0, 1);
+        pthread_join(th, NULL);
     }
-    while (rc == 0 && have) {
-        rc = group_wait(l, &g[cur]);
-        g[cur].issued = 0;
-        if (rc < 0)
-            break;
-        /* Start the next read before checksumming this group. */
-        i = g[cur].j;
-        rc = skip_zero(l, &i, t);
-        int next = 0;
-        if (rc == 0 && i < l->row.nextents) {
-            rc = group_start(l, i, &g[!cur], t);
-            next = rc == 0;
-        }
-        if (rc == 0)
-            rc = group_check(r, l, &g[cur]);
-        if (rc < 0 && next)
-            group_cancel(l, &g[!cur]);
-        cur = !cur;
-        have = next;
-    }
+    free(rd.g);
     return rc;
 }
 

@@ -523,6 +523,28 @@ static void test_every_metadata_byte_flip_is_caught_or_harmless(void)
     cr_store_close(st);
 }
 
+/* Many small read groups: the restore pipeline (reader thread one group
+ * ahead of the CRC checks) delivers the same bytes and still stops at a
+ * damaged extent. */
+static void test_pipelined_restore_with_small_groups(void)
+{
+    size_t saved = cr_restore_read_group;
+    cr_restore_read_group = 2 * PSZ;
+    fresh();
+    struct cr_store *st = write_chain(4, 8, 4);
+    struct cr_restore_info info;
+    for (uint64_t e = 1; e <= 4; e++) {
+        CU_ASSERT_EQUAL(th_restore(st, e, out, NPAGES, &info, NULL, 0), 0);
+        CU_ASSERT_EQUAL(memcmp(out, snap[e], sizeof out), 0);
+    }
+    uint64_t pages = th_ds_offset(epoch_file(1), CR_DS_ID_PAGES);
+    CU_ASSERT_EQUAL(th_flip(epoch_file(1), pages + 40 * PSZ + 9, 0x01), 0);
+    CU_ASSERT_EQUAL(th_restore(st, 4, out, NPAGES, &info, NULL, 0), CR_ECORRUPT);
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), CR_ECORRUPT);
+    cr_store_close(st);
+    cr_restore_read_group = saved;
+}
+
 static CU_TestInfo tests[] = {
     CUTEST(test_roundtrip_full_epoch_with_threads),
     CUTEST(test_roundtrip_empty_epoch_no_extents_no_threads),
@@ -552,6 +574,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_damaged_middle_of_chain_falls_back_past_it),
     CUTEST(test_damaged_index_refused_by_name),
     CUTEST(test_every_metadata_byte_flip_is_caught_or_harmless),
+    CUTEST(test_pipelined_restore_with_small_groups),
     CU_TEST_INFO_NULL,
 };
 

@@ -122,12 +122,25 @@ static struct outcome run_writer(const char *fault, unsigned delay_us)
         writer(p[1], fault);
     }
     close(p[1]);
+    int status;
     if (!fault) {
         usleep(delay_us);
         kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    } else {
+        /* The writer kills itself at the fault point; if it never gets
+         * there, stop it after a while and fail (it was not killed by us
+         * at a fault point: reported as not SIGKILLed below). */
+        int waited = 0;
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+            if (++waited > 2000) {
+                kill(pid, SIGTERM);
+                waitpid(pid, &status, 0);
+                break;
+            }
+            usleep(10000);
+        }
     }
-    int status;
-    waitpid(pid, &status, 0);
     o.died_by_kill = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
     o.child_status = status;
     uint64_t e;
