@@ -454,22 +454,18 @@ int cr_restore_pages_to(struct cr_restore *r, const struct cr_restore_target *t)
     return 0;
 }
 
-/* The region is another module; until it is linked in (libcr always has it)
- * these are weak so the store can be tested alone. */
-#pragma weak cr_region_contains
-#pragma weak cr_region_discard
-
+/* The persistent region: extents go back to their own addresses, which
+ * must lie in the usable part of the region (the caller grew it to
+ * info.region_size); zero extents are discarded. */
 static void *region_map(void *arg, uintptr_t addr, size_t len)
 {
-    if (!cr_region_contains || !cr_region_contains((void *)addr, len))
+    if (!cr_region_contains((void *)addr, len))
         return NULL;
     return (void *)addr;
 }
 
 static int region_zero(void *arg, uintptr_t addr, size_t len)
 {
-    if (!cr_region_discard)
-        return -ENOSYS;
     int rc = cr_region_discard((void *)addr, len);
     if (rc < 0)
         cr_errc(rc, "cr_region_discard(0x%lx, %zu)", (unsigned long)addr, len);

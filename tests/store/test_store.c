@@ -545,6 +545,70 @@ static void test_pipelined_restore_with_small_groups(void)
     cr_restore_read_group = saved;
 }
 
+/* With the real region: extents collected from it, written, the memory
+ * scribbled over, and cr_restore_pages puts it back (zero extents through
+ * cr_region_discard). */
+struct collect { struct cr_extent x[256]; size_t n; };
+static int add_extent(const struct cr_extent *e, void *arg)
+{
+    struct collect *c = arg;
+    if (c->n == CR_ARRAY_SIZE(c->x))
+        return -ENOSPC;
+    c->x[c->n++] = *e;
+    return 0;
+}
+
+static void write_region_epoch(struct cr_store *st, struct collect *c, int full)
+{
+    struct cr_epoch *ep;
+    struct cr_epoch_desc d = { .full = full, .region_base = (uintptr_t)cr_region_base(),
+        .region_size = cr_region_size(), .nextents = c->n, .extents = c->x };
+    CU_ASSERT_EQUAL_FATAL(cr_epoch_begin(st, &d, &ep), 0);
+    int local = 0;
+    for (size_t i = 0; i < c->n && !local; i++)
+        local = cr_epoch_put(ep, i, (c->x[i].flags & CR_EXTENT_ZERO) ? NULL : (void *)c->x[i].addr);
+    if (!local)
+        local = cr_epoch_finish(ep);
+    CU_ASSERT_EQUAL(cr_epoch_commit(st, ep, local), 0);
+}
+
+static void test_restore_pages_into_the_real_region(void)
+{
+    fresh();
+    struct cr_region_params rp = { 0 };
+    int rc = cr_region_open(&rp);
+    if (rc < 0) {
+        fprintf(stderr, "(region unavailable here: %d) ", rc);
+        CU_FAIL("cr_region_open");
+        return;
+    }
+    CU_ASSERT_EQUAL_FATAL(cr_region_grow(64 * PSZ), 0);
+    uint8_t *base = (uint8_t *)cr_region_data_start();
+    size_t len = 32 * PSZ;
+    fill_random(base, len);
+    struct cr_store *st = open_store(8, 4);
+    struct collect c = { .n = 0 };
+    CU_ASSERT_EQUAL(cr_region_collect(NULL, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(cr_region_collect_populated(add_extent, &c), 0);
+    write_region_epoch(st, &c, 1);
+    memset(base + 5 * PSZ, 0x77, 3 * PSZ);            /* written */
+    CU_ASSERT_EQUAL(cr_region_discard(base + 20 * PSZ, 2 * PSZ), 0);   /* discarded */
+    c.n = 0;
+    CU_ASSERT_EQUAL_FATAL(cr_region_collect(add_extent, &c), 0);
+    write_region_epoch(st, &c, 0);
+    uint8_t *want = malloc(len);
+    memcpy(want, base, len);
+    fill_random(base, len);                           /* lose everything */
+    struct cr_restore *r;
+    CU_ASSERT_EQUAL_FATAL(cr_restore_open(st, 0, &r), 0);
+    CU_ASSERT_EQUAL(cr_restore_pages(r), 0);
+    cr_restore_close(r);
+    CU_ASSERT_EQUAL(memcmp(base, want, len), 0);
+    free(want);
+    cr_store_close(st);
+    CU_ASSERT_EQUAL(cr_region_close(), 0);
+}
+
 static CU_TestInfo tests[] = {
     CUTEST(test_roundtrip_full_epoch_with_threads),
     CUTEST(test_roundtrip_empty_epoch_no_extents_no_threads),
@@ -575,6 +639,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_damaged_index_refused_by_name),
     CUTEST(test_every_metadata_byte_flip_is_caught_or_harmless),
     CUTEST(test_pipelined_restore_with_small_groups),
+    CUTEST(test_restore_pages_into_the_real_region),
     CU_TEST_INFO_NULL,
 };
 
