@@ -26,7 +26,10 @@
  *                        falls back to older committed epochs on corruption,
  *                        logging which and why
  *     cr_restore_pages() delivers every extent of this rank, oldest epoch
- *                        of the chain first, each checked against its CRC
+ *                        of the chain first, each checked against its CRC;
+ *                        on CR_ECORRUPT the epoch is marked bad in the store
+ *                        handle: agree on the failure and call
+ *                        cr_restore_open(st, 0) again to fall back
  *
  * Collective operations go through struct cr_coll so the same code serves a
  * single process (cr_coll_self) and an MPI job (mpi-wrap provides one over a
@@ -134,6 +137,16 @@ CR_MUST_CHECK int cr_restore_threads(struct cr_restore *r, struct cr_thread_reco
  * CRC-checked before it is copied: on a mismatch nothing more is written and
  * CR_ECORRUPT is returned (the caller restarts from an older epoch). */
 CR_MUST_CHECK int cr_restore_pages(struct cr_restore *r);
+/* Where cr_restore_pages_to puts the bytes: map returns the memory that
+ * receives [addr, addr+len) (NULL refuses: -EFAULT); zero makes a range read
+ * as zeros. cr_restore_pages is this with the region (addresses used as
+ * they are, zero = cr_region_discard). Tests and tools use their own. */
+struct cr_restore_target {
+    void *(*map)(void *arg, uintptr_t addr, size_t len);
+    int   (*zero)(void *arg, uintptr_t addr, size_t len);
+    void *arg;
+};
+CR_MUST_CHECK int cr_restore_pages_to(struct cr_restore *r, const struct cr_restore_target *t);
 void cr_restore_close(struct cr_restore *r);
 
 #endif
