@@ -61,18 +61,19 @@ static int build_root(void)
         cr_err("heap: region of %zu bytes is too small for the heap", cr_region_max());
         return rc;
     }
+    /* Whatever an earlier heap left in the region must read as zeros, so
+     * the page map starts empty and pages above the top are clean. Only the
+     * part usable before this call can hold anything: growth reads as zeros. */
+    uintptr_t end = (uintptr_t)cr_region_base() + cr_region_size();
+    if (end > L.map && (rc = cr_region_discard((void *)L.map, end - L.map)))
+        return rc;
     rc = cr_region_grow(L.pages_base - (uintptr_t)cr_region_base());
     if (rc) {
         cr_errc(rc, "heap: growing the region to %#lx for the heap's page map",
                 (unsigned long)L.pages_base);
         return rc;
     }
-    /* Whatever an earlier heap left in the region now reads as zeros, so
-     * the page map starts empty and pages above the top are clean. */
-    uintptr_t end = (uintptr_t)cr_region_base() + cr_region_size();
-    rc = cr_region_discard((void *)L.map, end - L.map);
-    if (rc)
-        return rc;
+    end = (uintptr_t)cr_region_base() + cr_region_size();
     struct heap_root *r = (struct heap_root *)L.root;
     memset(r, 0, sizeof *r);
     r->magic = HEAP_MAGIC;
