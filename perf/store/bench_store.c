@@ -202,7 +202,7 @@ static double ckpt_read(void)
  * drop_caches worked (on rank 0), 0 if only fadvise was used. */
 static int drop_caches(void)
 {
-    char path[4200];
+    char path[4400];
     int ok = 0;
     snprintf(path, sizeof path, "%s", rawpath);
     int fd = open(path, O_RDONLY);
