@@ -260,6 +260,9 @@ int main(int argc, char **argv)
     if (cr_parse_size(argv[2], &bytes) < 0 || bytes % EXT)
         die("size must be a multiple of 2 MiB", -EINVAL);
     int reps = atoi(argv[3]);
+    extern size_t cr_restore_read_group;
+    if (getenv("BENCH_READ_GROUP") && cr_parse_size(getenv("BENCH_READ_GROUP"), &cr_restore_read_group) < 0)
+        die("BENCH_READ_GROUP", -EINVAL);
     if (nranks == 1 && getenv("BENCH_SELF"))
         coll = cr_coll_self();      /* the serial variant: sec2 driver */
     else if (cr_coll_mpi_create(MPI_COMM_WORLD, &coll) < 0)
