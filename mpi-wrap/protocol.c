@@ -1,0 +1,88 @@
+/*
+ * protocol.c - crmpi_checkpoint(): quiesce, save, resume (see protocol.h).
+ *
+ * Every step that can fail on one rank only is followed by an agreement
+ * (MPI_Allreduce MIN over the private communicator), so all ranks take the
+ * same branch and return the same status: a rank never writes an epoch that
+ * another rank has abandoned, and a failed drain leaves the queue intact for
+ * the running job (nothing was lost: drained messages are served from it).
+ */
+#include "crmpi.h"
+#include "protocol.h"
+#include "drain.h"
+#include "p2p.h"
+#include "wrap_support.h"
+
+#include "common/config.h"
+
+int crmpi_thread_level_ = MPI_THREAD_SINGLE;
+
+int crmpi_agree(int status)
+{
+    int mine = status, all = status;
+    if (PMPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, crmpi_proto_comm) != MPI_SUCCESS) {
+        cr_err("MPI_Allreduce agreeing on the checkpoint status failed");
+        return status ? status : -EIO;
+    }
+    return all;
+}
+
+int crmpi_quiesce(void)
+{
+    int rc = vh_snapshot();
+    int drc = crmpi_drain();
+    return crmpi_agree(rc ? rc : drc);
+}
+
+int crmpi_resume(void)
+{
+    return crmpi_repost();
+}
+
+int crmpi_reinit(void)
+{
+    int provided;
+    if (PMPI_Init_thread(NULL, NULL, crmpi_thread_level_, &provided) != MPI_SUCCESS) {
+        cr_err("MPI_Init_thread of the restarted rank failed");
+        return -EIO;
+    }
+    int rc = crmpi_start_layer();
+    if (rc)
+        return rc;
+    vh_forget_reals();
+    rc = vh_rebuild_all();
+    if (!rc)
+        rc = crmpi_repost();
+    if (!rc)
+        crmpi_enabled_ = 1;
+    return rc;
+}
+
+int crmpi_checkpoint(void)
+{
+    if (cr_config()->disable)
+        return CRMPI_CHECKPOINTED;
+    if (!crmpi_enabled_) {
+        cr_err("crmpi_checkpoint() called before MPI_Init or after MPI_Finalize");
+        return CR_ESTATE;
+    }
+    int rc = crmpi_quiesce();
+    if (rc == 0) {
+        crmpi_internal_enter();
+        rc = crmpi_engine_checkpoint();
+        crmpi_internal_leave();
+        if (rc == CR_RESTARTED) {
+            /* A new process: this library's globals are fresh, MPI is not
+             * initialised yet. */
+            rc = crmpi_reinit();
+            rc = crmpi_agree(rc);
+            return rc ? rc : CRMPI_RESTARTED;
+        }
+        rc = crmpi_agree(rc);
+    }
+    int rrc = crmpi_resume();
+    if (rrc)
+        cr_errc(rrc, "re-posting deferred receives after the checkpoint failed");
+    rrc = crmpi_agree(rrc);
+    return rc ? rc : rrc ? rrc : CRMPI_CHECKPOINTED;
+}
