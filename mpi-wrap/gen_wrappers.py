@@ -133,8 +133,11 @@ def emit_wrap(f, w):
         elif p.name in f.out:
             pre.append('    %s r_%s = %s;\n' % (p.base, p.name, 'MPI_%s_NULL' % NULLS[k]))
             args.append('&r_%s' % p.name)
-            post.append('    if (rc == MPI_SUCCESS)\n        rc = vh_out_%s(%s, r_%s);\n'
-                        % (k, p.name, p.name))
+            extra = ''
+            if k == 'type':
+                extra = ', ' + type_children(f)
+            post.append('    if (rc == MPI_SUCCESS)\n        rc = vh_out_%s(%s, r_%s%s);\n'
+                        % (k, p.name, p.name, extra))
         elif p.name in f.arr:
             pre.append('    %s s_%s[CRMPI_ARR_STACK];\n' % (p.base, p.name))
             pre.append('    %s *x_%s = vh_in_%s_arr(%s, %s, s_%s);\n'
@@ -154,6 +157,20 @@ def emit_wrap(f, w):
     w(''.join(after))
     w(''.join(post))
     w('    return rc;\n}\n\n')
+
+
+def type_children(f):
+    """The datatype arguments a type constructor was given, in the order
+    MPI_Type_get_contents reports its children: `array, count` or a compound
+    literal of the by-value ones."""
+    for p in f.params:
+        if p.base == 'MPI_Datatype' and p.name in f.arr:
+            return '%s, %s' % (p.name, f.arr[p.name])
+    vals = [p.name for p in f.params
+            if p.base == 'MPI_Datatype' and not p.pointer and not p.array]
+    if not vals:
+        return 'NULL, 0'
+    return '(const MPI_Datatype[]){ %s }, %d' % (', '.join(vals), len(vals))
 
 
 NULLS = {'comm': 'COMM', 'group': 'GROUP', 'type': 'DATATYPE', 'op': 'OP',

@@ -7,6 +7,8 @@
  */
 #include "wrap_support.h"
 
+#include <string.h>
+
 #define FREE_WRAPPER(NAME, T, KIND, NULLH)                                 \
     int MPI_##NAME(T *h)                                                   \
     {                                                                      \
@@ -91,3 +93,26 @@ int MPI_Comm_get_errhandler(MPI_Comm comm, MPI_Errhandler *errh)
     return MPI_SUCCESS;
 }
 
+
+/* Answered from the recipe: Open MPI would hand out duplicates of derived
+ * children, which the application could not compare with its own handles.
+ * Each derived child returned is a new reference (MPI: the caller frees it). */
+int MPI_Type_get_contents(MPI_Datatype type, int max_integers, int max_addresses,
+                          int max_datatypes, int ints[], MPI_Aint aints[], MPI_Datatype types[])
+{
+    struct vtype *v = crmpi_passthrough() ? NULL : (struct vtype *)vh_get(type, VH_TYPE);
+    if (!v)
+        return PMPI_Type_get_contents(type, max_integers, max_addresses, max_datatypes,
+                                      ints, aints, types);
+    if (max_integers < v->ni || max_addresses < v->na || max_datatypes < v->nd)
+        return MPI_ERR_ARG;
+    memcpy(ints, v->ints, (size_t)v->ni * sizeof *ints);
+    memcpy(aints, v->aints, (size_t)v->na * sizeof *aints);
+    for (int i = 0; i < v->nd; i++) {
+        struct vtype *c = (struct vtype *)vh_get(v->types[i], VH_TYPE);
+        if (c)
+            c->refs++;
+        types[i] = v->types[i];
+    }
+    return MPI_SUCCESS;
+}

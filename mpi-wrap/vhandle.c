@@ -113,7 +113,7 @@ int vh_out_group(MPI_Group *user, MPI_Group real)
     return MPI_SUCCESS;
 }
 
-int vh_out_type(MPI_Datatype *user, MPI_Datatype real)
+int vh_out_type(MPI_Datatype *user, MPI_Datatype real, const MPI_Datatype *kids, int nkids)
 {
     int ni, na, nd, comb;
     if (real == MPI_DATATYPE_NULL || PMPI_Type_get_envelope(real, &ni, &na, &nd, &comb)
@@ -128,7 +128,7 @@ int vh_out_type(MPI_Datatype *user, MPI_Datatype real)
         return MPI_ERR_NO_MEM;
     }
     v->h.real.type = real;
-    int rc = vtype_capture(v, real);
+    int rc = vtype_capture(v, real, kids, nkids);
     if (rc != MPI_SUCCESS) {
         vtype_destroy(v);
         *user = MPI_DATATYPE_NULL;
@@ -322,10 +322,7 @@ int vh_free(struct vh *v)
 {
     int rc = MPI_SUCCESS;
     if (v->kind == VH_TYPE) {
-        struct vtype *t = (struct vtype *)v;
-        if (t->user_freed)
-            return MPI_ERR_TYPE;
-        vtype_destroy(t);
+        vtype_unref((struct vtype *)v);
         return rc;
     }
     vh_unlink(v);

@@ -80,8 +80,7 @@ struct vtype {
     MPI_Aint *aints;
     MPI_Datatype *types;           /* children, as the application names them */
     int committed;
-    int refs;                      /* 1 for the application + 1 per parent */
-    int user_freed;
+    int refs;                      /* application references + parents */
 };
 
 struct vop   { struct vh h; MPI_User_function *fn; int commute; };
@@ -189,7 +188,9 @@ static inline int vh_world_of(MPI_Comm c, int r)
  * failure the real object is freed. */
 int vh_out_comm(MPI_Comm *user, MPI_Comm real);
 int vh_out_group(MPI_Group *user, MPI_Group real);
-int vh_out_type(MPI_Datatype *user, MPI_Datatype real);
+/* kids: the datatypes the constructor was given (the application's handles),
+ * in argument order; they become the recipe's children. */
+int vh_out_type(MPI_Datatype *user, MPI_Datatype real, const MPI_Datatype *kids, int nkids);
 int vh_out_info(MPI_Info *user, MPI_Info real);
 int vh_out_req(MPI_Request *user, MPI_Request real);
 int vh_out_op(MPI_Op *user, MPI_Op real, MPI_User_function *fn, int commute);
@@ -243,7 +244,8 @@ int vcomm_rebuild(struct vcomm *v);
 void vcomm_destroy(struct vcomm *v);
 int vgroup_capture(struct vgroup *v, MPI_Group real);
 int vgroup_rebuild(struct vgroup *v);
-int vtype_capture(struct vtype *v, MPI_Datatype real);
+int vtype_capture(struct vtype *v, MPI_Datatype real, const MPI_Datatype *kids, int nkids);
+void vtype_unref(struct vtype *v);
 int vtype_rebuild(struct vtype *v);
 void vtype_destroy(struct vtype *v);
 struct vtype *vtype_find_real(MPI_Datatype real);

@@ -23,7 +23,7 @@ struct vtype *vtype_find_real(MPI_Datatype real)
     return NULL;
 }
 
-int vtype_capture(struct vtype *v, MPI_Datatype real)
+int vtype_capture(struct vtype *v, MPI_Datatype real, const MPI_Datatype *kids, int nkids)
 {
     int rc = PMPI_Type_get_envelope(real, &v->ni, &v->na, &v->nd, &v->combiner);
     if (rc != MPI_SUCCESS)
@@ -41,19 +41,21 @@ int vtype_capture(struct vtype *v, MPI_Datatype real)
         v->nd = 0;
         return rc;
     }
+    /* Open MPI hands out duplicates of derived children, not the objects
+     * the constructor was given: the recipe keeps the application's own
+     * handles instead, in the same (argument) order. */
     for (int i = 0; i < v->nd; i++) {
         int ni, na, nd, comb;
         PMPI_Type_get_envelope(v->types[i], &ni, &na, &nd, &comb);
         if (comb == MPI_COMBINER_NAMED)
             continue;
-        struct vtype *child = vtype_find_real(v->types[i]);
-        PMPI_Type_free(&v->types[i]);   /* get_contents' extra reference */
+        PMPI_Type_free(&v->types[i]);
+        struct vtype *child = i < nkids ? (struct vtype *)vh_get(kids[i], VH_TYPE) : NULL;
         if (!child) {
-            /* Made outside libcrmpi (e.g. an F90 parameterised type):
-             * there is no recipe to replay it with. */
-            cr_err("datatype built from a datatype crmpi did not see created "
+            cr_err("datatype built from a derived datatype that crmpi did not create "
                    "(combiner %d): cannot be checkpointed", comb);
-            v->nd = i;
+            for (int j = i; j < v->nd; j++)
+                v->types[j] = MPI_DATATYPE_NULL;
             return MPI_ERR_UNSUPPORTED_OPERATION;
         }
         child->refs++;
@@ -64,7 +66,7 @@ int vtype_capture(struct vtype *v, MPI_Datatype real)
 
 /* Drop one reference; the last one frees the real type and the recipe, then
  * releases the children. */
-static void vtype_unref(struct vtype *v)
+void vtype_unref(struct vtype *v)
 {
     if (--v->refs > 0)
         return;
@@ -85,11 +87,10 @@ static void vtype_unref(struct vtype *v)
     crmpi_pfree(v);
 }
 
-/* The application frees its handle. A type still referenced by a parent
- * stays on the list, in its place, as a hidden child for the rebuild. */
+/* A constructor failed after the real type was made. */
 void vtype_destroy(struct vtype *v)
 {
-    v->user_freed = 1;
+    v->refs = 1;
     vtype_unref(v);
 }
 
