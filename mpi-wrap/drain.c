@@ -30,7 +30,7 @@ static int settle_recv(struct vreq *r)
     if (PMPI_Test(&r->h.real.req, &flag, &st) != MPI_SUCCESS)
         return -EIO;
     if (flag) {
-        vreq_complete(r, &st);
+        vreq_complete(r, &st, MPI_SUCCESS);
         return 0;
     }
     /* Cancel fails for a receive MPI already matched: then Wait completes it
@@ -45,7 +45,7 @@ static int settle_recv(struct vreq *r)
         r->h.real.req = MPI_REQUEST_NULL;
         last.deferred_recvs++;
     } else {
-        vreq_complete(r, &st);
+        vreq_complete(r, &st, MPI_SUCCESS);
     }
     return 0;
 }
@@ -65,12 +65,12 @@ static int settle_requests(void)
             MPI_Status st;
             rc = PMPI_Wait(&r->h.real.req, &st) == MPI_SUCCESS ? 0 : -EIO;
             if (!rc)
-                vreq_complete(r, &st);
+                vreq_complete(r, &st, MPI_SUCCESS);
         } else if (r->kind == VREQ_OTHER) {
             int flag = 0;
             MPI_Status st;
             if (PMPI_Test(&r->h.real.req, &flag, &st) == MPI_SUCCESS && flag) {
-                vreq_complete(r, &st);
+                vreq_complete(r, &st, MPI_SUCCESS);
             } else {
                 cr_err("a non-blocking collective (or other non point-to-point request) "
                        "is still pending at crmpi_checkpoint(): cannot be checkpointed; "
@@ -220,7 +220,7 @@ static int complete_sends(void)
             cr_err("completing a pending send to world rank %d failed", r->peer_world);
             return -EIO;
         }
-        vreq_complete(r, &st);
+        vreq_complete(r, &st, MPI_SUCCESS);
         last.completed_sends++;
         if (r->detached)
             vreq_release(r);

@@ -42,7 +42,8 @@ int crmpi_deliver(struct mq_msg *m, void *buf, int count, MPI_Datatype type, MPI
 /* Status of a queued message as a probe reports it. */
 void crmpi_probe_status(const struct mq_msg *m, MPI_Status *status);
 
-/* Requests: bookkeeping when MPI reports a request complete with *st. */
-void vreq_complete(struct vreq *r, const MPI_Status *st);
+/* Requests: bookkeeping when MPI reports a request complete with *st;
+ * err is the request's error code (stored in the status). */
+void vreq_complete(struct vreq *r, const MPI_Status *st, int err);
 
 #endif

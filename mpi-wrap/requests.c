@@ -19,10 +19,11 @@
 
 #define REQ_STACK 64
 
-void vreq_complete(struct vreq *r, const MPI_Status *st)
+void vreq_complete(struct vreq *r, const MPI_Status *st, int err)
 {
     int cancelled = 0;
     r->status = *st;
+    r->status.MPI_ERROR = err;   /* single-completion calls leave it unset */
     r->state = VREQ_DONE;
     r->h.real.req = MPI_REQUEST_NULL;
     PMPI_Test_cancelled(st, &cancelled);
@@ -98,7 +99,7 @@ static int finish(MPI_Request reqs[], int i, MPI_Request real_after, const MPI_S
         return st->MPI_ERROR;
     }
     if (r->state == VREQ_ACTIVE)
-        vreq_complete(r, st);
+        vreq_complete(r, st, st->MPI_ERROR);
     return hand_back(r, &reqs[i], out);
 }
 
@@ -115,9 +116,7 @@ int MPI_Wait(MPI_Request *req, MPI_Status *status)
     if (r->state == VREQ_ACTIVE) {
         MPI_Status st;
         int rc = PMPI_Wait(&r->h.real.req, &st);
-        if (rc != MPI_SUCCESS)
-            st.MPI_ERROR = rc;
-        vreq_complete(r, &st);
+        vreq_complete(r, &st, rc);
     }
     return hand_back(r, req, status);
 }
@@ -134,7 +133,7 @@ int MPI_Test(MPI_Request *req, int *flag, MPI_Status *status)
             return rc;
         if (!*flag)
             return MPI_SUCCESS;
-        vreq_complete(r, &st);
+        vreq_complete(r, &st, MPI_SUCCESS);
     }
     *flag = 1;
     return hand_back(r, req, status);
