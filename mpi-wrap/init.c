@@ -4,14 +4,16 @@
  * and the refusal of uncheckpointable calls.
  *
  * MPI_Init starts real MPI, then (unless CRMPI_DISABLE=1) makes the
- * protocol's private communicator, sizes the message counters and attaches
- * the persistent state. A restarted rank does not come through here: it
- * resumes inside crmpi_checkpoint(), which re-initialises MPI itself
- * (crmpi_reinit below) before rebuilding the virtual handles.
+ * protocol's private communicator, sizes the message counters, attaches
+ * the persistent state and asks the runtime to restore a committed
+ * checkpoint (engine_glue.c). If there is one, MPI_Init does not return:
+ * main resumes inside crmpi_checkpoint(), which then rebuilds the virtual
+ * handles over this process's MPI (crmpi_after_restore).
  *
  * Threads: wrappers keep unsynchronised state, so at most
  * MPI_THREAD_SERIALIZED is supported; MPI_THREAD_MULTIPLE is downgraded to
  * SERIALIZED (MPI allows `provided` < `required`), with a warning.
+ * MPI_Query_thread reports the real library's level (SERIALIZED).
  */
 #include "drain.h"
 #include "p2p.h"
@@ -24,22 +26,8 @@
 #include <string.h>
 
 int crmpi_enabled_;
-__thread int crmpi_internal_;
+int crmpi_internal_;
 struct crmpi_state *crmpi_st;
-
-/* ---- allocation ---------------------------------------------------------------- */
-/* Until the runtime's persistent heap is linked in, MPI-layer state lives in
- * the C heap: everything works except surviving a restart. This is the one
- * place that decides. */
-void *crmpi_palloc(size_t size)
-{
-    return malloc(size ? size : 1);
-}
-
-void crmpi_pfree(void *p)
-{
-    free(p);
-}
 
 static void *q_alloc(size_t n) { return crmpi_palloc(n); }
 static void q_free(void *p) { crmpi_pfree(p); }
@@ -121,29 +109,51 @@ static int after_init(int rc)
         cr_errc(st, "crmpi cannot start its MPI layer; running without checkpoint/restart");
         return MPI_SUCCESS;
     }
+    /* Restores and resumes in crmpi_checkpoint() when there is a
+     * checkpoint; returns here to start fresh. */
+    st = crmpi_runtime_start();
+    if (st) {
+        cr_errc(st, "cannot restart from the checkpoint in %s", cr_config()->dir);
+        PMPI_Abort(MPI_COMM_WORLD, 1);
+    }
     crmpi_enabled_ = 1;
     return MPI_SUCCESS;
 }
 
-int MPI_Init(int *argc, char ***argv)
+/* The checkpoint is written by whichever persistent thread reaches the
+ * rendezvous last, and writing it calls MPI (collective HDF5): so MPI is
+ * always initialised with at least MPI_THREAD_SERIALIZED (no cost in Open
+ * MPI, which only adds locking for MULTIPLE); the application is told the
+ * level it asked for, capped at SERIALIZED. */
+static int init_thread(int *argc, char ***argv, int required, int *provided)
 {
-    crmpi_thread_level_ = MPI_THREAD_SINGLE;
-    return after_init(PMPI_Init(argc, argv));
-}
-
-int MPI_Init_thread(int *argc, char ***argv, int required, int *provided)
-{
+    if (cr_config()->disable)
+        return PMPI_Init_thread(argc, argv, required, provided);
     int level = required;
-    if (required > MPI_THREAD_SERIALIZED && !cr_config()->disable) {
+    if (required > MPI_THREAD_SERIALIZED) {
         cr_warn("MPI_THREAD_MULTIPLE requested: crmpi supports up to MPI_THREAD_SERIALIZED; "
                 "providing SERIALIZED");
         level = MPI_THREAD_SERIALIZED;
     }
-    int rc = PMPI_Init_thread(argc, argv, level, provided);
-    if (rc == MPI_SUCCESS && *provided > level)
-        *provided = level;
-    crmpi_thread_level_ = rc == MPI_SUCCESS ? *provided : level;
+    int real = 0;
+    int rc = PMPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &real);
+    if (rc == MPI_SUCCESS && real < MPI_THREAD_SERIALIZED)
+        cr_warn("MPI provides thread level %d < SERIALIZED: a checkpoint written by a "
+                "thread other than main is not safe", real);
+    *provided = real < level ? real : level;
+    crmpi_thread_level_ = *provided;
     return after_init(rc);
+}
+
+int MPI_Init(int *argc, char ***argv)
+{
+    int provided;
+    return init_thread(argc, argv, MPI_THREAD_SINGLE, &provided);
+}
+
+int MPI_Init_thread(int *argc, char ***argv, int required, int *provided)
+{
+    return init_thread(argc, argv, required, provided);
 }
 
 int MPI_Finalize(void)

@@ -39,16 +39,19 @@ int crmpi_resume(void)
     return crmpi_repost();
 }
 
-int crmpi_reinit(void)
+int crmpi_after_restore(void)
 {
-    int provided;
-    if (PMPI_Init_thread(NULL, NULL, crmpi_thread_level_, &provided) != MPI_SUCCESS) {
-        cr_err("MPI_Init_thread of the restarted rank failed");
-        return -EIO;
-    }
-    int rc = crmpi_start_layer();
+    /* MPI_Init of this process ran before the restore and started the
+     * layer (private communicator, counters); the state it attached was
+     * replaced by the restored region: attach the restored one. */
+    int n, me;
+    PMPI_Comm_size(MPI_COMM_WORLD, &n);
+    PMPI_Comm_rank(MPI_COMM_WORLD, &me);
+    crmpi_st = NULL;
+    int rc = crmpi_state_attach(n, me);
     if (rc)
         return rc;
+    crmpi_counters_reset();
     vh_forget_reals();
     rc = vh_rebuild_all();
     if (!rc)
@@ -72,10 +75,7 @@ int crmpi_checkpoint(void)
         rc = crmpi_engine_checkpoint();
         crmpi_internal_leave();
         if (rc == CR_RESTARTED) {
-            /* A new process: this library's globals are fresh, MPI is not
-             * initialised yet. */
-            rc = crmpi_reinit();
-            rc = crmpi_agree(rc);
+            rc = crmpi_agree(crmpi_after_restore());
             return rc ? rc : CRMPI_RESTARTED;
         }
         rc = crmpi_agree(rc);

@@ -12,8 +12,9 @@
  *             collective (struct cr_coll over a private communicator),
  *             commit only if every rank succeeded
  *   resume    re-post the receives the drain deferred
- * A rank resumed from a checkpoint comes back inside the save step with
- * CR_RESTARTED: it starts a fresh MPI (crmpi_reinit), rebuilds every virtual
+ * A rank resumed from a checkpoint (restored from MPI_Init of a new process,
+ * whose MPI is already initialised) comes back inside the save step with
+ * CR_RESTARTED: it attaches the restored state, rebuilds every virtual
  * handle in creation order, re-posts deferred receives and returns
  * CRMPI_RESTARTED.
  */
@@ -42,11 +43,17 @@ int crmpi_resume(void);
  * why). */
 int crmpi_agree(int status);
 
-/* A restarted rank: fresh MPI, rebuilt handles, re-posted receives. */
-int crmpi_reinit(void);
 
-/* The runtime's engine (engine_glue.c): -ENOSYS when libcrmpi was built
- * without it. */
+/* The runtime (engine_glue.c). crmpi_runtime_start: from MPI_Init, after
+ * the layer started: restore a committed checkpoint (does not return then)
+ * or return 0 to start fresh; a refusal is returned (the caller must not
+ * continue). crmpi_engine_checkpoint: the rendezvous + save, returning
+ * CR_CHECKPOINTED, CR_RESTARTED or a negative status; -ENOSYS when
+ * libcrmpi was built without the engine. */
+int crmpi_runtime_start(void);
 int crmpi_engine_checkpoint(void);
+/* A rank resumed from a checkpoint: find the layer's restored state,
+ * rebuild handles, re-post deferred receives. */
+int crmpi_after_restore(void);
 
 #endif

@@ -19,7 +19,10 @@
 #include "vhandle.h"
 
 extern int crmpi_enabled_;               /* set by MPI_Init when active */
-extern __thread int crmpi_internal_;     /* >0: the runtime is calling MPI */
+/* >0: the runtime is calling MPI. Process-wide, not per thread: the
+ * checkpoint is written by whichever persistent thread arrives last at the
+ * rendezvous, while every application thread is stopped. */
+extern int crmpi_internal_;
 
 static inline int crmpi_passthrough(void)
 {
