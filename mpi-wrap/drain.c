@@ -248,6 +248,10 @@ int crmpi_drain(void)
     free(owed);
     if (!xrc)
         crmpi_counters_reset();
+    cr_dbg("drain: %llu messages (%llu bytes) queued, %llu receives deferred, "
+           "%llu sends completed; queue now %zu messages",
+           last.drained_msgs, last.drained_bytes, last.deferred_recvs, last.completed_sends,
+           crmpi_st->queue.count);
     return rc ? rc : xrc;
 }
 

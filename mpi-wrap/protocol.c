@@ -52,6 +52,11 @@ int crmpi_after_restore(void)
     if (rc)
         return rc;
     crmpi_counters_reset();
+    size_t nobj = 0;
+    for (int k = 0; k < VH_NKINDS; k++)
+        nobj += crmpi_st->live[k].count;
+    cr_info("restored MPI layer: %zu live objects, %zu drained messages (%zu bytes) queued",
+            nobj, crmpi_st->queue.count, crmpi_st->queue.bytes);
     vh_forget_reals();
     rc = vh_rebuild_all();
     if (!rc)
