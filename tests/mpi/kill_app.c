@@ -65,6 +65,14 @@ static void fill(unsigned char *b, size_t n, uint64_t seed)
     }
 }
 
+static void who_am_i(void)
+{
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    left = (rank - 1 + size) % size;
+    right = (rank + 1) % size;
+}
+
 static void checkpoint(void)
 {
     int rc = crmpi_checkpoint();
@@ -72,6 +80,10 @@ static void checkpoint(void)
         fprintf(stderr, "rank %d: crmpi_checkpoint: %s\n", rank, cr_strerror(rc));
         MPI_Abort(MPI_COMM_WORLD, 3);
     }
+    /* Globals are not persistent: a restarted process must set them again
+     * (state that must survive lives in crmalloc memory or on the stack). */
+    if (rc == CRMPI_RESTARTED)
+        who_am_i();
 }
 
 static void *pmalloc(size_t n)
@@ -358,10 +370,7 @@ int main(int argc, char **argv)
     } else {
         MPI_Init(&argc, &argv);
     }
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    left = (rank - 1 + size) % size;
-    right = (rank + 1) % size;
+    who_am_i();
     static const struct { const char *name; uint64_t (*fn)(int); } sc[] = {
         { "ring", ring }, { "halo", halo }, { "anysrc", anysrc }, { "comms", comms },
         { "dtypes", dtypes }, { "irecv", irecv }, { "coll", coll }, { "thread", thread },
