@@ -9,6 +9,7 @@
  */
 #include "drain.h"
 #include "p2p.h"
+#include "protocol.h"
 #include "wrap_support.h"
 
 #include <stdlib.h>
@@ -130,6 +131,7 @@ static int drain_one(MPI_Comm user, MPI_Comm real, const MPI_Status *pst, int64_
         return -EIO;
     }
     mq_push(&crmpi_st->queue, m);
+    crmpi_fault("mpi-drain-queued");
     last.drained_msgs++;
     last.drained_bytes += (unsigned long long)n;
     if (w < 0 || owed[w] <= 0) {
@@ -241,6 +243,8 @@ int crmpi_drain(void)
     if (!owed)
         return -ENOMEM;
     int xrc = exchange_counts(n, owed);
+    if (!xrc)
+        crmpi_fault("mpi-drain-exchanged");
     if (!xrc)
         xrc = drain_channels(owed, n);
     if (!xrc)

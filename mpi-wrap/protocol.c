@@ -15,7 +15,31 @@
 
 #include "common/config.h"
 
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
 int crmpi_thread_level_ = MPI_THREAD_SINGLE;
+
+void crmpi_fault(const char *point)
+{
+    const char *f = cr_config()->fault;
+    size_t n = strlen(point);
+    if (!f[0] || strncmp(f, point, n) || f[n] != '@')
+        return;
+    char *end;
+    long nth = strtol(f + n + 1, &end, 10);
+    if (*end == '#' && strtol(end + 1, NULL, 10) != (crmpi_st ? crmpi_st->world_rank : -1))
+        return;
+    static char last_point[64];
+    static long count;
+    if (strncmp(last_point, point, sizeof last_point - 1)) {
+        snprintf(last_point, sizeof last_point, "%s", point);
+        count = 0;
+    }
+    if (++count == nth)
+        raise(SIGKILL);
+}
 
 int crmpi_agree(int status)
 {
@@ -75,6 +99,8 @@ int crmpi_checkpoint(void)
         return CR_ESTATE;
     }
     int rc = crmpi_quiesce();
+    if (rc == 0)
+        crmpi_fault("mpi-quiesced");
     if (rc == 0) {
         crmpi_internal_enter();
         rc = crmpi_engine_checkpoint();

@@ -56,4 +56,11 @@ int crmpi_engine_checkpoint(void);
  * rebuild handles, re-post deferred receives. */
 int crmpi_after_restore(void);
 
+/* Fault injection for the kill tests: CRMPI_FAULT=POINT@N[#R] raises SIGKILL
+ * the Nth time this process reaches POINT (only on world rank R if given).
+ * Points of the MPI layer: mpi-drain-exchanged (counters exchanged, nothing
+ * drained yet), mpi-drain-queued (a message was just queued), mpi-quiesced
+ * (drain agreed, before the runtime writes the epoch). */
+void crmpi_fault(const char *point);
+
 #endif
