@@ -24,7 +24,10 @@ bin=$build/perf/mpi
 out=$root/perf/results
 mkdir -p "$out"
 raw=$(mktemp)
-trap 'rm -f "$raw"' EXIT
+ckdir=$(mktemp -d)
+trap 'rm -rf "$raw" "$ckdir"' EXIT
+# Checkpoints of the runs go to a scratch directory, fresh for every run.
+export CRMPI_DIR=$ckdir/ckpt
 
 mpi=(mpiexec --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none)
 [ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
@@ -34,6 +37,7 @@ run() {   # variant np args...
   local v=$1 np=$2; shift 2
   local exe=$bin/bench_mpi_plain
   [ "$v" != plain ] && exe=$bin/bench_mpi_crmpi
+  rm -rf "$CRMPI_DIR"
   "${mpi[@]}" -np "$np" "$exe" "$@" $quick | sed "s/^/$v,/" >> "$raw"
 }
 
@@ -79,7 +83,8 @@ for np_ in (2, 4):
     st = vals.get(('ckpt_status', np_, 'crmpi'), [0])[-1]
     if c is not None:
         print('%-28s %11.1f us %14s %8s   (status %d%s)' % ('crmpi_checkpoint %d ranks' % np_, c, '5000 (target)',
-              '%.3f' % (c / 5000), st, ', engine absent: drain+agree only' if st == -38 else ''))
+              '%.3f' % (c / 5000), st, ', engine absent: drain+agree only' if st == -38 else
+              ', nothing written since the previous one'))
         rows.append(['checkpoint_us', np_, c, 5000, c / 5000])
 with open(dst, 'w', newline='') as f:
     w = csv.writer(f)
