@@ -22,6 +22,7 @@
 
 #include "common/config.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,6 +136,14 @@ static int init_thread(int *argc, char ***argv, int required, int *provided)
                 "providing SERIALIZED");
         level = MPI_THREAD_SERIALIZED;
     }
+    /* A restart needs every library at the address it had (the container
+     * records and checks them). MPI_Init dlopens components (libpmix, ...)
+     * while its progress threads start; a thread's first malloc creates a
+     * new 64 MiB arena, so whether that mmap comes before or after a
+     * dlopen is a race that moves libraries from run to run. One arena
+     * takes the race away. */
+    if (mallopt(M_ARENA_MAX, 1) != 1)
+        cr_warn("mallopt(M_ARENA_MAX, 1) failed: library addresses may vary between runs");
     int real = 0;
     int rc = PMPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &real);
     if (rc == MPI_SUCCESS && real < MPI_THREAD_SERIALIZED)
