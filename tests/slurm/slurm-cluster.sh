@@ -7,15 +7,16 @@
 # pid file and log) from a configuration generated in a directory of its own.
 # Every daemon is started here in the foreground of a new session and its pid
 # recorded; `stop` kills exactly those pids, plus every process that carries
-# this cluster's tag in its environment (slurmstepd and job processes, which
-# the daemons started on our behalf), never anything found by name.
+# this cluster's tag in its environment (job processes) or holds one of its
+# files open (slurmstepd), which the daemons started on our behalf - never
+# anything found by name.
 #
 # Killing a node (`kill-node nodeN`) is a real node loss: its slurmd and every
 # process of a job running "on" it die by SIGKILL. All nodes are this host, so
 # a job process is attributed to a node by SLURMD_NODENAME in its environment
 # (set by slurmstepd for every task, inherited by everything a task starts,
-# e.g. Open MPI's orted and its ranks) and a slurmstepd by the tag its slurmd
-# passed on. ReturnToService=2 and a short SlurmdTimeout make slurmctld mark
+# e.g. Open MPI's orted and its ranks) and a slurmstepd (whose environment
+# is empty) by the log file of its slurmd, which it keeps open. ReturnToService=2 and a short SlurmdTimeout make slurmctld mark
 # the node DOWN within ~15 s, and a restarted slurmd returns it to service.
 set -euo pipefail
 
@@ -80,6 +81,19 @@ pids_with_env() {
     if { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qxF -- "$want"; then
       echo "$p"
     fi
+  done
+}
+
+# Pids of processes holding an open file whose path starts with $1. A
+# slurmstepd has an empty environment but keeps its slurmd's log open.
+pids_with_open_file() {
+  local want=$1 p f
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    [ "$p" = "$$" ] && continue
+    for f in /proc/$p/fd/*; do
+      case "$(readlink "$f" 2>/dev/null)" in "$want"*) echo "$p"; break ;; esac
+    done
   done
 }
 
@@ -236,8 +250,7 @@ start_munge() {
 start_slurmd() {
   local n=$1
   mkdir -p "$DIR/spool/$n" "$DIR/tmp/$n"
-  # The node tag lets kill-node find this slurmd's slurmstepds.
-  start_daemon "slurmd.$n" env "CRMPI_SLURM_NODE=$n" SLURM_CONF="$CONF" \
+  start_daemon "slurmd.$n" env SLURM_CONF="$CONF" \
     slurmd -D -N "$n" -f "$CONF"
 }
 
@@ -249,7 +262,9 @@ wait_state() {
   local n=$1 want=$2 secs=${3:-60} i s=
   for ((i = 0; i < secs * 2; i++)); do
     s=$(node_state "$n")
-    case "$s" in $want|$want+*) return 0 ;; esac
+    # "down*": down and not responding; "idle*" is not idle yet.
+    [ "$s" = "$want" ] && return 0
+    [ "$want" != idle ] && [ "$s" = "$want*" ] && return 0
     sleep 0.5
   done
   say "node $n is '$s' after ${secs}s, expected '$want'"
@@ -291,7 +306,7 @@ cmd_stop() {
   kill_pids "$pids" 5
   # Processes our daemons started: slurmstepd (tag inherited from slurmd)
   # and job processes (tag inherited from the submitting environment).
-  pids=$(pids_with_env "$TAG" | tr '\n' ' ')
+  pids=$( (pids_with_env "$TAG"; pids_with_open_file "$DIR/") | sort -un | tr '\n' ' ')
   kill_pids "$pids" 3
   rm -f "$DIR"/pids/*.pid 2>/dev/null || true
   say "stopped (${DIR})"
@@ -321,12 +336,15 @@ cmd_kill_node() {
   [ -f "$f" ] || die "no slurmd recorded for $n"
   p=$(cat "$f")
   pid_alive "$p" && pids="$p"
-  pids="$pids $(pids_with_env "CRMPI_SLURM_NODE=$n" | tr '\n' ' ')"
+  pids="$pids $(pids_with_open_file "$DIR/log/slurmd.$n.log" | tr '\n' ' ')"
   pids="$pids $(pids_with_env "SLURMD_NODENAME=$n" | tr '\n' ' ')"
+  pids=$(echo $pids | tr ' ' '\n' | sort -un | tr '\n' ' ')
+  local desc=
+  for p in $pids; do desc="$desc $p:$(cat /proc/$p/comm 2>/dev/null)"; done
   # Stop them all first so that none reacts to the death of another.
   for p in $pids; do kill -STOP "$p" 2>/dev/null || true; done
   for p in $pids; do kill -KILL "$p" 2>/dev/null || true; done
-  echo $pids
+  echo $desc
 }
 
 case "$CMD" in
