@@ -1,0 +1,226 @@
+/*
+ * tracker_uffd_async.c - dirty tracking by userfaultfd asynchronous
+ * write-protection and PAGEMAP_SCAN (Linux >= 6.7). The default tracker.
+ *
+ * The usable range is registered with a userfaultfd in WP mode, with
+ * UFFD_FEATURE_WP_ASYNC (the kernel resolves a write to a protected page by
+ * itself, clearing the page's uffd-wp bit: no handler, no thread, no signal)
+ * and UFFD_FEATURE_WP_UNPOPULATED (never-touched pages carry a WP marker, so
+ * their first write is tracked like any other; reads map the zero page
+ * still protected and are not reported). A collection is one ioctl per
+ * batch: PAGEMAP_SCAN with category PAGE_IS_WRITTEN returns the extents
+ * whose uffd-wp bit is clear, and PM_SCAN_WP_MATCHING write-protects
+ * exactly those pages again under the page-table lock, so a concurrent
+ * write either happened before (reported now) or faults afterwards (reported
+ * next time). PM_SCAN_CHECK_WPASYNC makes the kernel refuse the scan if the
+ * range were not async-WP registered, instead of silently reporting nothing.
+ *
+ * When the output vector fills up, the kernel stops at walk_end (having
+ * re-armed only what it returned) and we continue from there.
+ *
+ * MADV_DONTNEED on an anonymous range drops the ptes together with their WP
+ * markers, so discard() re-protects the range: the dropped pages read as
+ * zeros, are not written, and their next write is tracked again.
+ *
+ * "Populated" (written at some time, not discarded since) cannot be read
+ * from the page tables exactly: a WP marker on a never-touched page is
+ * reported as PAGE_IS_SWAPPED just like a page that really was swapped out.
+ * So we keep a populated bitmap, fed by every collection and by a
+ * non-re-arming scan in collect_populated().
+ */
+#include "tracker.h"
+#include "page_bitmap.h"
+#include "uffd_sys.h"
+#include "common/errors.h"
+#include "common/log.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define WANT_FEATURES (CR_UFFD_FEATURE_PAGEFAULT_FLAG_WP | CR_UFFD_FEATURE_WP_ASYNC | \
+                       CR_UFFD_FEATURE_WP_UNPOPULATED)
+
+/* Output vector length; overridable for tests of the walk_end loop. */
+#define DEFAULT_VEC_LEN 4096
+
+struct async_state {
+    int uffd;
+    int pagemap;
+    struct cr_page_region *vec;
+    size_t vec_len;
+    struct cr_page_bitmap populated;
+};
+
+static int async_probe(const char **why)
+{
+    int fd = cr_uffd_open(WANT_FEATURES, 1, why);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    /* PAGEMAP_SCAN appeared with WP_ASYNC, but check it (ENOTTY if absent). */
+    int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (pm < 0) {
+        *why = "cannot open /proc/self/pagemap";
+        return -errno;
+    }
+    void *p = mmap(NULL, CR_PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int rc = 0;
+    if (p == MAP_FAILED) {
+        rc = -errno;
+        *why = "mmap of a probe page failed";
+    } else {
+        struct cr_page_region r;
+        struct cr_pm_scan s = { .start = (uintptr_t)p, .end = (uintptr_t)p + CR_PAGE_SIZE,
+                                .category_anyof_mask = CR_PAGE_IS_PRESENT,
+                                .return_mask = CR_PAGE_IS_PRESENT, .vec = &r, .vec_len = 1 };
+        long n = cr_pagemap_scan(pm, &s);
+        if (n < 0) {
+            rc = (int)n;
+            *why = "kernel lacks the PAGEMAP_SCAN ioctl (needs Linux >= 6.7)";
+        }
+        munmap(p, CR_PAGE_SIZE);
+    }
+    close(pm);
+    return rc;
+}
+
+static int async_init(struct cr_tracker *t)
+{
+    const char *why = NULL;
+    struct async_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    int rc = cr_uffd_open(WANT_FEATURES, 1, &why);
+    if (rc < 0) {
+        cr_errc(rc, "uffd-async: %s", why);
+        goto free_state;
+    }
+    s->uffd = rc;
+    rc = cr_pagemap_open();
+    if (rc < 0)
+        goto close_uffd;
+    s->pagemap = rc;
+    s->vec_len = DEFAULT_VEC_LEN;
+    const char *env = getenv("CRMPI_TEST_SCAN_VEC");   /* tests: exercise walk_end */
+    if (env && atoi(env) > 0)
+        s->vec_len = (size_t)atoi(env);
+    s->vec = calloc(s->vec_len, sizeof *s->vec);
+    if (!s->vec) {
+        rc = -ENOMEM;
+        goto close_pagemap;
+    }
+    rc = cr_page_bitmap_init(&s->populated, t->base, t->max);
+    if (rc < 0)
+        goto free_vec;
+    t->priv = s;
+    return 0;
+
+free_vec:
+    free(s->vec);
+close_pagemap:
+    close(s->pagemap);
+close_uffd:
+    close(s->uffd);
+free_state:
+    free(s);
+    return rc;
+}
+
+static int async_add_range(struct cr_tracker *t, uintptr_t addr, size_t len)
+{
+    struct async_state *s = t->priv;
+    int rc = cr_uffd_register_wp(s->uffd, addr, len);
+    if (rc < 0)
+        return rc;
+    /* Arm: with WP_UNPOPULATED this installs markers on the empty ptes. */
+    return cr_uffd_wp(s->uffd, addr, len, 1, 0);
+}
+
+/* One walk over [start, end): each returned region is handed to fn after
+ * marking it populated. rearm selects the collecting (re-protecting) scan. */
+static int async_walk(struct async_state *s, uintptr_t start, uintptr_t end, int rearm,
+                      cr_extent_fn fn, void *arg)
+{
+    uintptr_t at = start;
+    while (at < end) {
+        struct cr_pm_scan sc = {
+            .flags = rearm ? CR_PM_SCAN_WP_MATCHING | CR_PM_SCAN_CHECK_WPASYNC : 0,
+            .start = at, .end = end,
+            .category_mask = CR_PAGE_IS_WRITTEN, .return_mask = CR_PAGE_IS_WRITTEN,
+            .vec = s->vec, .vec_len = s->vec_len,
+        };
+        long n = cr_pagemap_scan(s->pagemap, &sc);
+        if (n < 0) {
+            cr_errc((int)n, "PAGEMAP_SCAN of [%#lx, %#lx) failed", (unsigned long)at,
+                    (unsigned long)end);
+            return (int)n;
+        }
+        for (long i = 0; i < n; i++)
+            cr_page_bitmap_set_range(&s->populated, s->vec[i].start,
+                                     s->vec[i].end - s->vec[i].start);
+        for (long i = 0; fn && i < n; i++) {
+            struct cr_extent e = { s->vec[i].start, s->vec[i].end - s->vec[i].start, 0 };
+            int rc = fn(&e, arg);
+            if (rc)
+                return rc;
+        }
+        if (sc.walk_end <= at) {
+            cr_err("PAGEMAP_SCAN made no progress at %#lx", (unsigned long)at);
+            return -EIO;
+        }
+        at = sc.walk_end;
+    }
+    return 0;
+}
+
+static int async_collect(struct cr_tracker *t, uintptr_t start, uintptr_t end,
+                         cr_extent_fn fn, void *arg)
+{
+    return async_walk(t->priv, start, end, 1, fn, arg);
+}
+
+static int async_collect_populated(struct cr_tracker *t, uintptr_t start, uintptr_t end,
+                                   cr_extent_fn fn, void *arg)
+{
+    struct async_state *s = t->priv;
+    /* Pages written since the last collection are populated too: fold them
+     * into the bitmap without re-arming, then report the bitmap. */
+    int rc = async_walk(s, start, end, 0, NULL, NULL);
+    if (rc)
+        return rc;
+    return cr_page_bitmap_report_union(&s->populated, NULL, start, end, fn, arg);
+}
+
+static int async_discard(struct cr_tracker *t, uintptr_t addr, size_t len)
+{
+    struct async_state *s = t->priv;
+    cr_page_bitmap_clear_range(&s->populated, addr, len);
+    return cr_uffd_wp(s->uffd, addr, len, 1, 0);
+}
+
+static void async_fini(struct cr_tracker *t)
+{
+    struct async_state *s = t->priv;
+    if (!s)
+        return;
+    close(s->uffd);          /* drops the registration */
+    close(s->pagemap);
+    free(s->vec);
+    cr_page_bitmap_fini(&s->populated);
+    free(s);
+    t->priv = NULL;
+}
+
+const struct cr_tracker_ops cr_tracker_uffd_async = {
+    .name = "uffd-async",
+    .kind = CR_TRACKER_UFFD_ASYNC,
+    .probe = async_probe,
+    .init = async_init,
+    .add_range = async_add_range,
+    .collect = async_collect,
+    .collect_populated = async_collect_populated,
+    .discard = async_discard,
+    .fini = async_fini,
+};
