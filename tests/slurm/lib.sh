@@ -13,6 +13,7 @@ CLUSTER=$HERE/slurm-cluster.sh
 TEST=$(basename "$0" .sh)
 APP=
 LAUNCHER=srun
+NO_SPARE=0
 SKIP=77
 
 log() { echo "[$TEST $(date +%T)] $*"; }
@@ -22,8 +23,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --app) APP=$2; shift 2 ;;
     --launcher) LAUNCHER=$2; shift 2 ;;
+    --no-spare) NO_SPARE=1; shift ;;
     -h|--help)
-      echo "Usage: $0 --app PROGRAM [--launcher srun|mpirun]"
+      echo "Usage: $0 --app PROGRAM [--launcher srun|mpirun] [--no-spare]"
       echo "Starts a private 3-node Slurm cluster (needs root), runs the test, stops the cluster."
       exit 0 ;;
     *) echo "$0: unknown argument '$1'" >&2; exit 2 ;;

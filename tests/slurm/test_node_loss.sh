@@ -2,7 +2,7 @@
 # test_node_loss.sh - a node dies under a running job; the job comes back on
 # the remaining nodes from its last checkpoint and gives the same answer.
 #
-#   test_node_loss.sh --app PROGRAM [--launcher srun|mpirun]
+#   test_node_loss.sh --app PROGRAM [--launcher srun|mpirun] [--no-spare]
 #
 # A 3-node cluster; the job template asks for 3 nodes and --no-kill and
 # crmpi-run places 4 ranks on 2 of them (node1, node2), node3 spare. Once a
@@ -10,15 +10,19 @@
 # every job process on it, SIGKILL. Expected: the launcher excludes node2,
 # relaunches on node1+node3, the program resumes from a checkpoint (not
 # from step 0) and prints the checksum of an uninterrupted run.
+# --no-spare: the job gets 2 nodes only; after the loss crmpi-run must stop
+# with "too few nodes" (exit 4) and leave the checkpoint in place.
 . "$(dirname "$0")/lib.sh"
 
-STEPS=300 SLEEP_MS=100    # ~30 s of work: long enough to kill a node mid-run
+STEPS=200 SLEEP_MS=100    # ~20 s of work: long enough to kill a node mid-run
 want=$(reference $STEPS)
 log "reference: $want"
 
 export CRMPI_DIR=$WORK/ckpt CRMPI_RANKS=4 CRMPI_CKPT_INTERVAL=2
 export CRMPI_RUN_ARGS="--launcher $LAUNCHER --verbose --max-restarts 3"
-jid=$(submit --nodes=3 --ntasks-per-node=2 --time=5 -- "$APP" $STEPS $SLEEP_MS) ||
+NNODES=3
+[ "$NO_SPARE" = 1 ] && NNODES=2
+jid=$(submit --nodes=$NNODES --ntasks-per-node=2 --time=5 -- "$APP" $STEPS $SLEEP_MS) ||
   fail "sbatch failed"
 log "submitted job $jid"
 
@@ -34,6 +38,15 @@ log "killed pids on $victim: $killed"
 
 state=$(wait_job "$jid" 200)
 log "job $jid ended: $state"
+if [ "$NO_SPARE" = 1 ]; then
+  [ "$state" = FAILED ] || fail "job state $state, expected FAILED (too few nodes)"
+  [ "$(job_field "$jid" ExitCode)" = 4:0 ] || fail "exit code $(job_field "$jid" ExitCode), expected 4:0"
+  grep -q 'too few nodes: a run needs 2, the allocation has 1 healthy' "$WORK/ckpt/crmpi-run/log" ||
+    fail "no 'too few nodes' message"
+  [ -f "$WORK/ckpt/crmpi-job.last" ] || fail "the checkpoint record is gone"
+  log "PASS: node $victim lost with no spare: 'too few nodes', exit 4, checkpoint kept"
+  exit 0
+fi
 [ "$state" = COMPLETED ] || fail "job state $state, expected COMPLETED"
 
 got=$(grep '^slurm_app: ranks' "$WORK/job.out")
