@@ -241,6 +241,8 @@ int main(int argc, char **argv)
 #ifdef CRMPI_APP_LIBCRMPI
             if ((rc = crmpi_checkpoint()) < 0)
                 die("crmpi_checkpoint", rc);
+            if (rc == CRMPI_RESTARTED && rank == 0)
+                fprintf(stderr, "slurm_app: %d ranks restarted at step %" PRIu64 "\n", size, s->step);
 #else
             app_checkpoint(s, rank, &epoch);
 #endif
