@@ -31,7 +31,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <mpi.h>
 #include <signal.h>
 #include <stdio.h>
@@ -58,6 +57,22 @@ static int exit_agreed;          /* agreed in a committed checkpoint */
 static int exit_signal;          /* signal behind it (for the marker) */
 static double last_time;         /* monotonic time of the last checkpoint (or init) */
 static double cost = -1;         /* seconds; < 0: not known */
+
+/* Square root by Newton's iteration: libcrmpi does not link libm for one
+ * call. x >= 0; converges to full precision in a few dozen steps. */
+static double sqrt_pos(double x)
+{
+    if (!(x > 0))
+        return 0;
+    double r = x > 1 ? x : 1;
+    for (int i = 0; i < 200; i++) {
+        double next = 0.5 * (r + x / r);
+        if (next >= r)
+            break;
+        r = next;
+    }
+    return r;
+}
 
 static double now(void)
 {
@@ -102,7 +117,7 @@ static void read_previous_cost(const char *dir)
         return;
     while (fgets(line, sizeof line, f)) {
         double c;
-        if (sscanf(line, "cost=%lf", &c) == 1 && c >= 0 && isfinite(c))
+        if (sscanf(line, "cost=%lf", &c) == 1 && c >= 0 && c < 1e300)
             cost = c;
     }
     fclose(f);
@@ -157,7 +172,7 @@ void crmpi_jobctl_reset(void)
 
 void crmpi_jobctl_record_cost(double seconds)
 {
-    if (seconds >= 0 && isfinite(seconds))
+    if (seconds >= 0 && seconds < 1e300)
         cost = seconds;
 }
 
@@ -167,7 +182,7 @@ double crmpi_jobctl_interval(void)
     if (cfg->ckpt_interval)
         return cfg->ckpt_interval;
     double c = cost >= 0 ? cost : JOBCTL_DEFAULT_COST;
-    return sqrt(2.0 * c * (double)cfg->mtbf);
+    return sqrt_pos(2.0 * c * (double)cfg->mtbf);
 }
 
 /* MPI usable now? The public calls must not crash a program that calls
