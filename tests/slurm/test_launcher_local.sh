@@ -55,7 +55,7 @@ wait $PID; rc=$?
 [ $rc = 0 ] || fail "crash run exit $rc"
 [ "$(grep '^slurm_app: ranks' "$WORK/crash.out")" = "$want" ] || fail "answer after the crash differs"
 grep -q 'run 2 on this host' "$WORK/crash.err" || fail "no relaunch"
-grep -qE 'resumed from epoch [1-9]' "$WORK/crash.err" || fail "relaunch did not resume"
+grep -qE 'resumed from epoch [1-9]|restarted at step [1-9]' "$WORK/crash.err" || fail "relaunch did not resume"
 ok "rank $victim SIGKILLed: relaunched, resumed, same checksum"
 
 # the same directory with another rank count or another program: refused
