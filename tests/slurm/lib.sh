@@ -44,6 +44,10 @@ KEEP_WORK=1
 cleanup() {
   local rc=$?
   "$CLUSTER" stop >/dev/null 2>&1 || true
+  if [ "$rc" -eq 0 ]; then
+    echo "---- launcher log"
+    grep -v ': command: ' "$WORK/ckpt/crmpi-run/log" 2>/dev/null | cut -c12-
+  fi
   if [ "$rc" -eq 0 ] || [ "$rc" -eq $SKIP ]; then rm -rf "$WORK"
   else echo "work directory kept for inspection: $WORK"; fi
 }

@@ -4,28 +4,29 @@
 #
 #   test_time_limit.sh --app PROGRAM [--launcher srun|mpirun]
 #
-# --time=1 --signal=B:USR1@50: slurmctld signals crmpi-run when at most 50 s
-# remain (it checks time limits every 30 s, so 10-40 s into a run); the
-# first run of the program has ~45 s of work, so it is always interrupted,
-# and the requeued run has no sleeps (slurm_app ... first), so it finishes
-# long before its own warning: exactly one requeue. No
-# periodic checkpoints (CRMPI_CKPT_INTERVAL=3600): every checkpoint is a
+# --time=2 --signal=B:USR1@90: slurmctld signals crmpi-run once at most 90 s
+# remain; it checks time limits every 30 s, so the signal comes 30-60 s into
+# a run. The first run of the program has ~70-90 s of work (450 steps of
+# 150 ms + compute), so it is always interrupted; a requeued run does not
+# sleep (slurm_app ... first) and finishes in well under 30 s: one requeue
+# is expected, three are allowed. No periodic checkpoints
+# (CRMPI_CKPT_INTERVAL=3600): every checkpoint is a
 # stop checkpoint. Expected: SIGUSR1 forwarded, the stop marker written,
 # the job requeued (Restarts >= 1), the program resumed from that
 # checkpoint and the checksum of an uninterrupted run.
 . "$(dirname "$0")/lib.sh"
 
-STEPS=450 SLEEP_MS=100
+STEPS=450 SLEEP_MS=150
 want=$(reference $STEPS)
 log "reference: $want"
 
 export CRMPI_DIR=$WORK/ckpt CRMPI_RANKS=4 CRMPI_CKPT_INTERVAL=3600
 export CRMPI_RUN_ARGS="--launcher $LAUNCHER --verbose --max-requeues 3"
-jid=$(submit --nodes=3 --ntasks-per-node=2 --time=1 --signal=B:USR1@50 -- "$APP" $STEPS $SLEEP_MS first) ||
+jid=$(submit --nodes=3 --ntasks-per-node=2 --time=2 --signal=B:USR1@90 -- "$APP" $STEPS $SLEEP_MS first) ||
   fail "sbatch failed"
 log "submitted job $jid"
 
-state=$(wait_job "$jid" 240)
+state=$(wait_job "$jid" 270)
 log "job $jid ended: $state after $(job_field "$jid" Restarts) requeue(s)"
 [ "$state" = COMPLETED ] || fail "job state $state, expected COMPLETED"
 restarts=$(job_field "$jid" Restarts)
