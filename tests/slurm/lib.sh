@@ -14,6 +14,7 @@ TEST=$(basename "$0" .sh)
 APP=
 LAUNCHER=srun
 NO_SPARE=0
+SKIP_REASON=
 SKIP=77
 
 log() { echo "[$TEST $(date +%T)] $*"; }
@@ -24,6 +25,7 @@ while [ $# -gt 0 ]; do
     --app) APP=$2; shift 2 ;;
     --launcher) LAUNCHER=$2; shift 2 ;;
     --no-spare) NO_SPARE=1; shift ;;
+    --skip-reason) SKIP_REASON=$2; shift 2 ;;
     -h|--help)
       echo "Usage: $0 --app PROGRAM [--launcher srun|mpirun] [--no-spare]"
       echo "Starts a private 3-node Slurm cluster (needs root), runs the test, stops the cluster."
@@ -32,6 +34,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+[ -n "$SKIP_REASON" ] && skip "$SKIP_REASON"
 if [ -z "$APP" ] || [ ! -x "$APP" ]; then
   skip "the test program '${APP:-slurm_app}' was not built: it needs libcrmpi (CMake target crmpi from mpi-wrap/), which this tree does not have yet"
 fi
