@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
     --app) APP=$2; shift 2 ;;
     --launcher) LAUNCHER=$2; shift 2 ;;
     --no-spare) NO_SPARE=1; shift ;;
-    --skip-reason) SKIP_REASON=$2; shift 2 ;;
+    --skip-reason=*) SKIP_REASON=${1#--skip-reason=}; shift ;;
     -h|--help)
       echo "Usage: $0 --app PROGRAM [--launcher srun|mpirun] [--no-spare]"
       echo "Starts a private 3-node Slurm cluster (needs root), runs the test, stops the cluster."
