@@ -1,0 +1,118 @@
+/*
+ * coll_mpi.c - struct cr_coll over MPI, for the checkpoint container.
+ *
+ * Everything goes through a duplicate of the job's communicator made with
+ * PMPI_Comm_dup: the store's messages can then never match a receive the
+ * application posted, and since only PMPI_* entry points are used the
+ * interposed MPI_* wrappers of libcrmpi neither count nor drain them.
+ * Payloads larger than INT_MAX bytes are sent in pieces (MPI counts are
+ * int). The HDF5 file-access list uses the MPI-IO driver on the same
+ * duplicate, so a file is created collectively by exactly these ranks.
+ */
+#include "coll_mpi.h"
+#include "common/errors.h"
+#include "common/log.h"
+
+#include <limits.h>
+#include <stdlib.h>
+
+struct coll_mpi {
+    struct cr_coll c;
+    MPI_Comm comm;
+};
+
+static MPI_Comm comm_of(struct cr_coll *c)
+{
+    return ((struct coll_mpi *)c->ctx)->comm;
+}
+
+static int mpi_fail(int err, const char *call, struct cr_coll *c)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (PMPI_Error_string(err, msg, &len) != MPI_SUCCESS)
+        snprintf(msg, sizeof msg, "MPI error %d", err);
+    cr_err("rank %d: %s failed: %s", c->rank, call, msg);
+    return -EIO;
+}
+
+static int mpi_allgather(struct cr_coll *c, const void *send, void *recv, size_t bytes)
+{
+    if (bytes > INT_MAX)
+        return -EOVERFLOW;
+    int e = PMPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, comm_of(c));
+    return e == MPI_SUCCESS ? 0 : mpi_fail(e, "MPI_Allgather", c);
+}
+
+static int mpi_bcast(struct cr_coll *c, void *buf, size_t bytes, int root)
+{
+    char *p = buf;
+    while (bytes) {
+        int n = bytes > (1u << 30) ? 1 << 30 : (int)bytes;
+        int e = PMPI_Bcast(p, n, MPI_BYTE, root, comm_of(c));
+        if (e != MPI_SUCCESS)
+            return mpi_fail(e, "MPI_Bcast", c);
+        p += n;
+        bytes -= (size_t)n;
+    }
+    return 0;
+}
+
+static int mpi_barrier(struct cr_coll *c)
+{
+    int e = PMPI_Barrier(comm_of(c));
+    return e == MPI_SUCCESS ? 0 : mpi_fail(e, "MPI_Barrier", c);
+}
+
+static int mpi_allreduce_min(struct cr_coll *c, int64_t *val)
+{
+    int64_t in = *val;
+    int e = PMPI_Allreduce(&in, val, 1, MPI_INT64_T, MPI_MIN, comm_of(c));
+    return e == MPI_SUCCESS ? 0 : mpi_fail(e, "MPI_Allreduce", c);
+}
+
+static hid_t mpi_fapl(struct cr_coll *c)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0) {
+        cr_err("H5Pcreate(H5P_FILE_ACCESS) failed");
+        return H5I_INVALID_HID;
+    }
+    /* Metadata written collectively: one writer instead of every rank. */
+    if (H5Pset_fapl_mpio(fapl, comm_of(c), MPI_INFO_NULL) < 0 ||
+        H5Pset_coll_metadata_write(fapl, 1) < 0) {
+        cr_err("H5Pset_fapl_mpio failed (rank %d)", c->rank);
+        H5Pclose(fapl);
+        return H5I_INVALID_HID;
+    }
+    return fapl;
+}
+
+int cr_coll_mpi_create(MPI_Comm comm, struct cr_coll **out)
+{
+    struct coll_mpi *m = calloc(1, sizeof *m);
+    if (!m)
+        return -ENOMEM;
+    m->c = (struct cr_coll){ .ctx = m, .allgather = mpi_allgather, .bcast = mpi_bcast,
+        .barrier = mpi_barrier, .allreduce_min = mpi_allreduce_min, .fapl = mpi_fapl };
+    int e = PMPI_Comm_dup(comm, &m->comm);
+    if (e != MPI_SUCCESS) {
+        free(m);
+        cr_err("MPI_Comm_dup failed for the checkpoint store (error %d)", e);
+        return -EIO;
+    }
+    PMPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN);
+    PMPI_Comm_rank(m->comm, &m->c.rank);
+    PMPI_Comm_size(m->comm, &m->c.size);
+    *out = &m->c;
+    return 0;
+}
+
+void cr_coll_mpi_destroy(struct cr_coll *c)
+{
+    if (!c)
+        return;
+    struct coll_mpi *m = c->ctx;
+    PMPI_Comm_free(&m->comm);
+    free(m);
+}

@@ -1,0 +1,535 @@
+/*
+ * epoch.c - writing one epoch: begin (collective: agree on sizes, create the
+ * file), put (pwrite extents), finish (pwrite the tables, fsync), commit
+ * (collective: agree, publish in the index, collect garbage).
+ *
+ * Layout of the shared datasets (FORMAT.md): rank r owns the slice of
+ * /pages starting at the exclusive prefix sum of the padded slice sizes of
+ * ranks < r, and the rows of /page_index and /threads starting at the
+ * prefix sums of the row counts. Every rank computes the same table from
+ * one allgather, so no further communication is needed to know where
+ * anything goes. Slices are padded to the page size, or to the alignment
+ * (CRMPI_ALIGN) when any slice is at least that large, so that ranks never
+ * share a stripe of a parallel filesystem.
+ * After begin, nothing here calls HDF5: put and finish may run on a
+ * background writer thread while the application continues.
+ */
+#include "store/internal.h"
+#include "common/crc32c.h"
+#include "common/errors.h"
+#include "common/log.h"
+
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct cr_epoch {
+    struct cr_store *st;
+    char path[PATH_MAX];
+    int fd;
+    struct cr_epoch_header hdr;
+    struct cr_rank_row me;
+    struct cr_index_row *rows;
+    uint8_t *done;
+    struct cr_thread_row *threads;
+    uint64_t data_base;            /* absolute offset of this rank's slice */
+    uint64_t topo_off, topo_len;   /* this node's XML, if this rank writes it */
+    int write_identity;            /* first rank with this identity text      */
+    size_t nneed;
+    atomic_size_t nput;
+    _Atomic uint64_t kicked;       /* slice bytes handed to writeback      */
+    atomic_int failed;
+    int finished;
+};
+
+/* What each rank tells the others in begin. */
+struct rank_info {
+    uint64_t data_bytes, nextents, nthreads, topo_len;
+    uint32_t full, id_len, id_crc;
+    char host[CR_HOST_MAX];
+} __attribute__((packed));
+
+static int check_desc(const struct cr_store *st, const struct cr_epoch_desc *d,
+                      uint64_t *data_bytes)
+{
+    uint64_t sum = 0, end = 0;
+    if (!d || (d->nextents && !d->extents) || (d->nthreads && !d->threads))
+        return -EINVAL;
+    if (!d->full && !st->last) {
+        cr_err("%s: an incremental epoch needs a committed parent; take a full one",
+               st->dir);
+        return CR_ESTATE;
+    }
+    for (size_t i = 0; i < d->nextents; i++) {
+        const struct cr_extent *x = &d->extents[i];
+        if ((x->addr | x->len) & (CR_PAGE_SIZE - 1) || !x->len || x->addr < end ||
+            x->addr + x->len < x->addr) {
+            cr_err("extent %zu [0x%lx, +%zu) is misaligned, empty or out of order", i,
+                   (unsigned long)x->addr, x->len);
+            return -EINVAL;
+        }
+        end = x->addr + x->len;
+        if (!(x->flags & CR_EXTENT_ZERO))
+            sum += x->len;
+    }
+    *data_bytes = sum;
+    return 0;
+}
+
+static uint64_t pow2_at_least(uint64_t v)
+{
+    uint64_t p = CR_USERBLOCK_MIN;
+    while (p < v)
+        p <<= 1;
+    return p;
+}
+
+/* Sizes of every rank -> dataset sizes and this rank's positions. */
+static void plan_layout(struct cr_epoch *ep, const struct rank_info *all, int nranks,
+                        int me, size_t align)
+{
+    struct cr_epoch_header *h = &ep->hdr;
+    uint64_t slice_align = CR_PAGE_SIZE;
+    for (int r = 0; r < nranks; r++)
+        if (all[r].data_bytes >= align)
+            slice_align = align;
+    uint64_t data = 0, rows = 0, threads = 0;
+    for (int r = 0; r < nranks; r++) {
+        uint64_t slice = cr_align_up(all[r].data_bytes, slice_align);
+        if (r == me) {
+            ep->me.data_offset = data;
+            ep->me.slice_bytes = slice;
+            ep->me.first_extent = rows;
+            ep->me.first_thread = threads;
+        }
+        data += slice;
+        rows += all[r].nextents;
+        threads += all[r].nthreads;
+    }
+    /* Identical identity texts (same builds at the same addresses, the
+     * normal case) are stored once; the first rank with each writes it. */
+    uint64_t idbytes = 0;
+    for (int r = 0; r < nranks; r++) {
+        int first = 0;
+        while (all[first].id_len != all[r].id_len || all[first].id_crc != all[r].id_crc)
+            first++;
+        if (first == r) {
+            if (r == me)
+                ep->write_identity = 1;
+            for (int q = r; q < nranks; q++)
+                if (q == me && all[q].id_len == all[r].id_len && all[q].id_crc == all[r].id_crc)
+                    ep->me.identity_offset = idbytes;
+            idbytes += all[r].id_len;
+        }
+    }
+    ep->me.identity_len = all[me].id_len;
+    ep->me.identity_crc = all[me].id_crc;
+    h->ds[CR_DS_ID_IDENT] = (struct cr_ds_loc){ .count = idbytes, .bytes = idbytes };
+    h->slice_align = slice_align;
+    h->ds[CR_DS_ID_PAGES] = (struct cr_ds_loc){ .count = data, .bytes = data };
+    h->ds[CR_DS_ID_INDEX] = (struct cr_ds_loc){ .count = rows,
+        .bytes = rows * sizeof(struct cr_index_row) };
+    h->ds[CR_DS_ID_THREADS] = (struct cr_ds_loc){ .count = threads,
+        .bytes = threads * sizeof(struct cr_thread_row) };
+    h->ds[CR_DS_ID_RANKS] = (struct cr_ds_loc){ .count = (uint64_t)nranks,
+        .bytes = (uint64_t)nranks * sizeof(struct cr_rank_row) };
+}
+
+/* Rows of this rank, ready except for the data CRCs put() fills in. */
+static int prepare_rows(struct cr_epoch *ep, const struct cr_epoch_desc *d, int rank)
+{
+    ep->rows = calloc(d->nextents ? d->nextents : 1, sizeof *ep->rows);
+    ep->done = calloc(d->nextents ? d->nextents : 1, 1);
+    ep->threads = calloc(d->nthreads ? d->nthreads : 1, sizeof *ep->threads);
+    if (!ep->rows || !ep->done || !ep->threads)
+        return -ENOMEM;
+    uint64_t off = ep->me.data_offset;
+    for (size_t i = 0; i < d->nextents; i++) {
+        const struct cr_extent *x = &d->extents[i];
+        struct cr_index_row *r = &ep->rows[i];
+        r->rank = (uint32_t)rank;
+        r->flags = x->flags;
+        r->addr = x->addr;
+        r->len = x->len;
+        r->offset = off;
+        if (!(x->flags & CR_EXTENT_ZERO)) {
+            off += x->len;
+            ep->nneed++;
+        } else {
+            ep->done[i] = 1;
+        }
+    }
+    for (size_t i = 0; i < d->nthreads; i++) {
+        const struct cr_thread_record *t = &d->threads[i];
+        struct cr_thread_row *r = &ep->threads[i];
+        r->rank = (uint32_t)rank;
+        r->tid = t->tid;
+        r->state = t->state;
+        r->stack_lo = t->stack_lo;
+        r->stack_hi = t->stack_hi;
+        r->retval = t->retval;
+        memcpy(r->ctx, t->ctx, CR_CTX_BLOB);
+        r->crc = cr_record_crc(r, sizeof *r);
+    }
+    return 0;
+}
+
+/* Rank 0 decides what every rank must agree on: epoch number, full flag,
+ * creation time, and the identity text (which goes into the header). */
+static int agree_header(struct cr_epoch *ep, const struct cr_epoch_desc *d)
+{
+    struct cr_store *st = ep->st;
+    struct cr_coll *c = st->coll;
+    struct cr_epoch_header *h = &ep->hdr;
+    uint64_t next = st->last;
+    for (uint32_t i = 0; i < st->ix.n; i++)
+        next = CR_MAX(next, st->ix.e[i].epoch);
+    uint64_t v[3] = { next + 1, (uint64_t)time(NULL), st->identity_len };
+    int rc = c->bcast(c, v, sizeof v, 0);
+    if (rc < 0)
+        return rc;
+    memcpy(h->magic, CR_EPOCH_MAGIC, 8);
+    h->version = CR_FMT_VERSION;
+    h->header_len = sizeof *h;
+    h->epoch = v[0];
+    h->parent = d->full ? 0 : st->last;
+    h->full = d->full ? 1 : 0;
+    h->nranks = (uint32_t)c->size;
+    h->page_size = CR_PAGE_SIZE;
+    h->ctime = v[1];
+    h->identity_len = (uint32_t)v[2];
+    memcpy(h->job_uuid, st->ix.job_uuid, CR_UUID_BYTES);
+    snprintf(h->lib_version, sizeof h->lib_version, "%s", CRMPI_VERSION_STRING);
+    uint64_t need = sizeof *h + h->identity_len;
+    h->userblock = (uint32_t)pow2_at_least(CR_MAX(need, st->opts.align <= (64u << 20) ?
+                                                  st->opts.align : 0));
+    return 0;
+}
+
+static int gather_topology(struct cr_epoch *ep, const struct rank_info *all, int n,
+                           char (*hosts)[CR_HOST_MAX], uint64_t *lens, size_t *ntopo)
+{
+    size_t k = 0;
+    for (int r = 0; r < n; r++) {
+        size_t j = 0;
+        while (j < k && strncmp(hosts[j], all[r].host, CR_HOST_MAX))
+            j++;
+        if (j < k)
+            continue;
+        memcpy(hosts[k], all[r].host, CR_HOST_MAX);
+        lens[k++] = all[r].topo_len;
+    }
+    *ntopo = k;
+    return 0;
+}
+
+/* The collective part of begin: everything up to the closed HDF5 file. */
+static int begin_collective(struct cr_epoch *ep, const struct cr_epoch_desc *d,
+                            uint64_t data_bytes)
+{
+    struct cr_store *st = ep->st;
+    struct cr_coll *c = st->coll;
+    int n = c->size;
+    struct rank_info mine = { data_bytes, d->nextents, d->nthreads, 0, !!d->full,
+        (uint32_t)st->identity_len, cr_crc32c(0, st->identity, st->identity_len), "" };
+    memcpy(mine.host, st->host, CR_HOST_MAX);
+    mine.topo_len = st->topo_xml ? st->topo_len : 0;
+    struct rank_info *all = calloc((size_t)n, sizeof *all);
+    char (*hosts)[CR_HOST_MAX] = calloc((size_t)n, CR_HOST_MAX);
+    uint64_t *lens = calloc((size_t)n, sizeof *lens), *offs = calloc((size_t)n, sizeof *offs);
+    char *idtext = NULL;
+    size_t ntopo = 0;
+    int rc = all && hosts && lens && offs ? 0 : -ENOMEM;
+    rc = cr_coll_agree(c, rc);
+    if (rc == 0)
+        rc = cr_coll_agree(c, c->allgather(c, &mine, all, sizeof mine));
+    if (rc == 0)
+        rc = cr_coll_agree(c, agree_header(ep, d));
+    if (rc < 0)
+        goto free_all;
+    for (int r = 0; r < n; r++)
+        if (all[r].full != all[0].full)
+            rc = -EINVAL;
+    if (rc < 0)
+        cr_err("%s: ranks disagree on whether epoch %llu is full", st->dir,
+               (unsigned long long)ep->hdr.epoch);
+    idtext = malloc(ep->hdr.identity_len + 1);
+    if (!idtext)
+        rc = -ENOMEM;
+    else if (c->rank == 0)
+        memcpy(idtext, st->identity, ep->hdr.identity_len);
+    rc = cr_coll_agree(c, rc);
+    if (rc == 0)
+        rc = cr_coll_agree(c, c->bcast(c, idtext, ep->hdr.identity_len, 0));
+    if (rc < 0)
+        goto free_all;
+    cr_epoch_path(st, ep->hdr.epoch, ep->path, sizeof ep->path);
+    plan_layout(ep, all, n, c->rank, st->opts.align);
+    gather_topology(ep, all, n, hosts, lens, &ntopo);
+    ep->hdr.ntopo = (uint32_t)ntopo;
+    struct cr_layout_in in = { .path = ep->path, .coll = c, .hdr = &ep->hdr,
+        .identity = idtext, .ntopo = ntopo, .topo_host = hosts, .topo_len = lens,
+        .align = st->opts.align };
+    rc = cr_coll_agree(c, cr_layout_create(&in, &ep->hdr, offs));
+    if (rc < 0)
+        goto free_all;
+    /* The first rank of each node writes that node's topology. */
+    for (size_t j = 0; j < ntopo; j++) {
+        int first = 0;
+        while (first < n && strncmp(all[first].host, hosts[j], CR_HOST_MAX))
+            first++;
+        if (first == c->rank && lens[j]) {
+            ep->topo_off = offs[j];
+            ep->topo_len = lens[j];
+        }
+    }
+free_all:
+    free(all);
+    free(hosts);
+    free(lens);
+    free(offs);
+    free(idtext);
+    return rc;
+}
+
+static void epoch_free(struct cr_epoch *ep)
+{
+    if (!ep)
+        return;
+    if (ep->fd >= 0)
+        close(ep->fd);
+    free(ep->rows);
+    free(ep->done);
+    free(ep->threads);
+    free(ep);
+}
+
+int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr_epoch **out)
+{
+    struct cr_coll *c = st->coll;
+    uint64_t data_bytes = 0;
+    struct cr_epoch *ep = calloc(1, sizeof *ep);
+    int rc = ep ? check_desc(st, d, &data_bytes) : -ENOMEM;
+    if (rc == 0 && !st->topo_xml && cr_topology_xml(&st->topo_xml, &st->topo_len) < 0)
+        cr_warn("%s: node topology unavailable; the epoch records none for %s", st->dir,
+                st->host);
+    rc = cr_coll_agree(c, rc);
+    if (rc < 0) {
+        free(ep);
+        return rc;
+    }
+    ep->st = st;
+    ep->fd = -1;
+    rc = begin_collective(ep, d, data_bytes);
+    if (rc < 0)
+        goto free_ep;
+    rc = prepare_rows(ep, d, c->rank);
+    if (rc == 0) {
+        ep->fd = open(ep->path, O_RDWR | O_CLOEXEC);
+        if (ep->fd < 0) {
+            rc = cr_neg_errno();
+            cr_perr("open(%s) after creating it", ep->path);
+        }
+    }
+    rc = cr_coll_agree(c, rc);
+    if (rc < 0)
+        goto free_ep;
+    ep->me.rank = (uint32_t)c->rank;
+    ep->me.pid = (uint32_t)getpid();
+    ep->me.region_base = d->region_base;
+    ep->me.region_size = d->region_size;
+    ep->me.nextents = d->nextents;
+    ep->me.data_bytes = data_bytes;
+    ep->me.nthreads = d->nthreads;
+    memcpy(ep->me.hostname, st->host, CR_HOST_MAX);
+    ep->data_base = ep->hdr.ds[CR_DS_ID_PAGES].offset + ep->me.data_offset;
+    cr_store_fault("epoch-begun");
+    *out = ep;
+    return 0;
+free_ep:
+    epoch_free(ep);
+    return rc;
+}
+
+uint64_t cr_epoch_number(const struct cr_epoch *ep)
+{
+    return ep->hdr.epoch;
+}
+
+static int pwrite_full(int fd, const void *buf, size_t n, uint64_t off, const char *path,
+                       const char *what)
+{
+    const char *p = buf;
+    while (n) {
+        ssize_t w = pwrite(fd, p, CR_MIN(n, (size_t)1 << 30), (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int rc = w < 0 ? cr_neg_errno() : -EIO;
+            cr_errc(rc, "pwrite(%s, %s, %zu bytes at %llu)", path, what, n,
+                    (unsigned long long)off);
+            return rc;
+        }
+        p += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Start writing the slice back once WB_WINDOW bytes have been put since
+ * the last start, rather than all at the final fsync: the disk then works
+ * while the next extents are copied. Windows are large so the block layer
+ * still gets large requests (per-2 MiB kicks were measured slower than
+ * plain write+fsync under load). Extents are normally put in order; an
+ * out-of-order put only makes a window start late, never lose data (the
+ * fsync in finish writes everything). */
+#define WB_WINDOW (32ull << 20)
+static void kick_writeback(struct cr_epoch *ep, uint64_t end)
+{
+    uint64_t from = atomic_load(&ep->kicked);
+    while (end >= from + WB_WINDOW) {
+        if (atomic_compare_exchange_weak(&ep->kicked, &from, end)) {
+            (void)sync_file_range(ep->fd, (off64_t)(ep->data_base + from),
+                                  (off64_t)(end - from), SYNC_FILE_RANGE_WRITE);
+            return;
+        }
+    }
+}
+
+int cr_epoch_put(struct cr_epoch *ep, size_t i, const void *src)
+{
+    if (!ep || i >= ep->me.nextents || (!src && !(ep->rows[i].flags & CR_EXTENT_ZERO)))
+        return -EINVAL;
+    struct cr_index_row *r = &ep->rows[i];
+    if (r->flags & CR_EXTENT_ZERO)
+        return 0;
+    if (ep->done[i] || ep->finished) {
+        cr_err("%s: extent %zu put twice or after finish", ep->path, i);
+        return CR_ESTATE;
+    }
+    r->data_crc = cr_crc32c(0, src, r->len);
+    int rc = pwrite_full(ep->fd, src, r->len, ep->data_base + (r->offset - ep->me.data_offset),
+                         ep->path, "page data");
+    if (rc < 0) {
+        atomic_store(&ep->failed, rc);
+        return rc;
+    }
+    kick_writeback(ep, r->offset - ep->me.data_offset + r->len);
+    ep->done[i] = 1;
+    atomic_fetch_add(&ep->nput, 1);
+    cr_store_fault("epoch-put");
+    return 0;
+}
+
+static int write_tables(struct cr_epoch *ep)
+{
+    const struct cr_epoch_header *h = &ep->hdr;
+    size_t ne = ep->me.nextents, nt = ep->me.nthreads;
+    for (size_t i = 0; i < ne; i++)
+        ep->rows[i].crc = cr_record_crc(&ep->rows[i], sizeof ep->rows[i]);
+    int rc = 0;
+    if (ne)
+        rc = pwrite_full(ep->fd, ep->rows, ne * sizeof *ep->rows, h->ds[CR_DS_ID_INDEX].offset +
+                         ep->me.first_extent * sizeof *ep->rows, ep->path, CR_DS_INDEX);
+    if (!rc && nt)
+        rc = pwrite_full(ep->fd, ep->threads, nt * sizeof *ep->threads,
+                         h->ds[CR_DS_ID_THREADS].offset +
+                         ep->me.first_thread * sizeof *ep->threads, ep->path, CR_DS_THREADS);
+    if (!rc && ep->topo_len)
+        rc = pwrite_full(ep->fd, ep->st->topo_xml, ep->topo_len, ep->topo_off, ep->path,
+                         CR_GRP_TOPO);
+    if (!rc && ep->write_identity)
+        rc = pwrite_full(ep->fd, ep->st->identity, ep->st->identity_len,
+                         h->ds[CR_DS_ID_IDENT].offset + ep->me.identity_offset, ep->path,
+                         CR_DS_IDENT);
+    if (!rc && ep->me.rank == 0) {
+        size_t n = sizeof *h + h->identity_len;
+        char *buf = malloc(n);
+        if (!buf)
+            return -ENOMEM;
+        memcpy(buf, h, sizeof *h);
+        memcpy(buf + sizeof *h, ep->st->identity, h->identity_len);
+        ((struct cr_epoch_header *)buf)->crc = 0;
+        uint32_t crc = cr_crc32c(0, buf, n);
+        memcpy(buf + offsetof(struct cr_epoch_header, crc), &crc, 4);
+        rc = pwrite_full(ep->fd, buf, n, 0, ep->path, "epoch header");
+        free(buf);
+    }
+    return rc;
+}
+
+int cr_epoch_finish(struct cr_epoch *ep)
+{
+    if (!ep)
+        return -EINVAL;
+    int rc = atomic_load(&ep->failed);
+    if (rc < 0)
+        return rc;
+    if (ep->finished)
+        return CR_ESTATE;
+    if (atomic_load(&ep->nput) != ep->nneed) {
+        cr_err("%s: finish with %zu of %zu extents put", ep->path,
+               (size_t)atomic_load(&ep->nput), ep->nneed);
+        return CR_ESTATE;
+    }
+    rc = write_tables(ep);
+    /* The rank row goes last: its valid CRC says this rank's part is whole. */
+    if (!rc) {
+        ep->me.crc = cr_record_crc(&ep->me, sizeof ep->me);
+        rc = pwrite_full(ep->fd, &ep->me, sizeof ep->me, ep->hdr.ds[CR_DS_ID_RANKS].offset +
+                         ep->me.rank * sizeof ep->me, ep->path, CR_DS_RANKS);
+    }
+    if (!rc && fsync(ep->fd) < 0) {
+        rc = cr_neg_errno();
+        cr_perr("fsync(%s)", ep->path);
+    }
+    if (rc < 0)
+        atomic_store(&ep->failed, rc);
+    else
+        ep->finished = 1;
+    cr_store_fault("epoch-finished");
+    return rc;
+}
+
+/* The same status on every rank: the most negative real error (a rank that
+ * only learned of another's failure contributes nothing). */
+static int same_status(struct cr_coll *c, int rc)
+{
+    int64_t v = rc == CR_EREMOTE ? 0 : rc;
+    int r = c->allreduce_min(c, &v);
+    if (r < 0)
+        return r;
+    return v < 0 ? (int)v : rc;
+}
+
+int cr_epoch_commit(struct cr_store *st, struct cr_epoch *ep, int local_status)
+{
+    struct cr_coll *c = st->coll;
+    int rc = local_status < 0 ? local_status : 0;
+    if (rc == 0 && (!ep || !ep->finished))
+        rc = ep && atomic_load(&ep->failed) < 0 ? atomic_load(&ep->failed) : CR_ESTATE;
+    rc = same_status(c, rc);
+    if (rc == 0) {
+        struct cr_index_entry e = { .epoch = ep->hdr.epoch, .parent = ep->hdr.parent,
+            .flags = ep->hdr.full ? CR_ENTRY_FULL : 0, .nranks = ep->hdr.nranks,
+            .ctime = ep->hdr.ctime };
+        snprintf(e.name, sizeof e.name, CR_EPOCH_FMT, (unsigned long long)e.epoch);
+        rc = same_status(c, cr_store_commit_index(st, &e));
+    }
+    if (rc == 0) {
+        st->last = ep->hdr.epoch;
+        st->force_full = 0;
+        cr_info("%s: committed epoch %llu (%s)", st->dir, (unsigned long long)st->last,
+                ep->hdr.full ? "full" : "incremental");
+    } else {
+        st->force_full = 1;
+        cr_warn("%s: epoch %llu abandoned: %s", st->dir,
+                ep ? (unsigned long long)ep->hdr.epoch : 0ULL, cr_strerror(rc));
+    }
+    epoch_free(ep);
+    return rc;
+}

@@ -1,0 +1,110 @@
+/*
+ * internal.h - what the files of src/store/ share: the store handle, the
+ * index (index.c), the process identity (identity.c), the collective HDF5
+ * layout (h5layout.c) and the hostile-input reader of epoch files
+ * (reader.c), which crmpi-ckpt also uses.
+ */
+#ifndef CR_STORE_INTERNAL_H
+#define CR_STORE_INTERNAL_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "store/format.h"
+#include "store/store.h"
+
+/* ---- the index (index.c) ------------------------------------------------- */
+struct cr_index {
+    uint8_t  job_uuid[CR_UUID_BYTES];
+    uint32_t n;
+    struct cr_index_entry *e;     /* oldest first                            */
+};
+/* Read DIR/index. -ENOENT if absent; CR_ECORRUPT / CR_EFORMAT (logged with
+ * the reason) if it is not a valid index. */
+int cr_index_read(const char *dir, struct cr_index *ix);
+/* Replace DIR/index atomically: temp, fsync, rename, fsync dir. */
+int cr_index_write(const char *dir, const struct cr_index *ix);
+/* Serialise / parse (the parse validates everything). */
+int cr_index_encode(const struct cr_index *ix, void **buf, size_t *len);
+int cr_index_decode(const void *buf, size_t len, const char *what, struct cr_index *ix);
+const struct cr_index_entry *cr_index_find(const struct cr_index *ix, uint64_t epoch);
+void cr_index_free(struct cr_index *ix);
+/* Fault points for the crash test: CRMPI_FAULT=index-<step> stops the
+ * process (SIGKILL) at that step of the rename sequence. */
+void cr_store_fault(const char *point);
+
+/* ---- identity (identity.c) ----------------------------------------------- */
+/* The text "buildid-hex load-address path\n" per loaded object, executable
+ * first, vdso excluded. malloc'ed. */
+int cr_identity_text(char **text, size_t *len);
+/* Compare a recorded identity with this process. 0, or CR_EMISMATCH after
+ * naming the first object that differs. */
+int cr_identity_check(const char *recorded, size_t len, const char *file);
+/* hwloc XML of this node (malloc'ed, NUL included in len). */
+int cr_topology_xml(char **xml, size_t *len);
+
+/* ---- the store handle ----------------------------------------------------- */
+struct cr_store {
+    char dir[PATH_MAX];
+    struct cr_coll *coll;
+    struct cr_store_opts opts;
+    struct cr_index ix;           /* identical on every rank                 */
+    int index_bad;                /* the index existed but was unusable      */
+    uint64_t last;                /* base of the next incremental (0: none)  */
+    int force_full;
+    char *identity;  size_t identity_len;   /* this process                   */
+    char *topo_xml;  size_t topo_len;        /* this node                      */
+    char host[CR_HOST_MAX];
+    uint64_t *bad; size_t nbad;   /* epochs found corrupt by this handle     */
+};
+void cr_epoch_path(const struct cr_store *st, uint64_t epoch, char *out, size_t n);
+/* Add the committed epoch to the index, drop what CRMPI_KEEP no longer
+ * needs, write the index and delete unneeded files (rank 0 only). */
+int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *e);
+int cr_store_mark_bad(struct cr_store *st, uint64_t epoch);
+int cr_store_is_bad(const struct cr_store *st, uint64_t epoch);
+
+/* ---- collective file creation (h5layout.c) -------------------------------- */
+struct cr_layout_in {
+    const char *path;
+    struct cr_coll *coll;
+    const struct cr_epoch_header *hdr;   /* fields of the file attributes    */
+    const char *identity;                /* text, hdr->identity_len bytes    */
+    size_t ntopo;
+    const char (*topo_host)[CR_HOST_MAX];/* node names                        */
+    const uint64_t *topo_len;            /* bytes of each node's XML         */
+    size_t align;
+};
+/* Create the file and its datasets collectively; fills hdr->ds[].offset and
+ * topo_off[] with the absolute offsets HDF5 allocated, then closes it. */
+int cr_layout_create(const struct cr_layout_in *in, struct cr_epoch_header *hdr,
+                     uint64_t *topo_off);
+
+/* ---- reading epoch files (reader.c) --------------------------------------- */
+struct cr_epfile {
+    char path[PATH_MAX];
+    int fd;
+    uint64_t size;                 /* st_size at open                         */
+    struct cr_epoch_header h;
+    char *identity;
+};
+/* Open and validate the header (magic, version, CRC, dataset bounds). */
+int cr_epfile_open(const char *path, struct cr_epfile *f);
+void cr_epfile_close(struct cr_epfile *f);
+/* Read and validate rank r's row and its index/thread rows (malloc'ed). */
+int cr_epfile_rank(struct cr_epfile *f, uint32_t r, struct cr_rank_row *row,
+                   struct cr_index_row **rows, struct cr_thread_row **threads);
+/* This rank's identity text (malloc'ed, CRC-checked). */
+int cr_epfile_identity(struct cr_epfile *f, const struct cr_rank_row *row, char **text);
+/* Check the data CRC of every extent of rank r (reads the data). */
+int cr_epfile_verify_data(struct cr_epfile *f, const struct cr_rank_row *row,
+                          const struct cr_index_row *rows);
+/* Largest single read of restore (restore.c); tests shrink it to exercise
+ * the pipelined reader with small data. */
+extern size_t cr_restore_read_group;
+/* pread exactly n bytes at off, naming the file and what on failure. */
+int cr_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
+                  const char *what);
+
+#endif

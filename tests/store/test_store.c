@@ -1,0 +1,661 @@
+/*
+ * test_store.c - the checkpoint container in one process (cr_coll_self):
+ * round trips, incremental chains, garbage collection, API misuse, and
+ * every kind of damaged or foreign file, each detected by name and
+ * answered by falling back to the newest valid committed epoch.
+ */
+#include "cutest.h"
+#include "store_helpers.h"
+#include "common/config.h"
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NPAGES 96
+#define PSZ CR_PAGE_SIZE
+
+static char *dir;
+static uint8_t cur[NPAGES * PSZ], out[NPAGES * PSZ];
+static uint8_t snap[16][NPAGES * PSZ];   /* contents at each epoch */
+static struct th_mem mem = { cur, NPAGES };
+
+static int setup(void)
+{
+    setenv("CRMPI_ALIGN", "64K", 1);
+    setenv("CRMPI_LOG", getenv("TLOG") ? getenv("TLOG") : "none", 1);
+    return cr_config_reload() ? -1 : 0;
+}
+
+static struct cr_store *open_store(unsigned full_every, unsigned keep)
+{
+    struct cr_store *st = NULL;
+    struct cr_store_opts o = { .full_every = full_every, .keep = keep };
+    CU_ASSERT_EQUAL_FATAL(cr_store_open(&st, dir, cr_coll_self(), &o), 0);
+    return st;
+}
+
+static void fresh(void)
+{
+    cutest_rmtree(dir);
+    free(dir);
+    dir = cutest_tmpdir("store");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+    memset(cur, 0, sizeof cur);
+}
+
+static void fill_random(uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t v = cutest_rand();
+        memcpy(p + i, &v, CR_MIN(8, n - i));
+    }
+}
+
+/* Change a random third of the pages, zero a few; remember which. */
+static void mutate(uint8_t *dirty, uint8_t *zeroed)
+{
+    memset(dirty, 0, NPAGES);
+    memset(zeroed, 0, NPAGES);
+    for (size_t p = 0; p < NPAGES; p++) {
+        unsigned r = (unsigned)(cutest_rand() % 12);
+        if (r < 4) {
+            fill_random(cur + p * PSZ, PSZ);
+            dirty[p] = 1;
+        } else if (r == 4) {
+            memset(cur + p * PSZ, 0, PSZ);
+            zeroed[p] = 1;
+        }
+    }
+}
+
+static char *epoch_file(uint64_t e)
+{
+    static char p[4200];
+    snprintf(p, sizeof p, "%s/" CR_EPOCH_FMT, dir, (unsigned long long)e);
+    return p;
+}
+
+/* Epochs 1 (full) .. n, contents in snap[e]; returns the store. */
+static struct cr_store *write_chain(unsigned n, unsigned full_every, unsigned keep)
+{
+    uint8_t dirty[NPAGES], zeroed[NPAGES];
+    struct cr_store *st = open_store(full_every, keep);
+    fill_random(cur, sizeof cur);
+    for (unsigned e = 1; e <= n; e++) {
+        if (e > 1)
+            mutate(dirty, zeroed);
+        uint64_t got = 0;
+        int full = cr_store_next_is_full(st);
+        CU_ASSERT_EQUAL(th_write_epoch(st, &mem, full, dirty, zeroed, 3, &got), 0);
+        CU_ASSERT_EQUAL(got, e);
+        memcpy(snap[e], cur, sizeof cur);
+    }
+    return st;
+}
+
+static void test_roundtrip_full_epoch_with_threads(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(1, 8, 4);
+    cr_store_close(st);
+    st = open_store(8, 4);
+    struct cr_restore_info info;
+    struct cr_thread_record t[4], want;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, t, 4), 0);
+    CU_ASSERT_EQUAL(memcmp(out, snap[1], sizeof out), 0);
+    CU_ASSERT_EQUAL(info.epoch, 1);
+    CU_ASSERT_EQUAL(info.nthreads, 3);
+    CU_ASSERT_EQUAL(info.region_base, TH_BASE);
+    CU_ASSERT_EQUAL(info.region_size, NPAGES * PSZ);
+    CU_ASSERT_EQUAL(info.data_bytes, NPAGES * PSZ);
+    for (size_t i = 0; i < 3; i++) {
+        th_thread_record(i, 1, &want);
+        CU_ASSERT_EQUAL(memcmp(&t[i], &want, sizeof want), 0);
+    }
+    cr_store_close(st);
+}
+
+static void test_roundtrip_empty_epoch_no_extents_no_threads(void)
+{
+    fresh();
+    struct cr_store *st = open_store(1, 2);
+    struct cr_epoch *ep;
+    struct cr_epoch_desc d = { .full = 1, .region_base = TH_BASE, .region_size = 0 };
+    CU_ASSERT_EQUAL_FATAL(cr_epoch_begin(st, &d, &ep), 0);
+    CU_ASSERT_EQUAL(cr_epoch_commit(st, ep, cr_epoch_finish(ep)), 0);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.nthreads, 0);
+    CU_ASSERT_EQUAL(info.data_bytes, 0);
+    cr_store_close(st);
+}
+
+/* HDF5 itself must read back what pwrite put at the H5Dget_offset offsets. */
+static void test_hdf5_reads_the_same_bytes(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(1, 8, 4);
+    cr_store_close(st);
+    hid_t f = H5Fopen(epoch_file(1), H5F_ACC_RDONLY, H5P_DEFAULT);
+    CU_ASSERT_FATAL(f >= 0);
+    hid_t d = H5Dopen2(f, CR_DS_PAGES, H5P_DEFAULT);
+    CU_ASSERT_FATAL(d >= 0);
+    uint8_t *b = malloc(sizeof cur);
+    CU_ASSERT_TRUE(H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, b) >= 0);
+    CU_ASSERT_EQUAL(memcmp(b, snap[1], sizeof cur), 0);
+    H5Dclose(d);
+    hid_t a = H5Aopen(f, "epoch", H5P_DEFAULT);
+    uint64_t e = 0;
+    CU_ASSERT_TRUE(a >= 0 && H5Aread(a, H5T_NATIVE_UINT64, &e) >= 0);
+    CU_ASSERT_EQUAL(e, 1);
+    H5Aclose(a);
+    CU_ASSERT_TRUE(H5Lexists(f, CR_GRP_TOPO, H5P_DEFAULT) > 0);
+    H5Fclose(f);
+    free(b);
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "h5dump -A %s > /dev/null 2>&1", epoch_file(1));
+    CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
+static void test_incremental_chain_applies_in_order(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(6, 4, 10);
+    cr_store_close(st);
+    st = open_store(4, 10);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 6);
+    CU_ASSERT_EQUAL(memcmp(out, snap[6], sizeof out), 0);
+    for (uint64_t e = 1; e <= 6; e++) {
+        CU_ASSERT_EQUAL(th_restore(st, e, out, NPAGES, &info, NULL, 0), 0);
+        CU_ASSERT_EQUAL(memcmp(out, snap[e], sizeof out), 0);
+    }
+    /* 1 full, 2-4 incremental, 5 full, 6 incremental */
+    const struct cr_index_entry *e5 = cr_index_find(&st->ix, 5), *e6 = cr_index_find(&st->ix, 6);
+    CU_ASSERT_TRUE(e5 && (e5->flags & CR_ENTRY_FULL));
+    CU_ASSERT_TRUE(e6 && !(e6->flags & CR_ENTRY_FULL) && e6->parent == 5);
+    CU_ASSERT_EQUAL(cr_index_find(&st->ix, 4)->parent, 3);
+    cr_store_close(st);
+}
+
+static void test_gc_keeps_whole_chains_and_removes_leftovers(void)
+{
+    fresh();
+    /* keep=1, full every 3: after 5 epochs the newest (5) needs 4 (full). */
+    struct cr_store *st = write_chain(5, 3, 1);
+    CU_ASSERT_EQUAL(st->ix.n, 2);
+    CU_ASSERT_PTR_NOT_NULL(cr_index_find(&st->ix, 4));
+    CU_ASSERT_PTR_NOT_NULL(cr_index_find(&st->ix, 5));
+    for (uint64_t e = 1; e <= 3; e++)
+        CU_ASSERT_NOT_EQUAL(access(epoch_file(e), F_OK), 0);
+    CU_ASSERT_EQUAL(access(epoch_file(4), F_OK), 0);
+    /* A crashed writer's uncommitted file and index.tmp are swept. */
+    char tmp[4400];
+    snprintf(tmp, sizeof tmp, "%s/index.tmp", dir);
+    FILE *f1 = fopen(epoch_file(99), "w"), *f2 = fopen(tmp, "w");
+    CU_ASSERT_TRUE(f1 && f2);
+    fclose(f1);
+    fclose(f2);
+    cr_store_close(st);
+    st = open_store(3, 1);
+    CU_ASSERT_NOT_EQUAL(access(tmp, F_OK), 0);
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, NULL, NULL, 0), 0);
+    CU_ASSERT_EQUAL(memcmp(out, snap[5], sizeof out), 0);
+    uint8_t dirty[NPAGES], zeroed[NPAGES];
+    mutate(dirty, zeroed);
+    uint64_t got;
+    CU_ASSERT_EQUAL(th_write_epoch(st, &mem, 0, dirty, zeroed, 1, &got), 0);
+    CU_ASSERT_EQUAL(got, 6);
+    CU_ASSERT_NOT_EQUAL(access(epoch_file(99), F_OK), 0);
+    /* keep=1 and 6 is the third of the chain 4-5-6: all three stay. */
+    CU_ASSERT_EQUAL(st->ix.n, 3);
+    cr_store_close(st);
+}
+
+static void test_gc_keep_two_retains_previous_chain(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(7, 3, 2);   /* 1F 2 3 4F 5 6 7F */
+    CU_ASSERT_EQUAL(st->ix.n, 4);                 /* 7 and 6 (needs 4, 5) */
+    CU_ASSERT_PTR_NULL(cr_index_find(&st->ix, 3));
+    CU_ASSERT_PTR_NOT_NULL(cr_index_find(&st->ix, 4));
+    CU_ASSERT_EQUAL(th_restore(st, 6, out, NPAGES, NULL, NULL, 0), 0);
+    CU_ASSERT_EQUAL(memcmp(out, snap[6], sizeof out), 0);
+    cr_store_close(st);
+}
+
+static void test_abandoned_epoch_keeps_previous_and_forces_full(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(2, 8, 4);
+    uint8_t dirty[NPAGES], zeroed[NPAGES];
+    mutate(dirty, zeroed);
+    struct cr_extent x = { TH_BASE, PSZ, 0 };
+    struct cr_epoch_desc d = { .full = 0, .region_base = TH_BASE,
+        .region_size = NPAGES * PSZ, .nextents = 1, .extents = &x };
+    struct cr_epoch *ep;
+    CU_ASSERT_EQUAL_FATAL(cr_epoch_begin(st, &d, &ep), 0);
+    CU_ASSERT_EQUAL(cr_epoch_put(ep, 0, cur), 0);
+    CU_ASSERT_EQUAL(cr_epoch_commit(st, ep, -EIO), -EIO);
+    CU_ASSERT_TRUE(cr_store_next_is_full(st));
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, NULL, NULL, 0), 0);
+    CU_ASSERT_EQUAL(memcmp(out, snap[2], sizeof out), 0);
+    cr_store_close(st);
+}
+
+static void test_api_misuse_returns_codes(void)
+{
+    fresh();
+    struct cr_store *st = open_store(8, 2);
+    struct cr_extent x[2] = { { TH_BASE, PSZ, 0 }, { TH_BASE + PSZ, PSZ, 0 } };
+    struct cr_epoch_desc d = { .full = 0, .region_base = TH_BASE,
+        .region_size = NPAGES * PSZ, .nextents = 2, .extents = x };
+    struct cr_epoch *ep;
+    CU_ASSERT_EQUAL(cr_epoch_begin(st, &d, &ep), CR_ESTATE);   /* no parent */
+    d.full = 1;
+    struct cr_extent bad[2] = { { TH_BASE + PSZ, PSZ, 0 }, { TH_BASE, PSZ, 0 } };
+    d.extents = bad;
+    CU_ASSERT_EQUAL(cr_epoch_begin(st, &d, &ep), -EINVAL);     /* out of order */
+    d.extents = x;
+    CU_ASSERT_EQUAL_FATAL(cr_epoch_begin(st, &d, &ep), 0);
+    CU_ASSERT_EQUAL(cr_epoch_put(ep, 0, cur), 0);
+    CU_ASSERT_EQUAL(cr_epoch_put(ep, 0, cur), CR_ESTATE);
+    CU_ASSERT_EQUAL(cr_epoch_put(ep, 7, cur), -EINVAL);
+    CU_ASSERT_EQUAL(cr_epoch_finish(ep), CR_ESTATE);           /* extent 1 missing */
+    CU_ASSERT_EQUAL(cr_epoch_commit(st, ep, 0), CR_ESTATE);
+    struct cr_restore *r;
+    CU_ASSERT_EQUAL(cr_restore_open(st, 0, &r), CR_ENOCKPT);
+    cr_store_close(st);
+}
+
+/* ---- damage ---------------------------------------------------------------- */
+
+/* Three epochs (1 full, 2, 3); damage(3) must make restore fall back to 2. */
+static void expect_fallback_to_2(void (*damage)(void), int expect_first)
+{
+    fresh();
+    struct cr_store *st = write_chain(3, 8, 4);
+    cr_store_close(st);
+    damage();
+    st = open_store(8, 4);
+    struct cr_restore_info info;
+    if (expect_first) {
+        /* data damage: found while copying, then the reopen falls back */
+        CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), CR_ECORRUPT);
+    }
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 2);
+    CU_ASSERT_EQUAL(memcmp(out, snap[2], sizeof out), 0);
+    /* The next epoch continues from 2 and supersedes the damaged 3. */
+    uint64_t got;
+    memcpy(cur, snap[2], sizeof cur);
+    uint8_t dirty[NPAGES], zeroed[NPAGES];
+    mutate(dirty, zeroed);
+    CU_ASSERT_EQUAL(th_write_epoch(st, &mem, 0, dirty, zeroed, 1, &got), 0);
+    CU_ASSERT_EQUAL(cr_index_find(&st->ix, got)->parent, 2);
+    CU_ASSERT_PTR_NULL(cr_index_find(&st->ix, 3));
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(memcmp(out, cur, sizeof out), 0);
+    cr_store_close(st);
+}
+
+static void dmg_truncate(void) { CU_ASSERT_EQUAL(th_truncate(epoch_file(3), th_file_size(epoch_file(3)) / 2), 0); }
+static void dmg_truncate_header(void) { CU_ASSERT_EQUAL(th_truncate(epoch_file(3), 100), 0); }
+static void dmg_data(void) { CU_ASSERT_EQUAL(th_flip(epoch_file(3), th_ds_offset(epoch_file(3), CR_DS_ID_PAGES) + 5000, 0x10), 0); }
+static void dmg_index_row(void) { CU_ASSERT_EQUAL(th_flip(epoch_file(3), th_ds_offset(epoch_file(3), CR_DS_ID_INDEX) + 9, 0x01), 0); }
+static void dmg_thread_row(void) { CU_ASSERT_EQUAL(th_flip(epoch_file(3), th_ds_offset(epoch_file(3), CR_DS_ID_THREADS) + 200, 0x80), 0); }
+static void dmg_rank_row(void) { CU_ASSERT_EQUAL(th_flip(epoch_file(3), th_ds_offset(epoch_file(3), CR_DS_ID_RANKS) + 20, 0x04), 0); }
+static void dmg_header(void) { CU_ASSERT_EQUAL(th_flip(epoch_file(3), 20, 0x02), 0); }
+static void dmg_identity_text(void) { CU_ASSERT_EQUAL(th_flip(epoch_file(3), sizeof(struct cr_epoch_header) + 3, 0x01), 0); }
+static void dmg_missing(void) { CU_ASSERT_EQUAL(unlink(epoch_file(3)), 0); }
+
+static void test_truncated_file_falls_back(void) { expect_fallback_to_2(dmg_truncate, 0); }
+static void test_truncated_inside_header_falls_back(void) { expect_fallback_to_2(dmg_truncate_header, 0); }
+static void test_flipped_data_bit_detected_on_copy_then_falls_back(void) { expect_fallback_to_2(dmg_data, 1); }
+static void test_flipped_index_row_bit_falls_back(void) { expect_fallback_to_2(dmg_index_row, 0); }
+static void test_flipped_thread_row_bit_falls_back(void) { expect_fallback_to_2(dmg_thread_row, 0); }
+static void test_flipped_rank_row_bit_falls_back(void) { expect_fallback_to_2(dmg_rank_row, 0); }
+static void test_flipped_header_bit_falls_back(void) { expect_fallback_to_2(dmg_header, 0); }
+static void test_flipped_identity_bit_falls_back(void) { expect_fallback_to_2(dmg_identity_text, 0); }
+static void test_index_names_missing_file_falls_back(void) { expect_fallback_to_2(dmg_missing, 0); }
+
+static void set_version(struct cr_epoch_header *h, char *id, void *arg) { h->version = 99; }
+static void set_uuid(struct cr_epoch_header *h, char *id, void *arg) { h->job_uuid[0] ^= 1; }
+static void set_build(char *id, void *arg)
+{
+    id[0] = id[0] == 'a' ? 'b' : 'a';   /* the executable's build-id */
+}
+static void set_addr(char *id, void *arg)
+{
+    char *nl = strchr(id, '\n');          /* first library's load address */
+    char *x = nl ? strstr(nl, " 0x") : NULL;
+    if (x)
+        x[3] = x[3] == '7' ? '6' : '7';
+}
+
+/* An identity/format/job problem of the only epoch: the named code. */
+static void expect_refused(void (*edit)(struct cr_epoch_header *, char *, void *), int code)
+{
+    fresh();
+    struct cr_store *st = write_chain(1, 8, 4);
+    CU_ASSERT_EQUAL(th_edit_header(epoch_file(1), edit, NULL), 0);
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, NULL, NULL, 0), code);
+    cr_store_close(st);
+    /* and with an older valid epoch, the older one is used */
+    fresh();
+    st = write_chain(2, 8, 4);
+    CU_ASSERT_EQUAL(th_edit_header(epoch_file(2), edit, NULL), 0);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 1);
+    CU_ASSERT_EQUAL(memcmp(out, snap[1], sizeof out), 0);
+    cr_store_close(st);
+}
+
+static void test_other_format_version_refused(void) { expect_refused(set_version, CR_EFORMAT); }
+static void test_file_of_another_job_refused(void) { expect_refused(set_uuid, CR_EFOREIGN); }
+/* Identity edits are per rank (in /identities), not in the header. */
+static void expect_mismatch(void (*edit)(char *, void *))
+{
+    fresh();
+    struct cr_store *st = write_chain(1, 8, 4);
+    CU_ASSERT_EQUAL(th_edit_identity(epoch_file(1), 0, edit, NULL), 0);
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, NULL, NULL, 0), CR_EMISMATCH);
+    cr_store_close(st);
+    fresh();
+    st = write_chain(2, 8, 4);
+    CU_ASSERT_EQUAL(th_edit_identity(epoch_file(2), 0, edit, NULL), 0);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 1);
+    CU_ASSERT_EQUAL(memcmp(out, snap[1], sizeof out), 0);
+    cr_store_close(st);
+}
+static void test_other_executable_build_refused(void) { expect_mismatch(set_build); }
+static void test_library_at_other_address_refused(void) { expect_mismatch(set_addr); }
+
+static void test_flipped_identity_record_bit_falls_back(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(2, 8, 4);
+    char *p = epoch_file(2);
+    CU_ASSERT_EQUAL(th_flip(p, th_ds_offset(p, CR_DS_ID_IDENT) + 7, 0x01), 0);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 1);
+    cr_store_close(st);
+}
+
+static void test_file_copied_from_another_job_refused(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(2, 8, 4);
+    cr_store_close(st);
+    char *mine = dir, *other;
+    dir = NULL;
+    fresh();
+    st = write_chain(2, 8, 4);            /* another job: another UUID */
+    cr_store_close(st);
+    other = dir;
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd, "cp %s/" CR_EPOCH_FMT " %s/", other, 2ULL, mine);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+    dir = mine;
+    st = open_store(8, 4);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 1);
+    CU_ASSERT_EQUAL(th_restore(st, 2, out, NPAGES, &info, NULL, 0), CR_EFOREIGN);
+    cr_store_close(st);
+    cutest_rmtree(other);
+    free(other);
+}
+
+/* A reader whose job has two ranks. */
+static int two_min(struct cr_coll *c, int64_t *v) { return 0; }
+static int two_bcast(struct cr_coll *c, void *b, size_t n, int root) { return 0; }
+
+static void test_different_number_of_ranks_refused(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(1, 8, 4);
+    cr_store_close(st);
+    struct cr_coll two = *cr_coll_self();
+    two.size = 2;
+    two.allreduce_min = two_min;
+    two.bcast = two_bcast;
+    struct cr_store_opts o = { 8, 4, 0 };
+    CU_ASSERT_EQUAL_FATAL(cr_store_open(&st, dir, &two, &o), 0);
+    struct cr_restore *r;
+    CU_ASSERT_EQUAL(cr_restore_open(st, 0, &r), CR_ERANKS);
+    cr_store_close(st);
+}
+
+static void test_epoch_missing_from_chain_in_index(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(3, 8, 4);
+    /* Rewrite the index without epoch 2: 3 needs it. */
+    struct cr_index ix = { .n = 2 };
+    memcpy(ix.job_uuid, st->ix.job_uuid, CR_UUID_BYTES);
+    struct cr_index_entry e[2] = { st->ix.e[0], st->ix.e[2] };
+    ix.e = e;
+    CU_ASSERT_EQUAL(cr_index_write(dir, &ix), 0);
+    cr_store_close(st);
+    st = open_store(8, 4);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 1);
+    CU_ASSERT_EQUAL(memcmp(out, snap[1], sizeof out), 0);
+    cr_store_close(st);
+}
+
+static void test_damaged_middle_of_chain_falls_back_past_it(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(4, 8, 6);
+    cr_store_close(st);
+    CU_ASSERT_EQUAL(th_flip(epoch_file(2), th_ds_offset(epoch_file(2), CR_DS_ID_INDEX) + 3, 1), 0);
+    st = open_store(8, 6);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 1);
+    CU_ASSERT_EQUAL(memcmp(out, snap[1], sizeof out), 0);
+    cr_store_close(st);
+}
+
+static void test_damaged_index_refused_by_name(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(2, 8, 4);
+    cr_store_close(st);
+    char p[4400];
+    snprintf(p, sizeof p, "%s/index", dir);
+    CU_ASSERT_EQUAL(th_flip(p, th_file_size(p) - 10, 0x40), 0);
+    struct cr_index ix;
+    CU_ASSERT_EQUAL(cr_index_read(dir, &ix), CR_ECORRUPT);
+    st = open_store(8, 4);
+    struct cr_restore *r;
+    CU_ASSERT_EQUAL(cr_restore_open(st, 0, &r), CR_ECORRUPT);
+    cr_store_close(st);
+    CU_ASSERT_EQUAL(th_truncate(p, 10), 0);
+    CU_ASSERT_EQUAL(cr_index_read(dir, &ix), CR_ECORRUPT);
+    FILE *f = fopen(p, "w");
+    fputs("definitely not an index file, long enough to have a header", f);
+    fclose(f);
+    CU_ASSERT_EQUAL(cr_index_read(dir, &ix), CR_EFORMAT);
+}
+
+/* Every single-byte flip in the metadata of the newest epoch is caught:
+ * restore either falls back to epoch 1 or (a flip in unused padding or the
+ * HDF5 structures we never read) still restores epoch 2 exactly. */
+static void test_every_metadata_byte_flip_is_caught_or_harmless(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(2, 8, 4);
+    cr_store_close(st);
+    char *p = epoch_file(2);
+    uint64_t offs[3] = { th_ds_offset(p, CR_DS_ID_INDEX), th_ds_offset(p, CR_DS_ID_THREADS),
+                         th_ds_offset(p, CR_DS_ID_RANKS) };
+    uint64_t lens[3] = { 200, 400, sizeof(struct cr_rank_row) };
+    unsigned caught = 0, tried = 0;
+    st = open_store(8, 4);
+    for (int k = 0; k < 3; k++)
+        for (uint64_t o = 0; o < lens[k]; o += 3) {
+            CU_ASSERT_EQUAL_FATAL(th_flip(p, offs[k] + o, 0x20), 0);
+            struct cr_restore_info info;
+            int rc = th_restore(st, 0, out, NPAGES, &info, NULL, 0);
+            tried++;
+            CU_ASSERT_EQUAL(rc, 0);
+            if (info.epoch == 1) {
+                caught++;
+                CU_ASSERT_EQUAL(memcmp(out, snap[1], sizeof out), 0);
+            } else {
+                CU_ASSERT_EQUAL(memcmp(out, snap[2], sizeof out), 0);
+            }
+            CU_ASSERT_EQUAL_FATAL(th_flip(p, offs[k] + o, 0x20), 0);
+        }
+    CU_ASSERT_EQUAL(caught, tried);
+    cr_store_close(st);
+}
+
+/* Many small read groups: the restore pipeline (reader thread one group
+ * ahead of the CRC checks) delivers the same bytes and still stops at a
+ * damaged extent. */
+static void test_pipelined_restore_with_small_groups(void)
+{
+    size_t saved = cr_restore_read_group;
+    cr_restore_read_group = 2 * PSZ;
+    fresh();
+    struct cr_store *st = write_chain(4, 8, 4);
+    struct cr_restore_info info;
+    for (uint64_t e = 1; e <= 4; e++) {
+        CU_ASSERT_EQUAL(th_restore(st, e, out, NPAGES, &info, NULL, 0), 0);
+        CU_ASSERT_EQUAL(memcmp(out, snap[e], sizeof out), 0);
+    }
+    uint64_t pages = th_ds_offset(epoch_file(1), CR_DS_ID_PAGES);
+    CU_ASSERT_EQUAL(th_flip(epoch_file(1), pages + 40 * PSZ + 9, 0x01), 0);
+    CU_ASSERT_EQUAL(th_restore(st, 4, out, NPAGES, &info, NULL, 0), CR_ECORRUPT);
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), CR_ECORRUPT);
+    cr_store_close(st);
+    cr_restore_read_group = saved;
+}
+
+/* With the real region: extents collected from it, written, the memory
+ * scribbled over, and cr_restore_pages puts it back (zero extents through
+ * cr_region_discard). */
+struct collect { struct cr_extent x[256]; size_t n; };
+static int add_extent(const struct cr_extent *e, void *arg)
+{
+    struct collect *c = arg;
+    if (c->n == CR_ARRAY_SIZE(c->x))
+        return -ENOSPC;
+    c->x[c->n++] = *e;
+    return 0;
+}
+
+static void write_region_epoch(struct cr_store *st, struct collect *c, int full)
+{
+    struct cr_epoch *ep;
+    struct cr_epoch_desc d = { .full = full, .region_base = (uintptr_t)cr_region_base(),
+        .region_size = cr_region_size(), .nextents = c->n, .extents = c->x };
+    CU_ASSERT_EQUAL_FATAL(cr_epoch_begin(st, &d, &ep), 0);
+    int local = 0;
+    for (size_t i = 0; i < c->n && !local; i++)
+        local = cr_epoch_put(ep, i, (c->x[i].flags & CR_EXTENT_ZERO) ? NULL : (void *)c->x[i].addr);
+    if (!local)
+        local = cr_epoch_finish(ep);
+    CU_ASSERT_EQUAL(cr_epoch_commit(st, ep, local), 0);
+}
+
+static void test_restore_pages_into_the_real_region(void)
+{
+    fresh();
+    struct cr_region_params rp = { 0 };
+    int rc = cr_region_open(&rp);
+    if (rc < 0) {
+        fprintf(stderr, "(region unavailable here: %d) ", rc);
+        CU_FAIL("cr_region_open");
+        return;
+    }
+    CU_ASSERT_EQUAL_FATAL(cr_region_grow(64 * PSZ), 0);
+    uint8_t *base = (uint8_t *)cr_region_data_start();
+    size_t len = 32 * PSZ;
+    fill_random(base, len);
+    struct cr_store *st = open_store(8, 4);
+    struct collect c = { .n = 0 };
+    CU_ASSERT_EQUAL(cr_region_collect(NULL, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(cr_region_collect_populated(add_extent, &c), 0);
+    write_region_epoch(st, &c, 1);
+    memset(base + 5 * PSZ, 0x77, 3 * PSZ);            /* written */
+    CU_ASSERT_EQUAL(cr_region_discard(base + 20 * PSZ, 2 * PSZ), 0);   /* discarded */
+    c.n = 0;
+    CU_ASSERT_EQUAL_FATAL(cr_region_collect(add_extent, &c), 0);
+    write_region_epoch(st, &c, 0);
+    uint8_t *want = malloc(len);
+    memcpy(want, base, len);
+    fill_random(base, len);                           /* lose everything */
+    struct cr_restore *r;
+    CU_ASSERT_EQUAL_FATAL(cr_restore_open(st, 0, &r), 0);
+    CU_ASSERT_EQUAL(cr_restore_pages(r), 0);
+    cr_restore_close(r);
+    CU_ASSERT_EQUAL(memcmp(base, want, len), 0);
+    free(want);
+    cr_store_close(st);
+    CU_ASSERT_EQUAL(cr_region_close(), 0);
+}
+
+static CU_TestInfo tests[] = {
+    CUTEST(test_roundtrip_full_epoch_with_threads),
+    CUTEST(test_roundtrip_empty_epoch_no_extents_no_threads),
+    CUTEST(test_hdf5_reads_the_same_bytes),
+    CUTEST(test_incremental_chain_applies_in_order),
+    CUTEST(test_gc_keeps_whole_chains_and_removes_leftovers),
+    CUTEST(test_gc_keep_two_retains_previous_chain),
+    CUTEST(test_abandoned_epoch_keeps_previous_and_forces_full),
+    CUTEST(test_api_misuse_returns_codes),
+    CUTEST(test_truncated_file_falls_back),
+    CUTEST(test_truncated_inside_header_falls_back),
+    CUTEST(test_flipped_data_bit_detected_on_copy_then_falls_back),
+    CUTEST(test_flipped_index_row_bit_falls_back),
+    CUTEST(test_flipped_thread_row_bit_falls_back),
+    CUTEST(test_flipped_rank_row_bit_falls_back),
+    CUTEST(test_flipped_header_bit_falls_back),
+    CUTEST(test_flipped_identity_bit_falls_back),
+    CUTEST(test_index_names_missing_file_falls_back),
+    CUTEST(test_other_format_version_refused),
+    CUTEST(test_file_of_another_job_refused),
+    CUTEST(test_other_executable_build_refused),
+    CUTEST(test_library_at_other_address_refused),
+    CUTEST(test_flipped_identity_record_bit_falls_back),
+    CUTEST(test_file_copied_from_another_job_refused),
+    CUTEST(test_different_number_of_ranks_refused),
+    CUTEST(test_epoch_missing_from_chain_in_index),
+    CUTEST(test_damaged_middle_of_chain_falls_back_past_it),
+    CUTEST(test_damaged_index_refused_by_name),
+    CUTEST(test_every_metadata_byte_flip_is_caught_or_harmless),
+    CUTEST(test_pipelined_restore_with_small_groups),
+    CUTEST(test_restore_pages_into_the_real_region),
+    CU_TEST_INFO_NULL,
+};
+
+static int teardown(void)
+{
+    cutest_rmtree(dir);
+    free(dir);
+    return 0;
+}
+
+static CU_SuiteInfo suites[] = {
+    { "store", setup, teardown, NULL, NULL, tests },
+    CU_SUITE_INFO_NULL,
+};
+
+int main(int argc, char **argv)
+{
+    return cutest_main(argc, argv, suites);
+}
