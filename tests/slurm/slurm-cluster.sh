@@ -296,7 +296,7 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local f pids= p
+  local f pids='' p
   if [ -d "$DIR/pids" ]; then
     # slurmd first, so that nothing new is started while we clean up.
     for f in "$DIR"/pids/slurmd.*.pid "$DIR/pids/slurmctld.pid" "$DIR/pids/munged.pid"; do
@@ -334,7 +334,7 @@ cmd_env() {
 
 cmd_kill_node() {
   local n=${1:?node name}
-  local f=$DIR/pids/slurmd.$n.pid pids= p
+  local f=$DIR/pids/slurmd.$n.pid pids='' p
   [ -f "$f" ] || die "no slurmd recorded for $n"
   p=$(cat "$f")
   pid_alive "$p" && pids="$p"
