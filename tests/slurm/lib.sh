@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh - shared by the Slurm test scripts (sourced, not run).
 #
 # Parses --app PATH --launcher srun|mpirun, skips (exit 77) with the reason
@@ -13,7 +14,8 @@ CLUSTER=$HERE/slurm-cluster.sh
 TEST=$(basename "$0" .sh)
 APP=
 LAUNCHER=srun
-NO_SPARE=0
+NO_SPARE=0   # read by test_node_loss.sh
+export NO_SPARE
 SKIP_REASON=
 SKIP=77
 
