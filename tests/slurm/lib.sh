@@ -44,7 +44,6 @@ fi
 
 WORK=$(mktemp -d /tmp/crmpi-$TEST.XXXXXX)
 export CRMPI_SLURM_DIR=$WORK/cluster
-KEEP_WORK=1
 
 cleanup() {
   local rc=$?
