@@ -4,7 +4,7 @@
  * restore at MPI_Init and the checkpoint engine.
  *
  * libcrmpi starts main
- * with the restore deferred (start_hook_mpi.c); MPI_Init calls
+ * with the restore deferred (start_defer.c); MPI_Init calls
  * crmpi_runtime_start(), which makes the MPI collective of the container
  * (coll_mpi.h, a PMPI duplicate of MPI_COMM_WORLD), hands it to the engine
  * and asks the runtime to restore. When a committed checkpoint exists that
