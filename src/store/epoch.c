@@ -17,6 +17,7 @@
 #include "store/internal.h"
 #include "common/crc32c.h"
 #include "common/errors.h"
+#include "common/fault.h"
 #include "common/log.h"
 
 #include <fcntl.h>
@@ -363,7 +364,8 @@ static int pwrite_full(int fd, const void *buf, size_t n, uint64_t off, const ch
 {
     const char *p = buf;
     while (n) {
-        ssize_t w = pwrite(fd, p, CR_MIN(n, (size_t)1 << 30), (off_t)off);
+        ssize_t w = cr_fault_errno("store-pwrite") ? -1 :
+                    pwrite(fd, p, CR_MIN(n, (size_t)1 << 30), (off_t)off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
@@ -467,7 +469,7 @@ int cr_epoch_finish(struct cr_epoch *ep)
         rc = pwrite_full(ep->fd, &ep->me, sizeof ep->me, ep->hdr.ds[CR_DS_ID_RANKS].offset +
                          ep->me.rank * sizeof ep->me, ep->path, CR_DS_RANKS);
     }
-    if (!rc && fsync(ep->fd) < 0) {
+    if (!rc && (cr_fault_errno("epoch-fsync") || fsync(ep->fd) < 0)) {
         rc = cr_neg_errno();
         cr_perr("fsync(%s)", ep->path);
     }

@@ -1,0 +1,40 @@
+/*
+ * fault.h - named fault points for tests, driven by CRMPI_FAULT.
+ *
+ *   CRMPI_FAULT=POINT[@N][:ACTION][,POINT[@N][:ACTION]...]
+ *
+ * POINT names a place in the code (below); N (default 1) selects the Nth
+ * time this process reaches it; ACTION is
+ *   kill    (default) SIGKILL this process there - the crash tests
+ *   eio     the system call at that point fails with EIO
+ *   enospc  the system call at that point fails with ENOSPC
+ * Each spec fires once per process (at hit N). An error action at a point
+ * that has no system call to fail (the step points) does nothing.
+ *
+ * Points of the store (src/store):
+ *   system calls:  epoch-create (H5Fcreate of an epoch file), store-pwrite
+ *                  (every pwrite of page data, tables and header),
+ *                  epoch-fsync, index-write, index-fsync, index-rename,
+ *                  dir-fsync
+ *   steps (kill):  epoch-begun, epoch-put, epoch-finished, index-written,
+ *                  index-synced, index-renamed, index-committed
+ *
+ * Cost when CRMPI_FAULT is empty (production): one load and compare.
+ * The configuration is re-read when CRMPI_FAULT changes (cr_config_reload),
+ * and hit counters start again from zero then.
+ */
+#ifndef CR_FAULT_H
+#define CR_FAULT_H
+
+/* Reached POINT: 0 to go on, or -EIO / -ENOSPC to fail the system call
+ * there (kill never returns). */
+int cr_fault(const char *point);
+
+/* For "x = cr_fault_errno(P) ? -1 : syscall(...)": 1 with errno set when
+ * an error is injected at P, else 0. */
+int cr_fault_errno(const char *point);
+
+/* Forget the hit counts (tests that reuse a spec in one process). */
+void cr_fault_reset(void);
+
+#endif
