@@ -123,6 +123,17 @@ int cr_fault_errno(const char *point)
     return 0;
 }
 
+unsigned long cr_fault_hits(const char *point)
+{
+    unsigned long n = 0;
+    pthread_mutex_lock(&fault_mu);
+    for (size_t i = 0; i < nspecs; i++)
+        if (!strcmp(specs[i].point, point))
+            n = specs[i].hits;
+    pthread_mutex_unlock(&fault_mu);
+    return n;
+}
+
 void cr_fault_reset(void)
 {
     pthread_mutex_lock(&fault_mu);

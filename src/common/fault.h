@@ -34,6 +34,10 @@ int cr_fault(const char *point);
  * an error is injected at P, else 0. */
 int cr_fault_errno(const char *point);
 
+/* Times POINT was reached since CRMPI_FAULT was (re)parsed, if a spec
+ * names it (a spec with a large N counts without firing); else 0. */
+unsigned long cr_fault_hits(const char *point);
+
 /* Forget the hit counts (tests that reuse a spec in one process). */
 void cr_fault_reset(void);
 

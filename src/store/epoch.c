@@ -311,6 +311,10 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
 {
     struct cr_coll *c = st->coll;
     uint64_t data_bytes = 0;
+    /* Until commit succeeds, the pages the caller collected for this epoch
+     * (their dirty bits already cleared) are in no committed epoch: a
+     * failure anywhere from here on makes the next epoch full. */
+    st->force_full = 1;
     struct cr_epoch *ep = calloc(1, sizeof *ep);
     int rc = ep ? check_desc(st, d, &data_bytes) : -ENOMEM;
     if (rc == 0 && !st->topo_xml && cr_topology_xml(&st->topo_xml, &st->topo_len) < 0)
@@ -513,6 +517,11 @@ int cr_epoch_commit(struct cr_store *st, struct cr_epoch *ep, int local_status)
                 ep->hdr.full ? "full" : "incremental");
     } else {
         st->force_full = 1;
+        /* A failed epoch is never restored (even if its index reached the
+         * disk before a failed directory fsync) and must not hold space a
+         * full filesystem needs for the next attempt. */
+        if (ep && ep->path[0] && c->rank == 0 && unlink(ep->path) < 0 && errno != ENOENT)
+            cr_perr("unlink(%s) of an abandoned epoch", ep->path);
         cr_warn("%s: epoch %llu abandoned: %s", st->dir,
                 ep ? (unsigned long long)ep->hdr.epoch : 0ULL, cr_strerror(rc));
     }
