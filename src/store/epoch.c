@@ -24,6 +24,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -336,6 +337,10 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
         if (ep->fd < 0) {
             rc = cr_neg_errno();
             cr_perr("open(%s) after creating it", ep->path);
+        } else if (c->rank == 0 && fchmod(ep->fd, 0600) < 0) {
+            /* HDF5 creates files 0666 & ~umask; ours are private. */
+            rc = cr_neg_errno();
+            cr_perr("fchmod(%s, 0600)", ep->path);
         }
     }
     rc = cr_coll_agree(c, rc);
