@@ -20,6 +20,10 @@
  * Times are from a barrier before to a barrier after (the slowest rank).
  * BENCH_PHASES=1 prints the time of each phase of the container side;
  * BENCH_SELF=1 with one rank uses the serial variant (cr_coll_self, sec2).
+ * BENCH_NOFREE=1 writes raw data to a new file each time (no O_TRUNC);
+ * with CRMPI_KEEP large the container deletes nothing either: neither side
+ * then pays for freeing blocks (with the `discard` mount option, freeing
+ * 512 MiB costs 100+ ms here, charged to whichever operation follows).
  * Rank 0 prints one CSV line with the medians over REPS:
  *   nranks,bytes_per_rank,raw_write_MBps,ckpt_write_MBps,raw_read_MBps,
  *   ckpt_read_MBps,cache_drop
@@ -39,7 +43,7 @@
 #define EXT (2u << 20)
 
 static int rank, nranks;
-static char dir[4096], rawpath[4200];
+static char dir[4096], rawbase[4200], rawpath[4300];
 static uint8_t *buf;   /* the rank's data; reads land here too */
 static size_t bytes;
 static struct cr_coll *coll;
@@ -83,8 +87,11 @@ static void check_and_scramble(const char *what)
     memset(buf, 0x5a, bytes);
 }
 
+static int raw_seq;
 static double raw_write(size_t len)
 {
+    if (getenv("BENCH_NOFREE"))     /* a new file each time: no blocks freed */
+        snprintf(rawpath, sizeof rawpath, "%s.%d", rawbase, ++raw_seq);
     MPI_Barrier(MPI_COMM_WORLD);
     double t = now();
 
@@ -195,7 +202,7 @@ static double ckpt_read(void)
  * drop_caches worked (on rank 0), 0 if only fadvise was used. */
 static int drop_caches(void)
 {
-    char path[4200];
+    char path[4400];
     int ok = 0;
     snprintf(path, sizeof path, "%s", rawpath);
     int fd = open(path, O_RDONLY);
@@ -248,7 +255,8 @@ int main(int argc, char **argv)
         return 2;
     }
     snprintf(dir, sizeof dir, "%s/ckpt", argv[1]);
-    snprintf(rawpath, sizeof rawpath, "%s/raw.%d", argv[1], rank);
+    snprintf(rawbase, sizeof rawbase, "%s/raw.%d", argv[1], rank);
+    snprintf(rawpath, sizeof rawpath, "%s", rawbase);
     if (cr_parse_size(argv[2], &bytes) < 0 || bytes % EXT)
         die("size must be a multiple of 2 MiB", -EINVAL);
     int reps = atoi(argv[3]);

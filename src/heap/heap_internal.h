@@ -146,6 +146,9 @@ struct heap_proc {
     pthread_mutex_t page_lock, shared_lock, check_lock;
 };
 extern struct heap_proc heap_proc;
+extern pthread_mutex_t heap_init_lock;
+/* Attach on first use (attach.c): 0, or the error already logged. */
+int heap_lazy_init(void);
 
 static inline struct hpage *heap_map(void) { return heap_proc.root->map; }
 static inline uintptr_t heap_page_addr(uint32_t i)

@@ -74,6 +74,93 @@ CR_API int   cr_posix_memalign(void **memptr, size_t alignment, size_t size);
 CR_API void *cr_aligned_alloc(size_t alignment, size_t size) CR_MALLOC_ATTR CR_ALLOC_SIZE(2);
 CR_API size_t cr_malloc_usable_size(void *ptr);
 
+
+/* ---- persistent threads and checkpoints ---------------------------------- */
+/* A program linked with -lcr runs main() on a persistent stack (the library
+ * interposes __libc_start_main; the program needs no change). Threads made
+ * with crthread_create() are persistent too. Only memory from crmalloc() and
+ * the persistent stacks are restored: globals, malloc() memory and open
+ * files are not. Programs that never call cr_checkpoint() behave as without
+ * the library. */
+
+/* Identifies a persistent thread; main is 0. */
+typedef uint32_t crthread_t;
+#define CRTHREAD_INVALID ((crthread_t)-1)
+
+/* Like pthread_create: run start(arg) on a new persistent thread. Returns 0,
+ * -EINVAL (NULL argument), -EAGAIN (more than 255 threads alive or not yet
+ * joined), -ENOMEM (no room for its stack in the region), CR_ESTATE (the
+ * caller is not itself a persistent thread). */
+CR_API int crthread_create(crthread_t *thread, void *(*start)(void *), void *arg) CR_WUR;
+/* Wait for a persistent thread to finish and collect its return value (also
+ * for a thread that finished before a restart). Waiting counts as having
+ * arrived at a checkpoint rendezvous. Returns 0, -ESRCH (no such thread, or
+ * joined already), -EDEADLK (joining oneself), CR_ESTATE (not called from a
+ * persistent thread). */
+CR_API int crthread_join(crthread_t thread, void **retval);
+/* End the calling persistent thread with retval (in main: exit(0)). */
+CR_API void crthread_exit(void *retval) __attribute__((noreturn));
+/* The calling thread's id, or CRTHREAD_INVALID for a thread that is not
+ * persistent (e.g. made by pthread_create). */
+CR_API crthread_t crthread_self(void);
+
+/* Take a checkpoint. Every live persistent thread must call it (it is a
+ * rendezvous; threads waiting in crthread_join, cr_mutex_lock or
+ * cr_cond_wait count as arrived); the last one to arrive writes the pages
+ * written since the previous checkpoint and every thread's context to the
+ * checkpoint directory (CRMPI_DIR), then all continue.
+ * Returns CR_CHECKPOINTED (0) after a checkpoint was committed,
+ * CR_RESTARTED (1) when the program was restarted from this checkpoint,
+ * or a negative status when the checkpoint failed (the previous one stays
+ * valid and the program can go on): -errno, CR_E*. CR_ESTATE when the
+ * caller is not a persistent thread. With CRMPI_DISABLE=1 it does nothing
+ * and returns CR_CHECKPOINTED. */
+CR_API int cr_checkpoint(void) CR_WUR;
+
+/* Figures about the checkpoints this process took (for benchmarks and
+ * monitoring). size: sizeof(struct cr_checkpoint_stats) as compiled by the
+ * caller, so the struct can grow. Returns 0 or -EINVAL. */
+struct cr_checkpoint_stats {
+    uint64_t checkpoints;     /* committed by this process              */
+    uint64_t failures;        /* cr_checkpoint() rounds that failed      */
+    uint64_t last_epoch;      /* number of the last committed epoch      */
+    uint64_t last_bytes;      /* page bytes written by the last one      */
+    uint64_t last_extents;
+    int      last_full;       /* the last one was a full checkpoint      */
+    double   last_seconds;    /* wall time of the last one (collector)   */
+    uint64_t total_bytes;
+    double   total_seconds;
+};
+CR_API int cr_checkpoint_stats(struct cr_checkpoint_stats *out, size_t size);
+
+/* A mutex and a condition variable for persistent threads. Waiting in them
+ * counts as having arrived at a checkpoint rendezvous. To survive a restart
+ * they must live in persistent memory (crmalloc or a persistent stack); a
+ * zero-filled object is a valid unlocked mutex / empty condition. Only
+ * persistent threads may use them (CR_ESTATE otherwise). No error checking
+ * beyond what is listed: not recursive. */
+typedef struct cr_mutex {
+    uint32_t owner;           /* thread id + 1, 0 when unlocked */
+    uint32_t reserved_;
+} cr_mutex_t;
+typedef struct cr_cond {
+    uint64_t head, tail;      /* wake-up tickets */
+} cr_cond_t;
+#define CR_MUTEX_INITIALIZER { 0, 0 }
+#define CR_COND_INITIALIZER  { 0, 0 }
+
+CR_API int cr_mutex_init(cr_mutex_t *m);            /* 0, -EINVAL                */
+CR_API int cr_mutex_destroy(cr_mutex_t *m);         /* 0, -EBUSY (locked)        */
+CR_API int cr_mutex_lock(cr_mutex_t *m);            /* 0, -EDEADLK (own it)      */
+CR_API int cr_mutex_trylock(cr_mutex_t *m);         /* 0, -EBUSY                 */
+CR_API int cr_mutex_unlock(cr_mutex_t *m);          /* 0, -EPERM (not the owner) */
+CR_API int cr_cond_init(cr_cond_t *c);
+CR_API int cr_cond_destroy(cr_cond_t *c);           /* 0, -EBUSY (waiters)       */
+/* Unlock m, wait for a signal, lock m again. -EPERM if m is not owned. */
+CR_API int cr_cond_wait(cr_cond_t *c, cr_mutex_t *m);
+CR_API int cr_cond_signal(cr_cond_t *c);            /* wakes one waiter          */
+CR_API int cr_cond_broadcast(cr_cond_t *c);         /* wakes all waiters         */
+
 #ifdef __cplusplus
 }
 #endif

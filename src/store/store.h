@@ -28,8 +28,10 @@
  *     cr_restore_pages() delivers every extent of this rank, oldest epoch
  *                        of the chain first, each checked against its CRC;
  *                        on CR_ECORRUPT the epoch is marked bad in the store
- *                        handle: agree on the failure and call
- *                        cr_restore_open(st, 0) again to fall back
+ *                        handle: agree on the failure (cr_coll_agree),
+ *                        reset the region (pages of the failed chain may
+ *                        already be in it) and call cr_restore_open(st, 0)
+ *                        again, which falls back to an older epoch
  *
  * Collective operations go through struct cr_coll so the same code serves a
  * single process (cr_coll_self) and an MPI job (mpi-wrap provides one over a
@@ -127,15 +129,20 @@ struct cr_restore_info {
     size_t    data_bytes;     /* bytes of page data over the whole chain   */
 };
 /* Collective. epoch == 0: newest valid committed epoch. CR_ENOCKPT when the
- * directory has none; other CR_E* when no committed epoch is usable. */
+ * directory has none; other CR_E* when no committed epoch is usable (the
+ * newest one's reason: CR_ECORRUPT, CR_EFORMAT, CR_EFOREIGN, CR_ERANKS,
+ * CR_EMISMATCH). On success the restored epoch becomes the parent of the
+ * next incremental epoch (the engine re-bases its tracker after restoring). */
 CR_MUST_CHECK int cr_restore_open(struct cr_store *st, uint64_t epoch, struct cr_restore **r);
 void cr_restore_info(const struct cr_restore *r, struct cr_restore_info *out);
 /* Copies this rank's thread records (n must be >= info.nthreads). */
 CR_MUST_CHECK int cr_restore_threads(struct cr_restore *r, struct cr_thread_record *out, size_t n);
 /* Writes every extent of the chain to its address (the region must already be
  * open and grown to region_size); zero extents are discarded. Each extent is
- * CRC-checked before it is copied: on a mismatch nothing more is written and
- * CR_ECORRUPT is returned (the caller restarts from an older epoch). */
+ * read into place and then CRC-checked: on a mismatch reading stops and
+ * CR_ECORRUPT is returned; memory may then hold part of the failed chain
+ * (up to one 32 MiB read group past the bad extent), so the caller resets
+ * the region before restoring an older epoch. */
 CR_MUST_CHECK int cr_restore_pages(struct cr_restore *r);
 /* Where cr_restore_pages_to puts the bytes: map returns the memory that
  * receives [addr, addr+len) (NULL refuses: -EFAULT); zero makes a range read

@@ -95,6 +95,23 @@ static void test_calloc_zeroes_reused_small_and_large_memory(void)
     CU_ASSERT_EQUAL(cr_heap_check(), 0);
 }
 
+static void test_fresh_heap_over_a_used_region_starts_clean(void)
+{
+    CU_ASSERT_EQUAL_FATAL(heap_reset(256 * MiB), 0);
+    for (int i = 0; i < 50; i++)
+        memset(crmalloc(1 * MiB), 0xee, 1 * MiB);      /* left behind */
+    for (int i = 0; i < 2000; i++)
+        memset(crmalloc(300), 0xee, 300);
+    CU_ASSERT_EQUAL_FATAL(cr_heap_init(CR_HEAP_FRESH), 0);  /* same region */
+    CU_ASSERT_EQUAL(live_bytes(), 0);
+    for (int i = 0; i < 50; i++) {
+        unsigned char *z = crcalloc(1, 1 * MiB);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(z);
+        CU_ASSERT(all_zero(z, 1 * MiB));
+    }
+    CU_ASSERT_EQUAL(cr_heap_check(), 0);
+}
+
 static void test_realloc_null_is_malloc(void)
 {
     CU_ASSERT_EQUAL_FATAL(heap_reset(256 * MiB), 0);
@@ -585,6 +602,7 @@ static CU_TestInfo semantics[] = {
     CUTEST(test_every_size_is_16_aligned_and_usable),
     CUTEST(test_calloc_overflow_is_enomem),
     CUTEST(test_calloc_zeroes_reused_small_and_large_memory),
+    CUTEST(test_fresh_heap_over_a_used_region_starts_clean),
     CUTEST(test_realloc_null_is_malloc),
     CUTEST(test_realloc_to_zero_frees_and_returns_null),
     CUTEST(test_realloc_keeps_contents_across_classes),

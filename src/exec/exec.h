@@ -1,0 +1,177 @@
+/*
+ * exec.h - persistent execution inside one process: persistent main and
+ * threads, the checkpoint rendezvous, and the glue between them and the
+ * region/store. Internal to the runtime (and to mpi-wrap, which drives
+ * restart and checkpoints through the functions at the end).
+ *
+ * Every persistent thread (main is thread 0) runs on a stack allocated from
+ * the persistent heap. It also has a "home": the stack of the real pthread
+ * (or, for main, the process's original stack) that carries it. Home stacks
+ * are never persistent. Whenever a persistent thread must stop at a
+ * consistent point - arriving at cr_checkpoint(), blocking in a runtime
+ * lock, condition or join - it saves its context into its persistent
+ * control block and continues *on its home stack*, so its persistent frames
+ * stay frozen exactly as saved until it resumes that context. The last
+ * thread to stop runs the checkpoint, also on its home stack.
+ *
+ * Resume values passed through cr_ctx_resume():
+ *   CR_RESUME_RESTARTED  the context is resumed in a new process (restart)
+ *   CR_RESUME_DONE       the wait/checkpoint finished normally
+ *   negative             the checkpoint failed with that status
+ */
+#ifndef CR_EXEC_H
+#define CR_EXEC_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cr.h"
+#include "cr_context.h"
+#include "common/compiler.h"
+
+struct cr_coll;
+struct cr_thread_record;
+
+#define CR_MAX_THREADS      256
+#define CR_RESUME_RESTARTED 1
+#define CR_RESUME_DONE      2
+#define CR_HOME_RETURN      3      /* a thread left its persistent stack */
+
+/* Thread states; the values of RUNNING/FINISHED match enum cr_thread_state. */
+enum { CR_T_FREE = 0, CR_T_RUNNING = 1, CR_T_FINISHED = 2 };
+
+/* A persistent thread's control block (lives in the region). */
+struct cr_pthread {
+    uint32_t state;
+    uint32_t id;
+    void *(*start)(void *);
+    void *arg;
+    void *stack_lo;              /* persistent stack [stack_lo, stack_lo+stack_size) */
+    size_t stack_size;
+    void *retval;                /* valid once CR_T_FINISHED                          */
+    uint64_t ticket;             /* condition-variable wait ticket                    */
+    struct cr_ctx ctx;           /* saved at every stop                               */
+};
+
+#define CR_EXEC_MAGIC   0x4345584543524d50ULL   /* "PMRCEXEC" */
+#define CR_EXEC_VERSION 1
+
+/* The runtime's persistent root (region root slot CR_ROOT_EXEC). */
+struct cr_exec_root {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t nthreads;           /* high-water mark of ids handed out */
+    int (*main)(int, char **, char **);
+    int argc;
+    char **argv, **envp;         /* copies in the region */
+    struct cr_pthread threads[CR_MAX_THREADS];
+};
+
+/* The checkpoint callback run by the last thread to stop (see rendezvous.c).
+ * Returns 0 or a negative status that every arrived thread receives. */
+typedef int (*cr_collector_fn)(struct cr_exec_root *root, void *arg);
+
+/* Process-local runtime state (never persistent). */
+struct cr_exec_rt {
+    pthread_mutex_t lock;        /* protects everything below and all thread states */
+    pthread_cond_t cond;         /* broadcast on every state change                  */
+    int initialized;
+    int persistent;              /* region + heap in use: stacks are persistent      */
+    struct cr_exec_root *root;
+    int live;                    /* threads in CR_T_RUNNING                          */
+    int stopped;                 /* of those, arrived or blocked (context saved)     */
+    int arrived;                 /* of those, waiting in cr_checkpoint               */
+    int busy;                    /* a checkpoint is being taken                      */
+    uint64_t gen;                /* completed checkpoint rounds                      */
+    int result;                  /* status of the last round                         */
+    cr_collector_fn collector;   /* NULL: cr_checkpoint is a no-op (disabled)        */
+    void *collector_arg;
+    size_t stack_size;           /* persistent stack size for new threads            */
+    uintptr_t homes;             /* fixed area of the pthreads' own stacks           */
+    pthread_t pt[CR_MAX_THREADS];
+    uint8_t has_pt[CR_MAX_THREADS];
+};
+extern struct cr_exec_rt cr_exec_rt_;
+
+/* ---- thread.c -------------------------------------------------------------- */
+/* Set up the runtime. persistent: take memory from the heap and place the
+ * pthreads' stacks at fixed addresses. root: an existing (restored) root, or
+ * NULL to create one. Idempotent for the non-persistent case. */
+CR_MUST_CHECK int cr_exec_init(int persistent, struct cr_exec_root *root);
+/* Non-persistent initialisation on first use by a program whose main was not
+ * started by cr_exec_main (unit tests, CRMPI_DISABLE). */
+void cr_exec_lazy_init(void);
+/* The calling thread's control block, or NULL for a non-persistent thread. */
+struct cr_pthread *cr_exec_self(void);
+/* Mark the calling pthread as persistent thread `id` with home context `home`. */
+void cr_exec_set_self(uint32_t id);
+/* Run fn(arg) on the calling thread's home stack (never returns; fn must end
+ * by resuming a context). Without a home (non-persistent main), fn runs on
+ * the current stack, which is not persistent then. */
+CR_NORETURN void cr_exec_go_home(void *(*fn)(void *), void *arg);
+/* Home context of the calling pthread: saved by whoever switches it onto a
+ * persistent stack; resumed with CR_HOME_RETURN to leave that stack. */
+struct cr_ctx *cr_exec_home(void);
+void cr_exec_set_home_result(void *r);
+void *cr_exec_home_result(void);
+/* Allocate / free a persistent stack (heap, or mmap when not persistent). */
+CR_MUST_CHECK int cr_exec_stack_alloc(size_t size, void **lo);
+void cr_exec_stack_free(void *lo, size_t size);
+/* Start a pthread for persistent thread t; resume: continue t->ctx
+ * (restart), else run t->start on a fresh persistent stack. */
+CR_MUST_CHECK int cr_exec_spawn(struct cr_pthread *t, int resume);
+
+/* ---- sync.c ---------------------------------------------------------------- */
+/* A wait the calling persistent thread may block in while counting as
+ * stopped: ready() and take() run under cr_exec_rt_.lock. */
+struct cr_wait {
+    int (*ready)(struct cr_pthread *self, void *arg);
+    void (*take)(struct cr_pthread *self, void *arg);
+    void *arg;
+};
+/* Block until w->ready(), then w->take(); context saved meanwhile. */
+void cr_exec_block(struct cr_pthread *self, const struct cr_wait *w);
+
+/* ---- rendezvous.c ---------------------------------------------------------- */
+/* With the lock held: if every live thread is stopped and at least one has
+ * arrived, take the checkpoint now (the caller is on its home stack). */
+void cr_exec_maybe_checkpoint(void);
+/* Replace the collector (tests, and the engine at start). */
+void cr_exec_set_collector(cr_collector_fn fn, void *arg);
+
+/* ---- engine.c -------------------------------------------------------------- */
+/* The checkpoint collector: dirty extents + thread contexts -> one epoch. */
+int cr_engine_checkpoint(struct cr_exec_root *root, void *arg);
+/* Collective used for epochs (default cr_coll_self()). */
+void cr_exec_set_coll(struct cr_coll *coll);
+struct cr_coll *cr_exec_coll(void);
+/* Restore the newest valid checkpoint into the open region. Returns 0 with
+ * *recs (malloc'd, *n entries) on success, CR_ENOCKPT when there is none,
+ * or the refusal status (already reported). */
+CR_MUST_CHECK int cr_engine_restore(struct cr_thread_record **recs, size_t *n);
+/* Whether a checkpoint directory says "the last run finished normally". */
+int cr_engine_dir_finished(void);
+/* Called at a normal exit (status 0): record that the next start is fresh. */
+void cr_engine_mark_finished(void);
+
+/* ---- start.c --------------------------------------------------------------- */
+/* Run main as a persistent program (see start.c). flags: CR_EXEC_DEFER_RESTORE
+ * leaves the restore to a later cr_exec_restore() call (libcrmpi: from
+ * MPI_Init, once the collective exists). */
+#define CR_EXEC_DEFER_RESTORE 0x1u
+int cr_exec_main(int (*main)(int, char **, char **), int argc, char **argv,
+                 char **envp, unsigned flags);
+/* In libraries that contain the __libc_start_main hook (start_hook.c): make
+ * it pass CR_EXEC_DEFER_RESTORE. libcrmpi calls this from a constructor
+ * (shared-library constructors run before the program's _start). */
+void cr_exec_defer_restore(void);
+/* From the main persistent thread: if the checkpoint directory holds a
+ * committed checkpoint, restore it (with coll for the store) and continue
+ * there - this call does not return then, cr_checkpoint() returns
+ * CR_RESTARTED in the resumed code. Returns CR_ENOCKPT when there is nothing
+ * to restore (continue fresh), or a refusal status after which the caller
+ * must not continue (the region may be partly overwritten). */
+CR_MUST_CHECK int cr_exec_restore(struct cr_coll *coll);
+
+#endif

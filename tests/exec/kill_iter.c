@@ -1,0 +1,70 @@
+/*
+ * kill_iter.c - kill-test program: a single-threaded iterative computation.
+ *
+ *   kill_iter [STEPS [WORDS]]
+ *
+ * A crmalloc'd array of WORDS 64-bit words is mixed STEPS times; every step
+ * ends with cr_checkpoint(). The loop counter and a running hash live in
+ * main's frame (the persistent stack), the array in the persistent heap. At
+ * the end it prints the hash and the number of steps: the same lines
+ * whether or not it was killed and restarted along the way.
+ */
+#include <cr.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* Built a second time with CR_TEST_VARIANT (tests/exec/badinput.py): the
+ * same program with different code, hence another build-id. */
+#ifdef CR_TEST_VARIANT
+#define WHO "kill_iter (variant)"
+#else
+#define WHO "kill_iter"
+#endif
+
+int main(int argc, char **argv)
+{
+    long steps = argc > 1 ? atol(argv[1]) : 3000;
+    size_t words = argc > 2 ? (size_t)atol(argv[2]) : 4096;
+    uint64_t *a = crmalloc(words * sizeof *a);
+    if (!a) {
+        fprintf(stderr, "kill_iter: crmalloc failed\n");
+        return 1;
+    }
+    for (size_t i = 0; i < words; i++)
+        a[i] = i;
+    uint64_t hash = 0;
+    long restarts = 0;
+    for (long s = 0; s < steps; s++) {
+        /* touch a window of the array that moves: some pages per step */
+        size_t lo = (size_t)(s * 97) % words, n = words / 8;
+        for (size_t k = 0; k < n; k++) {
+            size_t i = (lo + k) % words;
+            a[i] = mix(a[i] + (uint64_t)s);
+        }
+        hash = mix(hash ^ a[lo]);
+        int rc = cr_checkpoint();
+        if (rc == CR_RESTARTED)
+            restarts++;
+        else if (rc < 0) {
+            fprintf(stderr, "kill_iter: checkpoint failed: %s\n", cr_strerror(rc));
+            return 1;
+        }
+    }
+    uint64_t sum = 0;
+    for (size_t i = 0; i < words; i++)
+        sum += a[i];
+    printf("steps %ld hash %016llx sum %016llx\n", steps, (unsigned long long)hash,
+           (unsigned long long)sum);
+    fprintf(stderr, "%s: %ld restarts\n", WHO, restarts);
+    crfree(a);
+    return 0;
+}
