@@ -50,7 +50,7 @@ run_thread() {
     (cd "$b" &&
      CRMPI_REGION_BASE=0x7e8000000000 \
      TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$here/tsan.supp" \
-     ctest -L "region|heap|store" -LE "mpi|slurm|install|fuzz|sanitize|kill" \
+     ctest -L "region|heap|store|exec" -LE "mpi|slurm|install|fuzz|sanitize|kill" \
            --output-on-failure --timeout 900)
 }
 
