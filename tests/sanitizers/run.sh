@@ -12,11 +12,12 @@
 #          including the kill/restart and fault tests.
 # thread:  -DCRMPI_SANITIZE=thread, then the tests of the threaded parts
 #          (region trackers with their handler thread, heap caches and
-#          remote frees, store pipelined restore) with the region moved
-#          into TSan's application range: TSan maps its shadow where the
-#          default base 0x200000000000 is, so CRMPI_REGION_BASE is set to
-#          0x7e8000000000 (tests with their own base use one inside
-#          TSan's low range already).
+#          remote frees, store pipelined restore, exec persistent threads
+#          and rendezvous; not the kill tests) with the region moved into
+#          TSan's application range: TSan maps its shadow where the default
+#          base 0x200000000000 is, so CRMPI_REGION_BASE is set to
+#          0x7e8000000000 (tests with their own base pick one inside TSan's
+#          ranges when built with -fsanitize=thread).
 # Suppressions: tests/sanitizers/*.supp (each entry says why).
 # Prints "sanitize: PASS" or "sanitize: FAIL".
 set -eu
