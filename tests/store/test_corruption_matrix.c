@@ -47,7 +47,7 @@ static uint8_t snap[NEPOCHS + 1][NPAGES * PSZ];
 static struct th_mem mem = { cur, NPAGES };
 
 enum what { NONE, TRUNC, FLIP, DEL, SWAP_FOREIGN, SWAP_OWN, RANKS_READER, HDR_NRANKS,
-            HDR_VERSION, BUILD, INDEX_FLIP, INDEX_TRUNC, INDEX_DEL };
+            HDR_VERSION, BUILD, INDEX_FLIP, INDEX_TRUNC, INDEX_DEL, THREAD_STATE };
 /* Anchors inside an epoch file (resolved from its header). */
 enum anchor { A_ZERO, A_HEADER, A_HDR_IDENT, A_PAGES, A_INDEX, A_THREADS, A_RANKS, A_IDENTS,
               A_DATA_END_M1, A_PAGES_END, A_AFTER_DATA, A_ATTR_UUID, A_SUPERBLOCK, A_INDEX_MAGIC,
@@ -99,6 +99,7 @@ static const struct row rows[] = {
     { "epoch 4 page index row: flags", FLIP, 4, A_INDEX, 4, OK(3), "row checksum mismatch" },
     { "epoch 6 thread table: context", FLIP, 6, A_THREADS, 100, OK(5), "/threads" },
     { "epoch 6 thread table: second row's CRC", FLIP, 6, A_THREADS, 304 + 302, OK(5), "/threads" },
+    { "epoch 6 thread row with an impossible state (CRC valid)", THREAD_STATE, 6, A_THREADS, 0, OK(5), "impossible thread state" },
     { "epoch 6 rank record: extent count", FLIP, 6, A_RANKS, 24, OK(5), "/ranks" },
     { "epoch 6 rank record: hostname", FLIP, 6, A_RANKS, 100, OK(5), "/ranks" },
     { "epoch 5 rank record: CRC", FLIP, 5, A_RANKS, 165, OK(4), "/ranks" },
@@ -309,6 +310,19 @@ static int damage(const struct row *r, const char *d)
     case SWAP_OWN:
         epath(q, sizeof q, d, r->delta);
         return copy_file(q, p);
+    case THREAD_STATE: {
+        /* a well-formed row (valid CRC) with a state no writer produces */
+        struct cr_thread_row t;
+        int fd = open(p, O_RDWR);
+        off = anchor(p, A_THREADS);
+        int ok = fd >= 0 && off > 0 && pread(fd, &t, sizeof t, off) == sizeof t;
+        t.state = 7;
+        t.crc = cr_record_crc(&t, sizeof t);
+        ok = ok && pwrite(fd, &t, sizeof t, off) == sizeof t;
+        if (fd >= 0)
+            close(fd);
+        return ok ? 0 : -1;
+    }
     case HDR_NRANKS: {
         int n = r->delta;
         return th_edit_header(p, edit_nranks, &n);
