@@ -27,6 +27,7 @@ struct spec {
     unsigned long n;
     enum fault_action action;
     unsigned long hits;
+    long rank;             /* fire only in this rank (-1: any)            */
 };
 
 static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -39,6 +40,9 @@ static int parse_one(char *s, struct spec *sp)
     char *act = strchr(s, ':');
     if (act)
         *act++ = 0;
+    char *hash = strchr(s, '#');
+    if (hash)
+        *hash++ = 0;
     char *at = strchr(s, '@');
     if (at)
         *at++ = 0;
@@ -47,6 +51,13 @@ static int parse_one(char *s, struct spec *sp)
         return -EINVAL;
     strcpy(sp->point, s);
     sp->n = 1;
+    sp->rank = -1;
+    if (hash) {
+        char *end;
+        sp->rank = strtol(hash, &end, 10);
+        if (*end || !*hash || sp->rank < 0)
+            return -EINVAL;
+    }
     if (at) {
         char *end;
         sp->n = strtoul(at, &end, 10);
@@ -62,6 +73,20 @@ static int parse_one(char *s, struct spec *sp)
     else
         return -EINVAL;
     return 0;
+}
+
+/* The rank the launcher gave this process (MPI may not be initialised, and
+ * src/ never calls MPI): Open MPI, PMIx, PMI, Slurm. -1 if none. */
+static long launcher_rank(void)
+{
+    static const char *const vars[] = { "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK",
+                                        "SLURM_PROCID" };
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v)
+            return strtol(v, NULL, 10);
+    }
+    return -1;
 }
 
 /* Called with fault_mu held when CRMPI_FAULT differs from what was parsed. */
@@ -98,7 +123,8 @@ int cr_fault(const char *point)
         parse_specs(src);
     for (size_t i = 0; i < nspecs; i++) {
         struct spec *sp = &specs[i];
-        if (strcmp(sp->point, point) || ++sp->hits != sp->n)
+        if (strcmp(sp->point, point) || ++sp->hits != sp->n ||
+            (sp->rank >= 0 && sp->rank != launcher_rank()))
             continue;
         if (sp->action == ACT_KILL)
             kill = 1;

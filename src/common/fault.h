@@ -1,10 +1,13 @@
 /*
  * fault.h - named fault points for tests, driven by CRMPI_FAULT.
  *
- *   CRMPI_FAULT=POINT[@N][:ACTION][,POINT[@N][:ACTION]...]
+ *   CRMPI_FAULT=POINT[@N][#R][:ACTION][,POINT[@N][#R][:ACTION]...]
  *
  * POINT names a place in the code (below); N (default 1) selects the Nth
- * time this process reaches it; ACTION is
+ * time this process reaches it; R restricts it to the process of that rank
+ * (as the launcher numbers it: OMPI_COMM_WORLD_RANK, PMIX_RANK, PMI_RANK or
+ * SLURM_PROCID - the same grammar as the MPI layer's points in
+ * mpi-wrap/protocol.h); ACTION is
  *   kill    (default) SIGKILL this process there - the crash tests
  *   eio     the system call at that point fails with EIO
  *   enospc  the system call at that point fails with ENOSPC

@@ -16,6 +16,7 @@
 #include "common/config.h"
 #include "common/fault.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,6 +203,37 @@ static void test_bad_fault_spec_is_reported_and_ignored(void)
     cr_store_close(st);
 }
 
+/* The grammar: @N picks the Nth hit, #R the launcher's rank, actions. */
+static void test_fault_spec_grammar_counts_and_ranks(void)
+{
+    const char *saved = getenv("OMPI_COMM_WORLD_RANK");
+    char *keep = saved ? strdup(saved) : NULL;
+    setenv("OMPI_COMM_WORLD_RANK", "3", 1);
+    set_fault("p@2:eio,q#1:enospc,r@3#3:enospc,s:eio");
+    CU_ASSERT_EQUAL(cr_fault("p"), 0);
+    CU_ASSERT_EQUAL(cr_fault("p"), -EIO);
+    CU_ASSERT_EQUAL(cr_fault("p"), 0);                   /* fires once */
+    CU_ASSERT_EQUAL(cr_fault_hits("p"), 3);
+    CU_ASSERT_EQUAL(cr_fault("q"), 0);                   /* rank 1 only */
+    CU_ASSERT_EQUAL(cr_fault("r"), 0);
+    CU_ASSERT_EQUAL(cr_fault("r"), 0);
+    CU_ASSERT_EQUAL(cr_fault("r"), -ENOSPC);
+    CU_ASSERT_EQUAL(cr_fault("unnamed"), 0);
+    errno = 0;
+    CU_ASSERT_EQUAL(cr_fault_errno("s"), 1);
+    CU_ASSERT_EQUAL(errno, EIO);
+    CU_ASSERT_EQUAL(cr_fault_errno("s"), 0);
+    cr_fault_reset();                                    /* counts start again */
+    CU_ASSERT_EQUAL(cr_fault_errno("s"), 1);
+    set_fault(NULL);
+    CU_ASSERT_EQUAL(cr_fault("p"), 0);
+    if (keep)
+        setenv("OMPI_COMM_WORLD_RANK", keep, 1);
+    else
+        unsetenv("OMPI_COMM_WORLD_RANK");
+    free(keep);
+}
+
 /* kill at the Nth pwrite (the @N form of the crash test's points) */
 static void test_sigkill_at_the_nth_pwrite_keeps_previous(void)
 {
@@ -239,6 +271,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_index_rename_fails),
     CUTEST(test_directory_fsync_after_rename_fails),
     CUTEST(test_bad_fault_spec_is_reported_and_ignored),
+    CUTEST(test_fault_spec_grammar_counts_and_ranks),
     CUTEST(test_sigkill_at_the_nth_pwrite_keeps_previous),
     CU_TEST_INFO_NULL,
 };
