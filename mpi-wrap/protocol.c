@@ -15,6 +15,7 @@
 #include "wrap_support.h"
 
 #include "common/config.h"
+#include "common/fault.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -24,22 +25,7 @@ int crmpi_thread_level_ = MPI_THREAD_SINGLE;
 
 void crmpi_fault(const char *point)
 {
-    const char *f = cr_config()->fault;
-    size_t n = strlen(point);
-    if (!f[0] || strncmp(f, point, n) || f[n] != '@')
-        return;
-    char *end;
-    long nth = strtol(f + n + 1, &end, 10);
-    if (*end == '#' && strtol(end + 1, NULL, 10) != (crmpi_st ? crmpi_st->world_rank : -1))
-        return;
-    static char last_point[64];
-    static long count;
-    if (strncmp(last_point, point, sizeof last_point - 1)) {
-        snprintf(last_point, sizeof last_point, "%s", point);
-        count = 0;
-    }
-    if (++count == nth)
-        raise(SIGKILL);
+    (void)cr_fault(point);   /* kill points: the action is SIGKILL */
 }
 
 int crmpi_agree(int status)

@@ -17,12 +17,14 @@
 #include "store/internal.h"
 #include "common/crc32c.h"
 #include "common/errors.h"
+#include "common/fault.h"
 #include "common/log.h"
 
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -311,6 +313,10 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
 {
     struct cr_coll *c = st->coll;
     uint64_t data_bytes = 0;
+    /* Until commit succeeds, the pages the caller collected for this epoch
+     * (their dirty bits already cleared) are in no committed epoch: a
+     * failure anywhere from here on makes the next epoch full. */
+    st->force_full = 1;
     struct cr_epoch *ep = calloc(1, sizeof *ep);
     int rc = ep ? check_desc(st, d, &data_bytes) : -ENOMEM;
     if (rc == 0 && !st->topo_xml && cr_topology_xml(&st->topo_xml, &st->topo_len) < 0)
@@ -332,6 +338,10 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
         if (ep->fd < 0) {
             rc = cr_neg_errno();
             cr_perr("open(%s) after creating it", ep->path);
+        } else if (c->rank == 0 && fchmod(ep->fd, 0600) < 0) {
+            /* HDF5 creates files 0666 & ~umask; ours are private. */
+            rc = cr_neg_errno();
+            cr_perr("fchmod(%s, 0600)", ep->path);
         }
     }
     rc = cr_coll_agree(c, rc);
@@ -364,7 +374,8 @@ static int pwrite_full(int fd, const void *buf, size_t n, uint64_t off, const ch
 {
     const char *p = buf;
     while (n) {
-        ssize_t w = pwrite(fd, p, CR_MIN(n, (size_t)1 << 30), (off_t)off);
+        ssize_t w = cr_fault_errno("store-pwrite") ? -1 :
+                    pwrite(fd, p, CR_MIN(n, (size_t)1 << 30), (off_t)off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
@@ -483,7 +494,7 @@ int cr_epoch_finish(struct cr_epoch *ep)
         rc = pwrite_full(ep->fd, &ep->me, sizeof ep->me, ep->hdr.ds[CR_DS_ID_RANKS].offset +
                          ep->me.rank * sizeof ep->me, ep->path, CR_DS_RANKS);
     }
-    if (!rc && fsync(ep->fd) < 0) {
+    if (!rc && (cr_fault_errno("epoch-fsync") || fsync(ep->fd) < 0)) {
         rc = cr_neg_errno();
         cr_perr("fsync(%s)", ep->path);
     }
@@ -527,6 +538,11 @@ int cr_epoch_commit(struct cr_store *st, struct cr_epoch *ep, int local_status)
                 ep->hdr.full ? "full" : "incremental");
     } else {
         st->force_full = 1;
+        /* A failed epoch is never restored (even if its index reached the
+         * disk before a failed directory fsync) and must not hold space a
+         * full filesystem needs for the next attempt. */
+        if (ep && ep->path[0] && c->rank == 0 && unlink(ep->path) < 0 && errno != ENOENT)
+            cr_perr("unlink(%s) of an abandoned epoch", ep->path);
         cr_warn("%s: epoch %llu abandoned: %s", st->dir,
                 ep ? (unsigned long long)ep->hdr.epoch : 0ULL, cr_strerror(rc));
     }

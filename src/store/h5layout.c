@@ -19,6 +19,7 @@
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/compiler.h"
+#include "common/fault.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -279,7 +280,8 @@ int cr_layout_create(const struct cr_layout_in *in, struct cr_epoch_header *hdr,
         cr_err("%s: H5Pset_alignment(%zu) failed", in->path, in->align);
         goto close_plists;
     }
-    hid_t f = H5Fcreate(in->path, H5F_ACC_TRUNC, fcpl, fapl);
+    hid_t f = cr_fault_errno("epoch-create") ? H5I_INVALID_HID :
+             H5Fcreate(in->path, H5F_ACC_TRUNC, fcpl, fapl);
     if (f < 0) {
         cr_err("%s: H5Fcreate failed (rank %d of %d)", in->path, in->coll->rank, in->coll->size);
         goto close_plists;

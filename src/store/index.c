@@ -11,13 +11,15 @@
  * index-synced, index-renamed let the crash test stop the writer between
  * the steps. Other fault points of the store: epoch-begun, epoch-put,
  * epoch-finished (epoch.c), index-committed (before garbage collection).
- * CRMPI_FAULT=<point> kills the process with SIGKILL when it gets there.
+ * CRMPI_FAULT=<point>[@N][:action] (common/fault.h) kills the process there,
+ * or fails the system call there with EIO/ENOSPC.
  */
 #include "store/internal.h"
 #include "common/crc32c.h"
 #include "common/errors.h"
 #include "common/log.h"
 #include "common/config.h"
+#include "common/fault.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -33,9 +35,7 @@ uint32_t cr_record_crc(const void *rec, size_t len)
 
 void cr_store_fault(const char *point)
 {
-    const char *f = cr_config()->fault;
-    if (f[0] && !strcmp(f, point))
-        raise(SIGKILL);
+    (void)cr_fault(point);   /* step points: only the kill action applies */
 }
 
 void cr_index_free(struct cr_index *ix)
@@ -191,7 +191,7 @@ static int write_all(int fd, const void *buf, size_t n, const char *path)
 {
     const char *p = buf;
     while (n) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = cr_fault_errno("index-write") ? -1 : write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0) {
@@ -213,7 +213,7 @@ int cr_fsync_dir(const char *dir)
         return cr_neg_errno();
     }
     int rc = 0;
-    if (fsync(fd) < 0) {
+    if (cr_fault_errno("dir-fsync") || fsync(fd) < 0) {
         rc = cr_neg_errno();
         cr_perr("fsync(%s)", dir);
     }
@@ -241,7 +241,7 @@ int cr_index_write(const char *dir, const struct cr_index *ix)
     if (rc < 0)
         goto close_fd;
     cr_store_fault("index-written");
-    if (fsync(fd) < 0) {
+    if (cr_fault_errno("index-fsync") || fsync(fd) < 0) {
         rc = cr_neg_errno();
         cr_perr("fsync(%s)", tmp);
         goto close_fd;
@@ -249,7 +249,7 @@ int cr_index_write(const char *dir, const struct cr_index *ix)
     cr_store_fault("index-synced");
     close(fd);
     fd = -1;
-    if (rename(tmp, path) < 0) {
+    if (cr_fault_errno("index-rename") || rename(tmp, path) < 0) {
         rc = cr_neg_errno();
         cr_perr("rename(%s, %s)", tmp, path);
         goto free_buf;

@@ -81,6 +81,14 @@ struct cr_layout_in {
 int cr_layout_create(const struct cr_layout_in *in, struct cr_epoch_header *hdr,
                      uint64_t *topo_off);
 
+/* ---- trust (trust.c) ------------------------------------------------------ */
+/* The directory (and its index, if present): a directory (a symlink to it
+ * only if ours or root's), owned by this user, not writable by group or
+ * others. 0, CR_EPERM_TRUST or -errno, logged naming the path. */
+int cr_trust_dir(const char *dir);
+/* The same for a file restore is about to read (a regular file). */
+int cr_trust_fd(int fd, const char *path);
+
 /* ---- reading epoch files (reader.c) --------------------------------------- */
 struct cr_epfile {
     char path[PATH_MAX];

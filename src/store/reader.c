@@ -242,13 +242,17 @@ static int check_thread_rows(const struct cr_epfile *f, const struct cr_rank_row
                              const struct cr_thread_row *t)
 {
     for (uint64_t i = 0; i < w->nthreads; i++) {
-        if (cr_record_crc(&t[i], sizeof t[i]) == t[i].crc && t[i].rank == w->rank)
+        const char *why = cr_record_crc(&t[i], sizeof t[i]) != t[i].crc ? "checksum mismatch"
+            : t[i].rank != w->rank ? "row belongs to another rank"
+            : (t[i].state != CR_THREAD_RUNNING && t[i].state != CR_THREAD_FINISHED) ||
+              t[i].stack_lo > t[i].stack_hi ? "impossible thread state or stack" : NULL;
+        if (!why)
             continue;
-        cr_err("%s: epoch %llu rank %u: /%s row %llu at offset %llu: checksum mismatch",
+        cr_err("%s: epoch %llu rank %u: /%s row %llu at offset %llu: %s",
                f->path, (unsigned long long)f->h.epoch, w->rank, CR_DS_THREADS,
                (unsigned long long)(w->first_thread + i),
                (unsigned long long)(f->h.ds[CR_DS_ID_THREADS].offset +
-                                    (w->first_thread + i) * sizeof *t));
+                                    (w->first_thread + i) * sizeof *t), why);
         return CR_ECORRUPT;
     }
     return 0;

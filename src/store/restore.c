@@ -186,7 +186,9 @@ static int try_epoch(struct cr_store *st, uint64_t epoch, struct cr_restore **ou
         if (rc < 0)
             break;
         r->n = i + 1;
-        rc = check_link(st, chain[i], &l->f);
+        rc = cr_trust_fd(l->f.fd, path);
+        if (rc == 0)
+            rc = check_link(st, chain[i], &l->f);
         if (rc == 0)
             rc = cr_epfile_rank(&l->f, (uint32_t)st->coll->rank, &l->row, &l->rows, &l->threads);
         if (rc == 0)

@@ -60,6 +60,8 @@ static int mkdir_p(const char *dir)
 static int root_prepare(struct cr_store *st, void **buf, size_t *len)
 {
     int rc = mkdir_p(st->dir);
+    if (rc == 0)
+        rc = cr_trust_dir(st->dir);
     if (rc < 0)
         return rc;
     char tmp[PATH_MAX];

@@ -267,8 +267,8 @@ static void *hold_then_checkpoint(void *arg)
     CU_ASSERT_EQUAL(cr_mutex_lock(&shared_m), 0);
     sleep_us(20000);
     int rc = arrive();                 /* the other thread waits for the mutex */
+    holder_done = 1;                   /* before unlock: the waiter reads it under the mutex */
     CU_ASSERT_EQUAL(cr_mutex_unlock(&shared_m), 0);
-    holder_done = 1;
     return (void *)(intptr_t)rc;
 }
 

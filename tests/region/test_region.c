@@ -28,7 +28,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef __SANITIZE_THREAD__
+#define TEST_BASE 0x7e8000000000UL   /* inside ThreadSanitizer's application range */
+#else
 #define TEST_BASE 0x300000000000UL
+#endif
 #define TEST_MAX  (256UL << 20)
 #define PG        CR_PAGE_SIZE
 
