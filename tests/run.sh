@@ -4,7 +4,7 @@
 # Builds into build/ at the top of the source tree.
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-"$top/setup.sh" --slurm
+"$top/setup.sh" --slurm --fuzz
 cmake -S "$top" -B "$top/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$top/build" -j"$(nproc)"
 cd "$top/build"
