@@ -265,6 +265,9 @@ static int restore_and_resume(void)
         refuse(rc);
     cr_exec_set_collector(cr_engine_checkpoint, NULL);
     cr_exec_set_self(0);
+    /* Main resumes at its checkpoint, outside any library wrapper (with
+     * libcrmpi this runs inside MPI_Init's, whose frame is abandoned). */
+    cr_lib_depth = 0;
     cr_ctx_resume(&RT.root->threads[0].ctx, CR_RESUME_RESTARTED);
 }
 
