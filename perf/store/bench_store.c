@@ -11,7 +11,8 @@
  *                finish (fsync), commit (with garbage collection of the
  *                previous epoch: CRMPI_KEEP=1), on a store opened once
  *   drop caches  (echo 3 > /proc/sys/vm/drop_caches when permitted, and
- *                posix_fadvise DONTNEED on every file in any case)
+ *                posix_fadvise DONTNEED on every file in any case), before
+ *                each of the two reads
  *   raw read     every rank read()s its file back
  *   ckpt read    cr_restore_open + cr_restore_pages_to into the buffer
  *                (every extent CRC-checked), then compared with the source
@@ -260,6 +261,9 @@ int main(int argc, char **argv)
     if (cr_parse_size(argv[2], &bytes) < 0 || bytes % EXT)
         die("size must be a multiple of 2 MiB", -EINVAL);
     int reps = atoi(argv[3]);
+    extern size_t cr_restore_read_group;
+    if (getenv("BENCH_READ_GROUP") && cr_parse_size(getenv("BENCH_READ_GROUP"), &cr_restore_read_group) < 0)
+        die("BENCH_READ_GROUP", -EINVAL);
     if (nranks == 1 && getenv("BENCH_SELF"))
         coll = cr_coll_self();      /* the serial variant: sec2 driver */
     else if (cr_coll_mpi_create(MPI_COMM_WORLD, &coll) < 0)
@@ -296,6 +300,7 @@ int main(int argc, char **argv)
         if (k % 2 == 0) {
             rr[k] = raw_read();
             check_and_scramble("raw read");
+            dropped &= drop_caches();
             cr[k] = ckpt_read();
             check_and_scramble("container read");
         } else {

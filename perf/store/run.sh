@@ -5,8 +5,9 @@
 #   perf/store/run.sh [--quick | --full]     (BUILD=dir to use another build)
 #
 #   --quick   64 MiB per rank at 1 and 2 ranks, 3 repetitions (CI smoke test)
-#   default   64 MiB (3 reps), 256 MiB (3 reps), 2 GiB (1 rep) per rank
-#             at 1, 2, 4 ranks: ~5 minutes on this machine
+#   default   64 MiB (3 reps), 256 MiB (3 reps), 2 GiB (2 reps: each order
+#             of raw/container once) per rank at 1, 2, 4 ranks: ~8 minutes
+#             on this (shared, heavily loaded) machine
 #   --full    64 MiB, 256 MiB, 1 GiB, 2 GiB per rank, 5/5/3/3 reps
 #
 # Files go to $CRMPI_BENCH_DIR (default: build/bench-store, i.e. the
@@ -24,11 +25,15 @@ OUT=$ROOT/perf/results
 MODE=${1:-default}
 case "$MODE" in
   --quick) SIZES="64M:3"; RANKS="1 2" ;;
-  default) SIZES="64M:3 256M:3 2G:1"; RANKS="1 2 4" ;;
+  default) SIZES="64M:3 256M:3 2G:2"; RANKS="1 2 4" ;;
   --full)  SIZES="64M:5 256M:5 1G:3 2G:3"; RANKS="1 2 4" ;;
   *) echo "usage: $0 [--quick|--full]" >&2; exit 2 ;;
 esac
 
+CSV=$OUT/store.csv
+mkdir -p "$OUT"
+# PLOT_ONLY=1 redraws the PNG from an existing CSV.
+if [ -z "${PLOT_ONLY:-}" ]; then
 if [ ! -x "$BUILD/perf/store/bench_store" ]; then
   cmake -S "$ROOT" -B "$BUILD" >/dev/null
   cmake --build "$BUILD" -j2 --target bench_store >/dev/null
@@ -51,7 +56,6 @@ if [ "$avail_gib" -lt "$need_gib" ]; then
   exit 1
 fi
 
-CSV=$OUT/store.csv
 echo "nranks,bytes_per_rank,raw_write_MBps,ckpt_write_MBps,raw_read_MBps,ckpt_read_MBps,cache_drop,write_ratio,read_ratio" > "$CSV"
 printf "%-6s %-9s %11s %11s %6s %11s %11s %6s  %s\n" ranks per-rank "raw wr MB/s" "ckpt wr" ratio \
        "raw rd MB/s" "ckpt rd" ratio cache
@@ -72,25 +76,32 @@ for s in $SIZES; do
   done
 done
 echo "CSV: $CSV"
+fi
 
-if command -v gnuplot >/dev/null; then
+plot() {
+  # rows sorted by rank count so each series is one connected line
+  local sorted=$OUT/.store.sorted.csv
+  { head -1 "$CSV"; tail -n +2 "$CSV" | sort -t, -k1,1n -k2,2n; } > "$sorted"
   gnuplot <<GP
 set terminal pngcairo size 1200,480 font ",10"
 set output "$OUT/store.png"
 set datafile separator ","
 set key top left
 set logscale x 2
+set xrange [45:3000]
 set xlabel "bytes per rank (MiB)"
 set ylabel "aggregate MB/s"
 set grid
 set multiplot layout 1,2 title "crmpi container vs raw I/O, same filesystem, same run"
 set title "write (+fsync)"
-plot for [np in "1 2 4"] "$CSV" using (\$1==np+0 ? \$2/1048576 : 1/0):3 with linespoints dt 2 title "raw, ".np." rank(s)", \
-     for [np in "1 2 4"] "$CSV" using (\$1==np+0 ? \$2/1048576 : 1/0):4 with linespoints lw 2 title "container, ".np." rank(s)"
+plot for [np in "1 2 4"] "$sorted" using (\$1==np+0 ? \$2/1048576 : 1/0):3 with linespoints dt 2 title "raw, ".np." rank(s)", \
+     for [np in "1 2 4"] "$sorted" using (\$1==np+0 ? \$2/1048576 : 1/0):4 with linespoints lw 2 title "container, ".np." rank(s)"
 set title "read (page cache dropped)"
-plot for [np in "1 2 4"] "$CSV" using (\$1==np+0 ? \$2/1048576 : 1/0):5 with linespoints dt 2 title "raw, ".np." rank(s)", \
-     for [np in "1 2 4"] "$CSV" using (\$1==np+0 ? \$2/1048576 : 1/0):6 with linespoints lw 2 title "container, ".np." rank(s)"
+plot for [np in "1 2 4"] "$sorted" using (\$1==np+0 ? \$2/1048576 : 1/0):5 with linespoints dt 2 title "raw, ".np." rank(s)", \
+     for [np in "1 2 4"] "$sorted" using (\$1==np+0 ? \$2/1048576 : 1/0):6 with linespoints lw 2 title "container, ".np." rank(s)"
 unset multiplot
 GP
+  rm -f "$sorted"
   echo "plot: $OUT/store.png"
-fi
+}
+command -v gnuplot >/dev/null && plot

@@ -24,6 +24,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct chain_link {
     struct cr_epfile f;
@@ -57,10 +59,31 @@ void cr_restore_close(struct cr_restore *r)
     restore_free(r);
 }
 
+/* A file someone else could have written is not restored from: it must be
+ * ours and writable by nobody else (the tool may still inspect it). */
+static int check_trust(const struct cr_epfile *f)
+{
+    struct stat sb;
+    if (fstat(f->fd, &sb) < 0) {
+        cr_perr("fstat(%s)", f->path);
+        return cr_neg_errno();
+    }
+    if (sb.st_uid != geteuid() || (sb.st_mode & (S_IWGRP | S_IWOTH))) {
+        cr_err("%s: owned by uid %u with mode %03o: not trusted (must be ours and not "
+               "writable by group or others)", f->path, (unsigned)sb.st_uid,
+               (unsigned)(sb.st_mode & 0777));
+        return CR_EPERM_TRUST;
+    }
+    return 0;
+}
+
 /* Header of one epoch file against the index and this job. */
 static int check_link(struct cr_store *st, const struct cr_index_entry *e, struct cr_epfile *f)
 {
     const struct cr_epoch_header *h = &f->h;
+    int rc = check_trust(f);
+    if (rc < 0)
+        return rc;
     if (memcmp(h->job_uuid, st->ix.job_uuid, CR_UUID_BYTES)) {
         cr_err("%s: belongs to another job (its job UUID differs from the index's)", f->path);
         return CR_EFOREIGN;
@@ -253,8 +276,10 @@ int cr_restore_threads(struct cr_restore *r, struct cr_thread_record *out, size_
 }
 
 /* Extents [i, j) that are adjacent both in memory and in the file form one
- * group, read with one pread of up to cr_restore_read_group bytes: large
- * reads let the kernel issue large I/O, as a plain read of the file would.
+ * group, read with one pread of up to cr_restore_read_group bytes (4 MiB:
+ * large enough for large I/O, small enough that the CRC pass that follows
+ * finds the bytes still in cache; measured at 512 MiB/rank: 1 MiB groups
+ * 0.55-0.69 of raw read, 4 MiB 0.80-0.90, 32 MiB 0.72-0.85).
  * When a link has several groups, reading is pipelined: a reader thread,
  * created and joined inside this call, preads group k+1 while this thread
  * checks the CRCs of group k, so checksumming costs no extra time when the
@@ -262,7 +287,7 @@ int cr_restore_threads(struct cr_restore *r, struct cr_thread_record *out, size_
  * synchronous reads + CRC). The reader runs at most one group ahead.
  * (POSIX AIO was tried first and dropped: glibc's helper thread does not
  * survive fork, and a forked child's aio_suspend then waits forever.) */
-size_t cr_restore_read_group = 32u << 20;
+size_t cr_restore_read_group = 4u << 20;
 
 struct group {
     uint64_t i, j;           /* extents [i, j) of the link                   */

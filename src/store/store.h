@@ -141,7 +141,7 @@ CR_MUST_CHECK int cr_restore_threads(struct cr_restore *r, struct cr_thread_reco
  * open and grown to region_size); zero extents are discarded. Each extent is
  * read into place and then CRC-checked: on a mismatch reading stops and
  * CR_ECORRUPT is returned; memory may then hold part of the failed chain
- * (up to one 32 MiB read group past the bad extent), so the caller resets
+ * (up to one 4 MiB read group past the bad extent), so the caller resets
  * the region before restoring an older epoch. */
 CR_MUST_CHECK int cr_restore_pages(struct cr_restore *r);
 /* Where cr_restore_pages_to puts the bytes: map returns the memory that

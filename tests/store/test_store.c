@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define NPAGES 96
@@ -419,6 +420,18 @@ static void test_file_copied_from_another_job_refused(void)
 static int two_min(struct cr_coll *c, int64_t *v) { return 0; }
 static int two_bcast(struct cr_coll *c, void *b, size_t n, int root) { return 0; }
 
+static void test_file_writable_by_others_not_trusted(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(2, 8, 4);
+    CU_ASSERT_EQUAL(chmod(epoch_file(2), 0666), 0);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 1);
+    CU_ASSERT_EQUAL(th_restore(st, 2, out, NPAGES, &info, NULL, 0), CR_EPERM_TRUST);
+    cr_store_close(st);
+}
+
 static void test_different_number_of_ranks_refused(void)
 {
     fresh();
@@ -634,6 +647,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_flipped_identity_record_bit_falls_back),
     CUTEST(test_file_copied_from_another_job_refused),
     CUTEST(test_different_number_of_ranks_refused),
+    CUTEST(test_file_writable_by_others_not_trusted),
     CUTEST(test_epoch_missing_from_chain_in_index),
     CUTEST(test_damaged_middle_of_chain_falls_back_past_it),
     CUTEST(test_damaged_index_refused_by_name),

@@ -1,0 +1,284 @@
+/*
+ * drain.c - channel draining at a checkpoint (see drain.h).
+ *
+ * This is the bookmark exchange of LAM/MPI and MANA: counters say how many
+ * messages each peer sent us; what MPI has not yet handed to the
+ * application is received now, as raw bytes with its envelope, into the
+ * persistent drain queue. The receive uses the count MPI_Iprobe reports for
+ * MPI_BYTE, so any sender datatype is stored as its packed byte stream.
+ */
+#include "drain.h"
+#include "p2p.h"
+#include "protocol.h"
+#include "wrap_support.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+MPI_Comm crmpi_proto_comm = MPI_COMM_NULL;
+static struct crmpi_drain_stats last;
+
+void crmpi_drain_last_stats(struct crmpi_drain_stats *out)
+{
+    *out = last;
+}
+
+/* Step 1 for one receive: completed, or cancelled and deferred. */
+static int settle_recv(struct vreq *r)
+{
+    MPI_Status st;
+    int flag = 0;
+    if (PMPI_Test(&r->h.real.req, &flag, &st) != MPI_SUCCESS)
+        return -EIO;
+    if (flag) {
+        vreq_complete(r, &st, MPI_SUCCESS);
+        return 0;
+    }
+    /* Cancel fails for a receive MPI already matched: then Wait completes it
+     * (the sender is in this drain too and progresses the transfer). */
+    if (PMPI_Cancel(&r->h.real.req) != MPI_SUCCESS ||
+        PMPI_Wait(&r->h.real.req, &st) != MPI_SUCCESS)
+        return -EIO;
+    int cancelled = 0;
+    PMPI_Test_cancelled(&st, &cancelled);
+    if (cancelled) {
+        r->state = VREQ_DEFERRED;
+        r->h.real.req = MPI_REQUEST_NULL;
+        last.deferred_recvs++;
+    } else {
+        vreq_complete(r, &st, MPI_SUCCESS);
+    }
+    return 0;
+}
+
+static int settle_requests(void)
+{
+    struct vh *next;
+    for (struct vh *v = crmpi_st->live[VH_REQ].head; v; v = next) {
+        struct vreq *r = (struct vreq *)v;
+        next = v->next;
+        if (r->state != VREQ_ACTIVE)
+            continue;
+        int rc = 0;
+        if (r->kind == VREQ_RECV) {
+            rc = settle_recv(r);
+        } else if (r->kind == VREQ_MRECV) {
+            MPI_Status st;
+            rc = PMPI_Wait(&r->h.real.req, &st) == MPI_SUCCESS ? 0 : -EIO;
+            if (!rc)
+                vreq_complete(r, &st, MPI_SUCCESS);
+        } else if (r->kind == VREQ_OTHER) {
+            int flag = 0;
+            MPI_Status st;
+            if (PMPI_Test(&r->h.real.req, &flag, &st) == MPI_SUCCESS && flag) {
+                vreq_complete(r, &st, MPI_SUCCESS);
+            } else {
+                cr_err("a non-blocking collective (or other non point-to-point request) "
+                       "is still pending at crmpi_checkpoint(): cannot be checkpointed; "
+                       "complete it before the checkpoint");
+                rc = CR_EUNSUPPORTED;
+            }
+        }
+        if (rc)
+            return rc;
+        if (r->detached && r->state == VREQ_DONE)
+            vreq_release(r);
+    }
+    return 0;
+}
+
+/* Messages matched by MPI_Mprobe but not received: receive them as bytes
+ * into their message object (MPI_Mrecv serves them from there). They were
+ * counted when matched. */
+static int settle_messages(void)
+{
+    for (struct vh *v = crmpi_st->live[VH_MSG].head; v; v = v->next) {
+        struct vmsg *m = (struct vmsg *)v;
+        if (m->held || m->h.real.msg == MPI_MESSAGE_NULL)
+            continue;
+        struct mq_msg *q = mq_msg_new(&crmpi_st->queue, (uintptr_t)m->comm, m->source,
+                                      m->tag, (size_t)m->bytes);
+        if (!q)
+            return -ENOMEM;
+        if (PMPI_Mrecv(q->data, m->bytes, MPI_BYTE, &m->h.real.msg, MPI_STATUS_IGNORE)
+            != MPI_SUCCESS) {
+            mq_msg_free(&crmpi_st->queue, q);
+            cr_err("receiving a matched message of %d bytes at the checkpoint failed", m->bytes);
+            return -EIO;
+        }
+        m->held = q;
+        m->h.real.msg = MPI_MESSAGE_NULL;
+    }
+    return 0;
+}
+
+/* One queued message from (comm, status) that MPI_Iprobe just reported. */
+static int drain_one(MPI_Comm user, MPI_Comm real, const MPI_Status *pst, int64_t *owed)
+{
+    int n = 0;
+    PMPI_Get_count(pst, MPI_BYTE, &n);
+    int w = vh_world_of(user, pst->MPI_SOURCE);
+    struct mq_msg *m = mq_msg_new(&crmpi_st->queue, (uintptr_t)user, pst->MPI_SOURCE,
+                                  pst->MPI_TAG, (size_t)n);
+    if (!m) {
+        cr_err("out of persistent memory draining a message of %d bytes", n);
+        return -ENOMEM;
+    }
+    if (PMPI_Recv(m->data, n, MPI_BYTE, pst->MPI_SOURCE, pst->MPI_TAG, real,
+                  MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+        mq_msg_free(&crmpi_st->queue, m);
+        cr_err("receiving a drained message of %d bytes from rank %d failed", n, pst->MPI_SOURCE);
+        return -EIO;
+    }
+    mq_push(&crmpi_st->queue, m);
+    crmpi_fault("mpi-drain-queued");
+    last.drained_msgs++;
+    last.drained_bytes += (unsigned long long)n;
+    if (w < 0 || owed[w] <= 0) {
+        cr_err("drained a message nobody owed (world rank %d): counters are inconsistent", w);
+        return -EPROTO;
+    }
+    owed[w]--;
+    return 0;
+}
+
+/* Probe one communicator; returns messages drained (>= 0) or an error. */
+static int drain_comm(MPI_Comm user, int64_t *owed)
+{
+    MPI_Comm real = vh_in_comm(user);
+    int got = 0;
+    for (;;) {
+        int flag = 0;
+        MPI_Status st;
+        if (PMPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, real, &flag, &st) != MPI_SUCCESS)
+            return -EIO;
+        if (!flag)
+            return got;
+        int rc = drain_one(user, real, &st, owed);
+        if (rc)
+            return rc;
+        got++;
+    }
+}
+
+static int exchange_counts(int n, int64_t *owed)
+{
+    uint64_t *theirs = malloc((size_t)n * sizeof *theirs);
+    if (!theirs)
+        return -ENOMEM;
+    int rc = PMPI_Alltoall(crmpi_sent_, 1, MPI_UINT64_T, theirs, 1, MPI_UINT64_T,
+                           crmpi_proto_comm);
+    if (rc != MPI_SUCCESS) {
+        free(theirs);
+        cr_err("MPI_Alltoall of message counters failed (MPI error %d)", rc);
+        return -EIO;
+    }
+    for (int j = 0; j < n; j++)
+        owed[j] = (int64_t)(theirs[j] - crmpi_recvd_[j]);
+    free(theirs);
+    return 0;
+}
+
+static int64_t total_owed(const int64_t *owed, int n)
+{
+    int64_t t = 0;
+    for (int j = 0; j < n; j++) {
+        if (owed[j] < 0) {
+            cr_err("rank %d received %lld more messages than were sent to it: counters corrupt",
+                   j, (long long)-owed[j]);
+            return -1;
+        }
+        t += owed[j];
+    }
+    return t;
+}
+
+static int drain_channels(int64_t *owed, int n)
+{
+    int64_t left = total_owed(owed, n);
+    while (left > 0) {
+        int rc = drain_comm(MPI_COMM_WORLD, owed);
+        if (rc >= 0)
+            rc = drain_comm(MPI_COMM_SELF, owed);
+        for (struct vh *v = crmpi_st->live[VH_COMM].head; v && rc >= 0; v = v->next)
+            rc = drain_comm((MPI_Comm)v, owed);
+        if (rc < 0)
+            return rc;
+        left = total_owed(owed, n);
+    }
+    return left < 0 ? -EPROTO : 0;
+}
+
+static int complete_sends(void)
+{
+    struct vh *next;
+    for (struct vh *v = crmpi_st->live[VH_REQ].head; v; v = next) {
+        struct vreq *r = (struct vreq *)v;
+        next = v->next;
+        if (r->kind != VREQ_SEND || r->state != VREQ_ACTIVE)
+            continue;
+        MPI_Status st;
+        if (PMPI_Wait(&r->h.real.req, &st) != MPI_SUCCESS) {
+            cr_err("completing a pending send to world rank %d failed", r->peer_world);
+            return -EIO;
+        }
+        vreq_complete(r, &st, MPI_SUCCESS);
+        last.completed_sends++;
+        if (r->detached)
+            vreq_release(r);
+    }
+    return 0;
+}
+
+int crmpi_drain(void)
+{
+    int n = crmpi_st->nranks;
+    memset(&last, 0, sizeof last);
+    int rc = settle_requests();
+    if (!rc)
+        rc = settle_messages();
+    /* Even a rank that failed above must take part in the exchange and the
+     * drain, or the others would wait for it forever. */
+    int64_t *owed = calloc((size_t)n, sizeof *owed);
+    if (!owed)
+        return -ENOMEM;
+    int xrc = exchange_counts(n, owed);
+    if (!xrc)
+        crmpi_fault("mpi-drain-exchanged");
+    if (!xrc)
+        xrc = drain_channels(owed, n);
+    if (!xrc)
+        xrc = complete_sends();
+    free(owed);
+    if (!xrc)
+        crmpi_counters_reset();
+    cr_dbg("drain: %llu messages (%llu bytes) queued, %llu receives deferred, "
+           "%llu sends completed; queue now %zu messages",
+           last.drained_msgs, last.drained_bytes, last.deferred_recvs, last.completed_sends,
+           crmpi_st->queue.count);
+    return rc ? rc : xrc;
+}
+
+int crmpi_repost(void)
+{
+    for (struct vh *v = crmpi_st->live[VH_REQ].head; v; v = v->next) {
+        struct vreq *r = (struct vreq *)v;
+        if (r->state != VREQ_DEFERRED)
+            continue;
+        struct mq_msg *m = crmpi_queue_take(r->comm, r->source, r->tag);
+        if (m) {
+            (void)crmpi_deliver(m, r->buf, r->count, r->type, &r->status);
+            r->state = VREQ_DONE;
+            continue;
+        }
+        int rc = PMPI_Irecv(r->buf, r->count, vh_in_type(r->type), r->source, r->tag,
+                            vh_in_comm(r->comm), &r->h.real.req);
+        if (rc != MPI_SUCCESS) {
+            cr_err("re-posting a deferred MPI_Irecv (buffer %p, %d elements, source %d, "
+                   "tag %d) failed: MPI error %d", r->buf, r->count, r->source, r->tag, rc);
+            return -EIO;
+        }
+        r->state = VREQ_ACTIVE;
+    }
+    return 0;
+}

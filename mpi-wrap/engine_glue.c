@@ -1,0 +1,127 @@
+/*
+ * engine_glue.c - where the MPI layer meets the per-rank runtime (libcr):
+ * persistent allocation, the region's root slot for the layer's state, the
+ * restore at MPI_Init and the checkpoint engine.
+ *
+ * With persistent execution built (CRMPI_HAVE_EXEC): libcrmpi starts main
+ * with the restore deferred (start_hook_mpi.c); MPI_Init calls
+ * crmpi_runtime_start(), which makes the MPI collective of the container
+ * (coll_mpi.h, a PMPI duplicate of MPI_COMM_WORLD), hands it to the engine
+ * and asks the runtime to restore. When a committed checkpoint exists that
+ * call does not return: main resumes inside crmpi_checkpoint(), where
+ * cr_checkpoint() returns CR_RESTARTED. A checkpoint is cr_checkpoint(): the
+ * rendezvous of the rank's persistent threads, whose last arriver writes the
+ * epoch collectively through the same collective.
+ *
+ * Without it (the runtime's modules not yet in the tree, or a process whose
+ * main is not persistent, as in unit tests) the layer's state lives in the C
+ * heap, crmpi_checkpoint() can drain but not save (-ENOSYS).
+ */
+#include "protocol.h"
+#include "wrap_support.h"
+
+#include <stdlib.h>
+
+#ifdef CRMPI_HAVE_EXEC
+#include "coll_mpi.h"
+#include "exec/exec.h"
+#include "region/region.h"
+
+static struct cr_coll *coll;
+static struct crmpi_state *local_root;
+
+static int persistent(void)
+{
+    return cr_exec_rt_.persistent && cr_region_is_open();
+}
+
+void *crmpi_palloc(size_t size)
+{
+    return persistent() ? crmalloc(size ? size : 1) : malloc(size ? size : 1);
+}
+
+void crmpi_pfree(void *p)
+{
+    if (p && cr_region_is_open() && cr_region_contains(p, 1))
+        crfree(p);
+    else
+        free(p);
+}
+
+struct crmpi_state *crmpi_persistent_root(void)
+{
+    return persistent() ? cr_region_root(CR_ROOT_MPI) : local_root;
+}
+
+void crmpi_set_persistent_root(struct crmpi_state *st)
+{
+    if (persistent())
+        cr_region_set_root(CR_ROOT_MPI, st);
+    else
+        local_root = st;
+}
+
+int crmpi_runtime_start(void)
+{
+    if (!persistent())
+        return 0;      /* the runtime already said why, if it matters */
+    int rc = cr_coll_mpi_create(MPI_COMM_WORLD, &coll);
+    if (rc) {
+        cr_errc(rc, "cannot create the checkpoint container's MPI collective");
+        return rc;
+    }
+    cr_exec_set_coll(coll);
+    crmpi_internal_enter();
+    rc = cr_exec_restore(coll);          /* does not return on a restart */
+    crmpi_internal_leave();
+    if (rc == CR_ENOCKPT || rc == CR_ESTATE)
+        return 0;
+    return rc;
+}
+
+int crmpi_engine_checkpoint(void)
+{
+    if (!persistent()) {
+        cr_err("crmpi_checkpoint(): this process has no persistent region "
+               "(main was not started by libcrmpi): nothing can be saved");
+        return -ENOSYS;
+    }
+    return cr_checkpoint();
+}
+
+#else   /* !CRMPI_HAVE_EXEC */
+
+static struct crmpi_state *root;
+
+void *crmpi_palloc(size_t size)
+{
+    return malloc(size ? size : 1);
+}
+
+void crmpi_pfree(void *p)
+{
+    free(p);
+}
+
+struct crmpi_state *crmpi_persistent_root(void)
+{
+    return root;
+}
+
+void crmpi_set_persistent_root(struct crmpi_state *st)
+{
+    root = st;
+}
+
+int crmpi_runtime_start(void)
+{
+    return 0;
+}
+
+int crmpi_engine_checkpoint(void)
+{
+    cr_err("libcrmpi was built without the runtime's checkpoint engine: "
+           "no checkpoint can be written");
+    return -ENOSYS;
+}
+#endif

@@ -1,0 +1,118 @@
+/*
+ * objects.c - hand-written wrappers of object life cycles: the free calls,
+ * MPI_Type_commit (recorded for the rebuild), user ops and error handlers
+ * (their function pointers are the recipe), and error handlers attached to
+ * communicators (re-attached after a restart, including those the
+ * application set on MPI_COMM_WORLD and MPI_COMM_SELF).
+ */
+#include "wrap_support.h"
+
+#include <string.h>
+
+#define FREE_WRAPPER(NAME, T, KIND, NULLH)                                 \
+    int MPI_##NAME(T *h)                                                   \
+    {                                                                      \
+        struct vh *v = crmpi_passthrough() ? NULL : vh_get(*h, KIND);      \
+        if (!v)                                                            \
+            return PMPI_##NAME(h);                                         \
+        int rc = vh_free(v);                                               \
+        *h = NULLH;                                                        \
+        return rc;                                                         \
+    }
+FREE_WRAPPER(Comm_free,       MPI_Comm,       VH_COMM,  MPI_COMM_NULL)
+FREE_WRAPPER(Group_free,      MPI_Group,      VH_GROUP, MPI_GROUP_NULL)
+FREE_WRAPPER(Type_free,       MPI_Datatype,   VH_TYPE,  MPI_DATATYPE_NULL)
+FREE_WRAPPER(Op_free,         MPI_Op,         VH_OP,    MPI_OP_NULL)
+FREE_WRAPPER(Info_free,       MPI_Info,       VH_INFO,  MPI_INFO_NULL)
+FREE_WRAPPER(Errhandler_free, MPI_Errhandler, VH_ERRH,  MPI_ERRHANDLER_NULL)
+#undef FREE_WRAPPER
+
+int MPI_Type_commit(MPI_Datatype *type)
+{
+    struct vtype *v = crmpi_passthrough() ? NULL : (struct vtype *)vh_get(*type, VH_TYPE);
+    if (!v)
+        return PMPI_Type_commit(type);
+    int rc = PMPI_Type_commit(&v->h.real.type);
+    if (rc == MPI_SUCCESS)
+        v->committed = 1;
+    return rc;
+}
+
+int MPI_Op_create(MPI_User_function *fn, int commute, MPI_Op *op)
+{
+    if (crmpi_passthrough())
+        return PMPI_Op_create(fn, commute, op);
+    MPI_Op real;
+    int rc = PMPI_Op_create(fn, commute, &real);
+    return rc == MPI_SUCCESS ? vh_out_op(op, real, fn, commute) : rc;
+}
+
+int MPI_Comm_create_errhandler(MPI_Comm_errhandler_function *fn, MPI_Errhandler *errh)
+{
+    if (crmpi_passthrough())
+        return PMPI_Comm_create_errhandler(fn, errh);
+    MPI_Errhandler real;
+    int rc = PMPI_Comm_create_errhandler(fn, &real);
+    return rc == MPI_SUCCESS ? vh_out_errh(errh, real, fn) : rc;
+}
+
+static int record_errhandler(MPI_Comm comm, MPI_Errhandler errh)
+{
+    struct vcomm *v = (struct vcomm *)vh_get(comm, VH_COMM);
+    if (v)
+        v->errh = errh;
+    else if (comm == MPI_COMM_WORLD)
+        crmpi_st->world_errh = errh;
+    else if (comm == MPI_COMM_SELF)
+        crmpi_st->self_errh = errh;
+    return MPI_SUCCESS;
+}
+
+int MPI_Comm_set_errhandler(MPI_Comm comm, MPI_Errhandler errh)
+{
+    if (crmpi_passthrough())
+        return PMPI_Comm_set_errhandler(comm, errh);
+    int rc = PMPI_Comm_set_errhandler(vh_in_comm(comm), vh_in_errh(errh));
+    if (rc == MPI_SUCCESS)
+        record_errhandler(comm, errh);
+    return rc;
+}
+
+int MPI_Comm_get_errhandler(MPI_Comm comm, MPI_Errhandler *errh)
+{
+    if (crmpi_passthrough())
+        return PMPI_Comm_get_errhandler(comm, errh);
+    MPI_Errhandler real;
+    int rc = PMPI_Comm_get_errhandler(vh_in_comm(comm), &real);
+    if (rc != MPI_SUCCESS)
+        return rc;
+    MPI_Errhandler v = vh_back_errh(real);
+    if (v != real)
+        PMPI_Errhandler_free(&real);   /* the reference get_errhandler added */
+    *errh = v;
+    return MPI_SUCCESS;
+}
+
+
+/* Answered from the recipe: Open MPI would hand out duplicates of derived
+ * children, which the application could not compare with its own handles.
+ * Each derived child returned is a new reference (MPI: the caller frees it). */
+int MPI_Type_get_contents(MPI_Datatype type, int max_integers, int max_addresses,
+                          int max_datatypes, int ints[], MPI_Aint aints[], MPI_Datatype types[])
+{
+    struct vtype *v = crmpi_passthrough() ? NULL : (struct vtype *)vh_get(type, VH_TYPE);
+    if (!v)
+        return PMPI_Type_get_contents(type, max_integers, max_addresses, max_datatypes,
+                                      ints, aints, types);
+    if (max_integers < v->ni || max_addresses < v->na || max_datatypes < v->nd)
+        return MPI_ERR_ARG;
+    memcpy(ints, v->ints, (size_t)v->ni * sizeof *ints);
+    memcpy(aints, v->aints, (size_t)v->na * sizeof *aints);
+    for (int i = 0; i < v->nd; i++) {
+        struct vtype *c = (struct vtype *)vh_get(v->types[i], VH_TYPE);
+        if (c)
+            c->refs++;
+        types[i] = v->types[i];
+    }
+    return MPI_SUCCESS;
+}

@@ -1,0 +1,119 @@
+/*
+ * protocol.c - crmpi_checkpoint(): quiesce, save, resume (see protocol.h).
+ *
+ * Every step that can fail on one rank only is followed by an agreement
+ * (MPI_Allreduce MIN over the private communicator), so all ranks take the
+ * same branch and return the same status: a rank never writes an epoch that
+ * another rank has abandoned, and a failed drain leaves the queue intact for
+ * the running job (nothing was lost: drained messages are served from it).
+ */
+#include "crmpi.h"
+#include "protocol.h"
+#include "drain.h"
+#include "p2p.h"
+#include "wrap_support.h"
+
+#include "common/config.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+int crmpi_thread_level_ = MPI_THREAD_SINGLE;
+
+void crmpi_fault(const char *point)
+{
+    const char *f = cr_config()->fault;
+    size_t n = strlen(point);
+    if (!f[0] || strncmp(f, point, n) || f[n] != '@')
+        return;
+    char *end;
+    long nth = strtol(f + n + 1, &end, 10);
+    if (*end == '#' && strtol(end + 1, NULL, 10) != (crmpi_st ? crmpi_st->world_rank : -1))
+        return;
+    static char last_point[64];
+    static long count;
+    if (strncmp(last_point, point, sizeof last_point - 1)) {
+        snprintf(last_point, sizeof last_point, "%s", point);
+        count = 0;
+    }
+    if (++count == nth)
+        raise(SIGKILL);
+}
+
+int crmpi_agree(int status)
+{
+    int mine = status, all = status;
+    if (PMPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, crmpi_proto_comm) != MPI_SUCCESS) {
+        cr_err("MPI_Allreduce agreeing on the checkpoint status failed");
+        return status ? status : -EIO;
+    }
+    return all;
+}
+
+int crmpi_quiesce(void)
+{
+    int rc = vh_snapshot();
+    int drc = crmpi_drain();
+    return crmpi_agree(rc ? rc : drc);
+}
+
+int crmpi_resume(void)
+{
+    return crmpi_repost();
+}
+
+int crmpi_after_restore(void)
+{
+    /* MPI_Init of this process ran before the restore and started the
+     * layer (private communicator, counters); the state it attached was
+     * replaced by the restored region: attach the restored one. */
+    int n, me;
+    PMPI_Comm_size(MPI_COMM_WORLD, &n);
+    PMPI_Comm_rank(MPI_COMM_WORLD, &me);
+    crmpi_st = NULL;
+    int rc = crmpi_state_attach(n, me);
+    if (rc)
+        return rc;
+    crmpi_counters_reset();
+    size_t nobj = 0;
+    for (int k = 0; k < VH_NKINDS; k++)
+        nobj += crmpi_st->live[k].count;
+    cr_info("restored MPI layer: %zu live objects, %zu drained messages (%zu bytes) queued",
+            nobj, crmpi_st->queue.count, crmpi_st->queue.bytes);
+    vh_forget_reals();
+    rc = vh_rebuild_all();
+    if (!rc)
+        rc = crmpi_repost();
+    if (!rc)
+        crmpi_enabled_ = 1;
+    return rc;
+}
+
+int crmpi_checkpoint(void)
+{
+    if (cr_config()->disable)
+        return CRMPI_CHECKPOINTED;
+    if (!crmpi_enabled_) {
+        cr_err("crmpi_checkpoint() called before MPI_Init or after MPI_Finalize");
+        return CR_ESTATE;
+    }
+    int rc = crmpi_quiesce();
+    if (rc == 0)
+        crmpi_fault("mpi-quiesced");
+    if (rc == 0) {
+        crmpi_internal_enter();
+        rc = crmpi_engine_checkpoint();
+        crmpi_internal_leave();
+        if (rc == CR_RESTARTED) {
+            rc = crmpi_agree(crmpi_after_restore());
+            return rc ? rc : CRMPI_RESTARTED;
+        }
+        rc = crmpi_agree(rc);
+    }
+    int rrc = crmpi_resume();
+    if (rrc)
+        cr_errc(rrc, "re-posting deferred receives after the checkpoint failed");
+    rrc = crmpi_agree(rrc);
+    return rc ? rc : rrc ? rrc : CRMPI_CHECKPOINTED;
+}

@@ -1,0 +1,259 @@
+/*
+ * vhandle.h - virtual MPI handles: stable names for MPI objects that survive
+ * a restart with a fresh MPI library.
+ *
+ * Open MPI handles are pointers to library objects, whose addresses change
+ * from one run to the next. Every communicator, group, derived datatype,
+ * user op, info, user error handler, matched message and request that the
+ * application creates is therefore handed out as a pointer to a `struct vh`
+ * in the persistent heap instead. The object holds the current real handle
+ * and the recipe to make it again: communicators and groups as lists of
+ * MPI_COMM_WORLD ranks (plus their topology), datatypes as their combiner,
+ * integers, addresses and child types (what MPI_Type_get_contents reports),
+ * ops and error handlers as their function pointers (stable: the executable
+ * is loaded at the same address), infos as a snapshot of their keys.
+ *
+ * A virtual handle is recognised by its first word, VH_MAGIC: a
+ * non-canonical x86-64 address, so it can never be the first word of an
+ * Open MPI object (which starts with its class pointer). Predefined handles
+ * (MPI_COMM_WORLD, MPI_INT, MPI_SUM, ...) are real and pass through
+ * unchanged; their addresses are stable because the library is loaded at the
+ * same place in every run (no ASLR). Freed objects get VH_DEAD, and a freed
+ * handle used again is handed to MPI as the null handle so MPI reports it.
+ *
+ * Live objects of each kind are kept in creation order; vh_rebuild_all()
+ * remakes them in that order after a fresh MPI_Init (children before
+ * parents, and collective constructions in the same order on every rank).
+ * Not thread-safe: libcrmpi supports MPI_THREAD_SERIALIZED at most.
+ */
+#ifndef CRMPI_VHANDLE_H
+#define CRMPI_VHANDLE_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msgqueue.h"
+
+#define VH_MAGIC 0xC0DE5EC0FFEE0001ull
+#define VH_DEAD  0xC0DEDEADDEAD0002ull
+
+enum vh_kind { VH_COMM, VH_GROUP, VH_TYPE, VH_OP, VH_REQ, VH_INFO, VH_ERRH, VH_MSG, VH_NKINDS };
+
+struct vh {
+    uint64_t magic;
+    uint32_t kind;
+    uint32_t flags;
+    struct vh *prev, *next;        /* creation order within the kind */
+    union {
+        MPI_Comm comm; MPI_Group group; MPI_Datatype type; MPI_Op op;
+        MPI_Request req; MPI_Info info; MPI_Errhandler errh; MPI_Message msg;
+    } real;
+};
+
+struct vh_list { struct vh *head, *tail; size_t count; };
+
+/* Topology recipes (vcomm.topo_data layout):
+ *   MPI_CART        ndims, dims[ndims], periods[ndims]
+ *   MPI_GRAPH       nnodes, nedges, index[nnodes], edges[nedges]
+ *   MPI_DIST_GRAPH  indeg, outdeg, weighted, src[], srcw[], dst[], dstw[] */
+struct vcomm {
+    struct vh h;
+    int size, rank;
+    int *world;                    /* world[r]: MPI_COMM_WORLD rank of rank r */
+    int topo;                      /* MPI_UNDEFINED, MPI_CART, MPI_GRAPH, MPI_DIST_GRAPH */
+    int ntopo;
+    int *topo_data;
+    MPI_Errhandler errh;           /* set by the application (NULL: default) */
+};
+
+struct vgroup {
+    struct vh h;
+    int size;
+    int *world;                    /* world ranks of the members, in group order */
+};
+
+struct vtype {
+    struct vh h;
+    int combiner, ni, na, nd;
+    int *ints;
+    MPI_Aint *aints;
+    MPI_Datatype *types;           /* children, as the application names them */
+    int committed;
+    int refs;                      /* application references + parents */
+};
+
+struct vop   { struct vh h; MPI_User_function *fn; int commute; };
+struct verrh { struct vh h; MPI_Comm_errhandler_function *fn; };
+struct vinfo { struct vh h; size_t kvlen; char *kv; /* "key\0value\0"... */ };
+
+/* A message matched by MPI_Mprobe/Improbe: either still inside MPI
+ * (h.real.msg) or, after a checkpoint or when matched from the drain queue,
+ * held as bytes. */
+struct vmsg {
+    struct vh h;
+    struct mq_msg *held;
+    MPI_Comm comm;                 /* the application's handle */
+    int source, tag, bytes;        /* envelope of a message still in MPI */
+};
+
+enum vreq_kind  { VREQ_SEND = 1, VREQ_RECV, VREQ_MRECV, VREQ_OTHER };
+enum vreq_state { VREQ_ACTIVE = 1,  /* h.real.req is pending in MPI */
+                  VREQ_DONE,        /* complete; status holds the result */
+                  VREQ_DEFERRED };  /* receive cancelled at a checkpoint: re-post */
+struct vreq {
+    struct vh h;
+    int kind, state;
+    int detached;                  /* MPI_Request_free'd while active */
+    int peer_world;                /* send: destination's world rank */
+    MPI_Status status;
+    /* receive recipe (VREQ_RECV), to serve from the queue or re-post */
+    void *buf;
+    int count, source, tag;
+    MPI_Datatype type;
+    MPI_Comm comm;
+};
+
+/* ---- the persistent state of the MPI layer ------------------------------- */
+struct crmpi_state {
+    uint64_t magic;
+    uint32_t version;
+    int nranks;                    /* MPI_COMM_WORLD size when created */
+    int world_rank;
+    struct vh_list live[VH_NKINDS];
+    struct vh *req_free;           /* recycled request objects */
+    struct mq queue;               /* drained messages */
+    MPI_Errhandler world_errh, self_errh;   /* set by the application */
+    uint64_t checkpoints;          /* committed by this job */
+};
+#define CRMPI_STATE_MAGIC   0x63726d7069737431ull   /* "crmpist1" */
+#define CRMPI_STATE_VERSION 1
+
+extern struct crmpi_state *crmpi_st;
+
+/* Persistent allocation: the one place that decides where MPI-layer state
+ * lives (the persistent heap when the runtime provides it). */
+void *crmpi_palloc(size_t size);
+void  crmpi_pfree(void *p);
+
+/* Create (or find after a restart) the persistent state. */
+int crmpi_state_attach(int nranks, int world_rank);
+
+/* ---- translation (hot paths) --------------------------------------------- */
+static inline struct vh *vh_get(const void *h, uint32_t kind)
+{
+    struct vh *v = (struct vh *)h;
+    if (v && v->magic == VH_MAGIC && v->kind == kind)
+        return v;
+    return NULL;
+}
+static inline int vh_is_dead(const void *h)
+{
+    return h && ((const struct vh *)h)->magic == VH_DEAD;
+}
+#define VH_IN(name, T, kind, field, null)                                      \
+    static inline T vh_in_##name(T h)                                          \
+    {                                                                          \
+        struct vh *v = vh_get(h, kind);                                        \
+        if (v)                                                                 \
+            return v->real.field;                                              \
+        return vh_is_dead(h) ? null : h;                                       \
+    }
+VH_IN(comm,  MPI_Comm,       VH_COMM,  comm,  MPI_COMM_NULL)
+VH_IN(group, MPI_Group,      VH_GROUP, group, MPI_GROUP_NULL)
+VH_IN(type,  MPI_Datatype,   VH_TYPE,  type,  MPI_DATATYPE_NULL)
+VH_IN(op,    MPI_Op,         VH_OP,    op,    MPI_OP_NULL)
+VH_IN(req,   MPI_Request,    VH_REQ,   req,   MPI_REQUEST_NULL)
+VH_IN(info,  MPI_Info,       VH_INFO,  info,  MPI_INFO_NULL)
+VH_IN(errh,  MPI_Errhandler, VH_ERRH,  errh,  MPI_ERRHANDLER_NULL)
+VH_IN(msg,   MPI_Message,    VH_MSG,   msg,   MPI_MESSAGE_NULL)
+#undef VH_IN
+
+/* World rank of rank r of the application's communicator c; -1 if unknown. */
+static inline int vh_world_of(MPI_Comm c, int r)
+{
+    struct vcomm *v = (struct vcomm *)vh_get(c, VH_COMM);
+    if (v)
+        return r >= 0 && r < v->size ? v->world[r] : -1;
+    if (c == MPI_COMM_WORLD)
+        return r;
+    if (c == MPI_COMM_SELF)
+        return r == 0 ? crmpi_st->world_rank : -1;
+    return -1;
+}
+
+/* ---- creation (called after the PMPI constructor succeeded) -------------- */
+/* Each stores in *user the virtual handle for the new real one (or the real
+ * one itself when it is predefined/null) and returns an MPI error code; on
+ * failure the real object is freed. */
+int vh_out_comm(MPI_Comm *user, MPI_Comm real);
+int vh_out_group(MPI_Group *user, MPI_Group real);
+/* kids: the datatypes the constructor was given (the application's handles),
+ * in argument order; they become the recipe's children. */
+int vh_out_type(MPI_Datatype *user, MPI_Datatype real, const MPI_Datatype *kids, int nkids);
+int vh_out_info(MPI_Info *user, MPI_Info real);
+int vh_out_req(MPI_Request *user, MPI_Request real);
+int vh_out_op(MPI_Op *user, MPI_Op real, MPI_User_function *fn, int commute);
+int vh_out_errh(MPI_Errhandler *user, MPI_Errhandler real, MPI_Comm_errhandler_function *fn);
+/* Requests and messages are created by the point-to-point wrappers. */
+struct vreq *vreq_new(int kind);
+void vreq_release(struct vreq *r);
+struct vmsg *vmsg_new(MPI_Comm comm, MPI_Message real, struct mq_msg *held);
+void vmsg_release(struct vmsg *m);
+
+/* Map a real handle back to its virtual object (f2c, get_contents, ...):
+ * linear scan of the live objects; predefined handles come back unchanged. */
+MPI_Comm       vh_back_comm(MPI_Comm real);
+MPI_Group      vh_back_group(MPI_Group real);
+MPI_Datatype   vh_back_type(MPI_Datatype real);
+MPI_Op         vh_back_op(MPI_Op real);
+MPI_Request    vh_back_req(MPI_Request real);
+MPI_Info       vh_back_info(MPI_Info real);
+MPI_Errhandler vh_back_errh(MPI_Errhandler real);
+MPI_Message    vh_back_msg(MPI_Message real);
+void vh_back_type_arr(MPI_Datatype *a, int n);
+
+/* Arrays of handles given to MPI: returns the translated array (stack when
+ * n <= CRMPI_ARR_STACK, else heap; the input itself if nothing is virtual),
+ * NULL when out of memory. vh_arr_release frees what needs freeing. */
+#define CRMPI_ARR_STACK 32
+MPI_Datatype *vh_in_type_arr(const MPI_Datatype *a, int n, MPI_Datatype *stack);
+void vh_arr_release(const void *x, const void *orig, const void *stack);
+
+/* Destruction: free the real object and the virtual one (types referenced
+ * as children by other live types stay until their last parent goes). */
+int vh_free(struct vh *v);
+
+/* ---- restart -------------------------------------------------------------- */
+/* Take a snapshot of what cannot be read back after a restart (info keys). */
+int vh_snapshot(void);
+/* Forget every real handle (they belong to a previous MPI library). */
+void vh_forget_reals(void);
+/* Free every real handle through PMPI, then forget them (tests simulate a
+ * restart with it). */
+void vh_release_reals(void);
+/* Remake every live object after MPI_Init, in creation order. */
+int vh_rebuild_all(void);
+
+/* Internal constructors of vcomm.c / vtype.c. */
+struct vh *vh_alloc(size_t size, uint32_t kind);
+void vh_link(struct vh *v);
+void vh_unlink(struct vh *v);
+int vcomm_capture(struct vcomm *v, MPI_Comm real);
+int vcomm_rebuild(struct vcomm *v);
+void vcomm_destroy(struct vcomm *v);
+int vgroup_capture(struct vgroup *v, MPI_Group real);
+int vgroup_rebuild(struct vgroup *v);
+int vtype_capture(struct vtype *v, MPI_Datatype real, const MPI_Datatype *kids, int nkids);
+void vtype_unref(struct vtype *v);
+int vtype_rebuild(struct vtype *v);
+void vtype_destroy(struct vtype *v);
+struct vtype *vtype_find_real(MPI_Datatype real);
+
+/* Helpers for count expressions of mpi_functions.def. */
+int crmpi_comm_size(MPI_Comm c);
+int crmpi_nbr_in(MPI_Comm c);
+int crmpi_nbr_out(MPI_Comm c);
+int crmpi_type_nchildren(MPI_Datatype t);
+
+#endif

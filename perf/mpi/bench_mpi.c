@@ -1,0 +1,167 @@
+/*
+ * bench_mpi.c - cost of libcrmpi's MPI layer: ping-pong latency/bandwidth
+ * (1 B - 4 MiB) between ranks 0 and 1, a 2-D halo-exchange loop, and the
+ * time of crmpi_checkpoint() itself.
+ *
+ * Built twice from this file: bench_mpi_plain (Open MPI alone) and
+ * bench_mpi_crmpi (linked with libcrmpi, every MPI call through its
+ * wrappers). Prints CSV lines "kind,param,value" on rank 0:
+ *   pingpong,<bytes>,<one-way microseconds (median of reps)>
+ *   halo,<ckpt_every>,<microseconds per step (median of reps)>
+ *   ckpt,<ranks>,<microseconds per crmpi_checkpoint (median)>
+ *   ckpt_status,<ranks>,<status returned>
+ * Usage: bench_mpi pingpong|halo|ckpt [--quick] [--ckpt-every K]
+ */
+#include <mpi.h>
+#ifdef WITH_CRMPI
+#include <crmpi.h>
+#endif
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int rank, size, quick;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void pingpong(void)
+{
+    const int reps = quick ? 3 : 7;
+    char *buf = malloc(4 << 20);
+    memset(buf, 1, 4 << 20);                       /* warm */
+    for (int bytes = 1; bytes <= (4 << 20); bytes *= 4) {
+        int iters = bytes <= 4096 ? (quick ? 2000 : 10000) : bytes <= (256 << 10) ? 500 : 50;
+        double t[16];
+        for (int r = 0; r < reps + 1; r++) {
+            MPI_Barrier(MPI_COMM_WORLD);
+            double t0 = MPI_Wtime();
+            for (int i = 0; i < iters; i++) {
+                if (rank == 0) {
+                    MPI_Send(buf, bytes, MPI_BYTE, 1, 0, MPI_COMM_WORLD);
+                    MPI_Recv(buf, bytes, MPI_BYTE, 1, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                } else if (rank == 1) {
+                    MPI_Recv(buf, bytes, MPI_BYTE, 0, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                    MPI_Send(buf, bytes, MPI_BYTE, 0, 0, MPI_COMM_WORLD);
+                }
+            }
+            if (r > 0)                             /* first rep warms up */
+                t[r - 1] = (MPI_Wtime() - t0) / iters / 2 * 1e6;
+        }
+        if (rank == 0)
+            printf("pingpong,%d,%.3f\n", bytes, median(t, reps));
+    }
+    free(buf);
+}
+
+static int do_checkpoint(void)
+{
+#ifdef WITH_CRMPI
+    return crmpi_checkpoint();
+#else
+    return 0;
+#endif
+}
+
+static void halo(int ckpt_every)
+{
+    int dims[2] = { 0, 0 }, periods[2] = { 1, 1 };
+    MPI_Dims_create(size, 2, dims);
+    MPI_Comm cart;
+    MPI_Cart_create(MPI_COMM_WORLD, 2, dims, periods, 0, &cart);
+    const int n = 512;                             /* local grid n x n doubles */
+    double *u = calloc((size_t)(n + 2) * (n + 2), sizeof *u);
+    double *v = calloc((size_t)(n + 2) * (n + 2), sizeof *v);
+    MPI_Datatype col;
+    MPI_Type_vector(n, 1, n + 2, MPI_DOUBLE, &col);
+    MPI_Type_commit(&col);
+    int up, down, lft, rgt;
+    MPI_Cart_shift(cart, 0, 1, &up, &down);
+    MPI_Cart_shift(cart, 1, 1, &lft, &rgt);
+    const int steps = quick ? 40 : 200, reps = quick ? 3 : 5;
+    double t[8];
+    for (int r = 0; r < reps + 1; r++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = MPI_Wtime();
+        for (int s = 0; s < steps; s++) {
+            MPI_Request rq[8];
+#define AT(a, i, j) (a)[(size_t)(i) * (n + 2) + (j)]
+            MPI_Irecv(&AT(u, 0, 1), n, MPI_DOUBLE, up, 0, cart, &rq[0]);
+            MPI_Irecv(&AT(u, n + 1, 1), n, MPI_DOUBLE, down, 1, cart, &rq[1]);
+            MPI_Irecv(&AT(u, 1, 0), 1, col, lft, 2, cart, &rq[2]);
+            MPI_Irecv(&AT(u, 1, n + 1), 1, col, rgt, 3, cart, &rq[3]);
+            MPI_Isend(&AT(u, 1, 1), n, MPI_DOUBLE, up, 1, cart, &rq[4]);
+            MPI_Isend(&AT(u, n, 1), n, MPI_DOUBLE, down, 0, cart, &rq[5]);
+            MPI_Isend(&AT(u, 1, 1), 1, col, lft, 3, cart, &rq[6]);
+            MPI_Isend(&AT(u, 1, n), 1, col, rgt, 2, cart, &rq[7]);
+            MPI_Waitall(8, rq, MPI_STATUSES_IGNORE);
+            for (int i = 1; i <= n; i++)
+                for (int j = 1; j <= n; j++)
+                    AT(v, i, j) = 0.25 * (AT(u, i - 1, j) + AT(u, i + 1, j) +
+                                          AT(u, i, j - 1) + AT(u, i, j + 1)) + 1e-3;
+            double *w = u; u = v; v = w;
+            if (ckpt_every && (s + 1) % ckpt_every == 0)
+                do_checkpoint();
+        }
+        if (r > 0)
+            t[r - 1] = (MPI_Wtime() - t0) / steps * 1e6;
+    }
+    if (rank == 0)
+        printf("halo,%d,%.3f\n", ckpt_every, median(t, reps));
+    MPI_Type_free(&col);
+    MPI_Comm_free(&cart);
+    free(u);
+    free(v);
+}
+
+static void ckpt(void)
+{
+    const int reps = quick ? 5 : 21;
+    double t[64];
+    int st = 0;
+    for (int r = 0; r < reps + 1; r++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = MPI_Wtime();
+        st = do_checkpoint();
+        double dt = MPI_Wtime() - t0, mx;
+        MPI_Allreduce(&dt, &mx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        if (r > 0)
+            t[r - 1] = mx * 1e6;
+    }
+    if (rank == 0) {
+        printf("ckpt,%d,%.3f\n", size, median(t, reps));
+        printf("ckpt_status,%d,%d\n", size, st);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    const char *what = argc > 1 ? argv[1] : "pingpong";
+    int every = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--ckpt-every") && i + 1 < argc)
+            every = atoi(argv[++i]);
+    }
+    if (!strcmp(what, "pingpong"))
+        pingpong();
+    else if (!strcmp(what, "halo"))
+        halo(every);
+    else if (!strcmp(what, "ckpt"))
+        ckpt();
+    MPI_Finalize();
+    return 0;
+}

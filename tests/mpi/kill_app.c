@@ -1,0 +1,401 @@
+/*
+ * kill_app.c - MPI workloads for the kill/restart tests of libcrmpi.
+ *
+ *   kill_app SCENARIO [STEPS]
+ *
+ * Each scenario runs STEPS time steps and calls crmpi_checkpoint() once per
+ * step while messages are in flight; all of its state lives in crmalloc()
+ * memory (and on main's persistent stack). At the end rank 0 prints one line
+ * with a checksum that depends only on the computation, never on timing, so
+ * a run that was SIGKILLed and restarted any number of times must print the
+ * same line as an uninterrupted run (tests/common/killrun.py compares them;
+ * the same source built against Open MPI alone, kill_app_plain, must print
+ * it too).
+ *
+ * Scenarios:
+ *   ring     1 B, 64 KiB and 4 MiB messages to the right neighbour sent before
+ *            the checkpoint and received after it
+ *   halo     2-D halo exchange on a periodic Cartesian communicator, with a
+ *            vector datatype for columns; sends posted before the checkpoint
+ *   anysrc   every rank sends to rank 0 with varying tags; rank 0 receives
+ *            with MPI_ANY_SOURCE/MPI_ANY_TAG, checks per-sender order
+ *   comms    communicators from MPI_Comm_split and MPI_Comm_dup (made once,
+ *            before the first checkpoint) carry the traffic
+ *   dtypes   struct/vector/resized datatypes in flight
+ *   irecv    an MPI_Irecv posted before the checkpoint whose message is sent
+ *            only after it (it is re-posted on restart)
+ *   coll     Allreduce, Bcast, Alltoall, Allgather every step
+ *   thread   MPI_THREAD_FUNNELED; a persistent worker thread per rank
+ *            computes alongside main and joins every checkpoint rendezvous
+ */
+#ifdef KILL_APP_PLAIN
+#include "plain_compat.h"
+#else
+#include <crmpi.h>
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int rank, size, left, right;
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    return h;
+}
+
+static uint64_t hash_bytes(const unsigned char *b, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+static void fill(unsigned char *b, size_t n, uint64_t seed)
+{
+    uint64_t x = seed * 0x2545f4914f6cdd1dull + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        b[i] = (unsigned char)x;
+    }
+}
+
+static void who_am_i(void)
+{
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    left = (rank - 1 + size) % size;
+    right = (rank + 1) % size;
+}
+
+static void checkpoint(void)
+{
+    int rc = crmpi_checkpoint();
+    if (rc < 0) {
+        fprintf(stderr, "rank %d: crmpi_checkpoint: %s\n", rank, cr_strerror(rc));
+        MPI_Abort(MPI_COMM_WORLD, 3);
+    }
+    /* Globals are not persistent: a restarted process must set them again
+     * (state that must survive lives in crmalloc memory or on the stack). */
+    if (rc == CRMPI_RESTARTED)
+        who_am_i();
+}
+
+static void *pmalloc(size_t n)
+{
+    void *p = crcalloc(1, n);
+    if (!p) {
+        fprintf(stderr, "rank %d: crcalloc(%zu) failed\n", rank, n);
+        MPI_Abort(MPI_COMM_WORLD, 4);
+    }
+    return p;
+}
+
+/* ---- ring -------------------------------------------------------------------- */
+static uint64_t ring(int steps)
+{
+    static const int sizes[3] = { 1, 64 << 10, 4 << 20 };
+    struct { unsigned char *s[3], *r[3]; uint64_t h; int step; } *st = pmalloc(sizeof *st);
+    for (int i = 0; i < 3; i++) {
+        st->s[i] = pmalloc((size_t)sizes[i]);
+        st->r[i] = pmalloc((size_t)sizes[i]);
+    }
+    for (st->step = 0; st->step < steps; st->step++) {
+        MPI_Request rq[3];
+        for (int i = 0; i < 3; i++) {
+            fill(st->s[i], (size_t)sizes[i], (uint64_t)(st->step * 7919 + rank * 31 + i));
+            MPI_Isend(st->s[i], sizes[i], MPI_BYTE, right, i, MPI_COMM_WORLD, &rq[i]);
+        }
+        checkpoint();
+        for (int i = 2; i >= 0; i--) {
+            MPI_Status s;
+            MPI_Recv(st->r[i], sizes[i], MPI_BYTE, left, i, MPI_COMM_WORLD, &s);
+            int n;
+            MPI_Get_count(&s, MPI_BYTE, &n);
+            st->h = mix(st->h, hash_bytes(st->r[i], (size_t)n) ^ (uint64_t)s.MPI_SOURCE);
+        }
+        MPI_Waitall(3, rq, MPI_STATUSES_IGNORE);
+    }
+    return st->h;
+}
+
+/* ---- halo -------------------------------------------------------------------- */
+#define HN 64
+#define AT(a, i, j) (a)[(size_t)(i) * (HN + 2) + (j)]
+static uint64_t halo(int steps)
+{
+    struct { MPI_Comm cart; MPI_Datatype col; double *u, *v; int step, up, down, l, r; } *st =
+        pmalloc(sizeof *st);
+    int dims[2] = { 0, 0 }, periods[2] = { 1, 1 }, coords[2];
+    MPI_Dims_create(size, 2, dims);
+    MPI_Cart_create(MPI_COMM_WORLD, 2, dims, periods, 0, &st->cart);
+    MPI_Type_vector(HN, 1, HN + 2, MPI_DOUBLE, &st->col);
+    MPI_Type_commit(&st->col);
+    MPI_Cart_shift(st->cart, 0, 1, &st->up, &st->down);
+    MPI_Cart_shift(st->cart, 1, 1, &st->l, &st->r);
+    int me;
+    MPI_Comm_rank(st->cart, &me);
+    MPI_Cart_coords(st->cart, me, 2, coords);
+    st->u = pmalloc(sizeof(double) * (HN + 2) * (HN + 2));
+    st->v = pmalloc(sizeof(double) * (HN + 2) * (HN + 2));
+    for (int i = 1; i <= HN; i++)
+        for (int j = 1; j <= HN; j++)
+            AT(st->u, i, j) = (coords[0] * HN + i) * 0.01 + (coords[1] * HN + j) * 0.001;
+    for (st->step = 0; st->step < steps; st->step++) {
+        double *u = st->u;
+        MPI_Request rq[8];
+        MPI_Isend(&AT(u, 1, 1), HN, MPI_DOUBLE, st->up, 1, st->cart, &rq[0]);
+        MPI_Isend(&AT(u, HN, 1), HN, MPI_DOUBLE, st->down, 0, st->cart, &rq[1]);
+        MPI_Isend(&AT(u, 1, 1), 1, st->col, st->l, 3, st->cart, &rq[2]);
+        MPI_Isend(&AT(u, 1, HN), 1, st->col, st->r, 2, st->cart, &rq[3]);
+        checkpoint();                        /* four messages in flight per rank */
+        MPI_Irecv(&AT(u, 0, 1), HN, MPI_DOUBLE, st->up, 0, st->cart, &rq[4]);
+        MPI_Irecv(&AT(u, HN + 1, 1), HN, MPI_DOUBLE, st->down, 1, st->cart, &rq[5]);
+        MPI_Irecv(&AT(u, 1, 0), 1, st->col, st->l, 2, st->cart, &rq[6]);
+        MPI_Irecv(&AT(u, 1, HN + 1), 1, st->col, st->r, 3, st->cart, &rq[7]);
+        MPI_Waitall(8, rq, MPI_STATUSES_IGNORE);
+        for (int i = 1; i <= HN; i++)
+            for (int j = 1; j <= HN; j++)
+                AT(st->v, i, j) = 0.25 * (AT(u, i - 1, j) + AT(u, i + 1, j) +
+                                          AT(u, i, j - 1) + AT(u, i, j + 1));
+        double *w = st->u; st->u = st->v; st->v = w;
+    }
+    uint64_t h = 0;
+    for (int i = 1; i <= HN; i++)
+        h = mix(h, hash_bytes((unsigned char *)&AT(st->u, i, 1), HN * sizeof(double)));
+    return h;
+}
+
+/* ---- anysrc ------------------------------------------------------------------- */
+static uint64_t anysrc(int steps)
+{
+    struct { int step; int64_t sum; int next[1024]; uint64_t bad; int val[4]; } *st = pmalloc(sizeof *st);
+    for (st->step = 0; st->step < steps; st->step++) {
+        MPI_Request rq[4];
+        for (int k = 0; k < 4; k++) {
+            st->val[k] = st->step * 4 + k;
+            MPI_Isend(&st->val[k], 1, MPI_INT, 0, 10 + (st->step + k) % 3, MPI_COMM_WORLD, &rq[k]);
+        }
+        checkpoint();
+        if (rank == 0) {
+            for (int m = 0; m < 4 * size; m++) {
+                int x;
+                MPI_Status s;
+                MPI_Recv(&x, 1, MPI_INT, MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &s);
+                /* Per-sender order and the tag that went with the value. A
+                 * sender may already be one step ahead (plain MPI has no
+                 * synchronisation between steps), so values are checked
+                 * against each sender's own sequence, not the step. */
+                if (x != st->next[s.MPI_SOURCE] || s.MPI_TAG != 10 + (x / 4 + x % 4) % 3)
+                    st->bad++;
+                st->next[s.MPI_SOURCE]++;
+                st->sum += (int64_t)x * (s.MPI_SOURCE + 1);
+            }
+        }
+        MPI_Waitall(4, rq, MPI_STATUSES_IGNORE);
+    }
+    return mix((uint64_t)st->sum, st->bad);
+}
+
+/* ---- comms -------------------------------------------------------------------- */
+static uint64_t comms(int steps)
+{
+    struct { MPI_Comm half, dup; int step; uint64_t h; int out[2], in[2]; } *st = pmalloc(sizeof *st);
+    MPI_Comm_split(MPI_COMM_WORLD, rank % 2, -rank, &st->half);   /* reversed rank order */
+    MPI_Comm_dup(MPI_COMM_WORLD, &st->dup);
+    int hn, hr;
+    MPI_Comm_size(st->half, &hn);
+    MPI_Comm_rank(st->half, &hr);
+    for (st->step = 0; st->step < steps; st->step++) {
+        MPI_Request rq[2];
+        st->out[0] = rank * 100 + st->step;
+        st->out[1] = rank * 100000 + st->step;
+        MPI_Isend(&st->out[0], 1, MPI_INT, (hr + 1) % hn, 7, st->half, &rq[0]);
+        MPI_Isend(&st->out[1], 1, MPI_INT, right, 7, st->dup, &rq[1]);
+        checkpoint();
+        MPI_Status s;
+        MPI_Recv(&st->in[1], 1, MPI_INT, MPI_ANY_SOURCE, 7, st->dup, &s);
+        st->h = mix(st->h, (uint64_t)st->in[1] * 3 + (uint64_t)s.MPI_SOURCE);
+        MPI_Recv(&st->in[0], 1, MPI_INT, (hr - 1 + hn) % hn, MPI_ANY_TAG, st->half, &s);
+        st->h = mix(st->h, (uint64_t)st->in[0]);
+        int sum = 0;
+        MPI_Allreduce(&st->in[0], &sum, 1, MPI_INT, MPI_SUM, st->half);
+        st->h = mix(st->h, (uint64_t)sum);
+        MPI_Waitall(2, rq, MPI_STATUSES_IGNORE);
+    }
+    return st->h;
+}
+
+/* ---- dtypes -------------------------------------------------------------------- */
+struct particle { double x[3]; int id; char tag; };
+static uint64_t dtypes(int steps)
+{
+    struct { MPI_Datatype ptype, ptype_r, col; int step; uint64_t h;
+             struct particle ps[16], pr[16]; double m[100], mr[100]; } *st = pmalloc(sizeof *st);
+    int bl[3] = { 3, 1, 1 };
+    MPI_Aint disp[3] = { offsetof(struct particle, x), offsetof(struct particle, id),
+                         offsetof(struct particle, tag) };
+    MPI_Datatype tys[3] = { MPI_DOUBLE, MPI_INT, MPI_CHAR };
+    MPI_Type_create_struct(3, bl, disp, tys, &st->ptype);
+    MPI_Type_create_resized(st->ptype, 0, sizeof(struct particle), &st->ptype_r);
+    MPI_Type_commit(&st->ptype_r);
+    MPI_Type_free(&st->ptype);              /* the resized type keeps it alive */
+    MPI_Type_vector(10, 1, 10, MPI_DOUBLE, &st->col);
+    MPI_Type_commit(&st->col);
+    for (st->step = 0; st->step < steps; st->step++) {
+        for (int i = 0; i < 16; i++) {
+            st->ps[i].x[0] = st->step + i;
+            st->ps[i].x[1] = rank * 0.5;
+            st->ps[i].x[2] = i * 0.25;
+            st->ps[i].id = rank * 1000 + i;
+            st->ps[i].tag = (char)('a' + (st->step + i) % 26);
+        }
+        for (int i = 0; i < 100; i++)
+            st->m[i] = rank * 1e4 + st->step * 100 + i;
+        MPI_Request rq[2];
+        MPI_Isend(st->ps, 16, st->ptype_r, right, 1, MPI_COMM_WORLD, &rq[0]);
+        MPI_Isend(st->m + 3, 1, st->col, right, 2, MPI_COMM_WORLD, &rq[1]);
+        checkpoint();
+        memset(st->pr, 0, sizeof st->pr);
+        MPI_Recv(st->pr, 16, st->ptype_r, left, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Recv(st->mr, 10, MPI_DOUBLE, left, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        for (int i = 0; i < 16; i++)
+            st->h = mix(st->h, hash_bytes((unsigned char *)st->pr[i].x, sizeof st->pr[i].x) ^
+                                   (uint64_t)st->pr[i].id ^ (uint64_t)st->pr[i].tag << 40);
+        st->h = mix(st->h, hash_bytes((unsigned char *)st->mr, 10 * sizeof(double)));
+        MPI_Waitall(2, rq, MPI_STATUSES_IGNORE);
+    }
+    return st->h;
+}
+
+/* ---- irecv --------------------------------------------------------------------- */
+static uint64_t irecv(int steps)
+{
+    struct { int step; uint64_t h; int in, out; MPI_Request rr, sr; } *st = pmalloc(sizeof *st);
+    for (st->step = 0; st->step < steps; st->step++) {
+        st->in = -1;
+        MPI_Irecv(&st->in, 1, MPI_INT, left, 5, MPI_COMM_WORLD, &st->rr);
+        checkpoint();                        /* the receive is pending across it */
+        st->out = rank * 7 + st->step;
+        MPI_Isend(&st->out, 1, MPI_INT, right, 5, MPI_COMM_WORLD, &st->sr);
+        MPI_Status s;
+        MPI_Wait(&st->rr, &s);
+        st->h = mix(st->h, (uint64_t)st->in * 13 + (uint64_t)s.MPI_SOURCE);
+        MPI_Wait(&st->sr, MPI_STATUS_IGNORE);
+    }
+    return st->h;
+}
+
+/* ---- coll ----------------------------------------------------------------------- */
+static uint64_t coll(int steps)
+{
+    struct { int step; uint64_t h; int *a, *b; } *st = pmalloc(sizeof *st);
+    st->a = pmalloc(sizeof(int) * (size_t)size);
+    st->b = pmalloc(sizeof(int) * (size_t)size);
+    for (st->step = 0; st->step < steps; st->step++) {
+        long v = rank + st->step, s = 0;
+        MPI_Allreduce(&v, &s, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+        int root = st->step % size, bv = root == rank ? st->step * 3 : -1;
+        MPI_Bcast(&bv, 1, MPI_INT, root, MPI_COMM_WORLD);
+        for (int i = 0; i < size; i++)
+            st->a[i] = rank * 100 + i + st->step;
+        MPI_Alltoall(st->a, 1, MPI_INT, st->b, 1, MPI_INT, MPI_COMM_WORLD);
+        checkpoint();
+        MPI_Allgather(&st->b[0], 1, MPI_INT, st->a, 1, MPI_INT, MPI_COMM_WORLD);
+        st->h = mix(st->h, (uint64_t)s ^ (uint64_t)bv << 20);
+        for (int i = 0; i < size; i++)
+            st->h = mix(st->h, (uint64_t)st->b[i] ^ (uint64_t)st->a[i] << 32);
+    }
+    return st->h;
+}
+
+/* ---- thread --------------------------------------------------------------------- */
+struct worker { int steps; double acc; };
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    for (int i = 0; i < w->steps; i++) {
+        for (int k = 0; k < 20000; k++)
+            w->acc += 1.0 / (1.0 + i * 20000.0 + k);
+        if (cr_checkpoint() < 0)             /* joins main's checkpoint rendezvous */
+            return NULL;
+    }
+    return w;
+}
+
+static uint64_t thread(int steps)
+{
+    struct { int step; uint64_t h; crthread_t t; struct worker w; int out, in; } *st =
+        pmalloc(sizeof *st);
+    st->w.steps = steps;
+    if (crthread_create(&st->t, worker_main, &st->w) != 0) {
+        fprintf(stderr, "rank %d: crthread_create failed\n", rank);
+        MPI_Abort(MPI_COMM_WORLD, 5);
+    }
+    for (st->step = 0; st->step < steps; st->step++) {
+        MPI_Request r;
+        st->out = rank + st->step;
+        MPI_Isend(&st->out, 1, MPI_INT, right, 0, MPI_COMM_WORLD, &r);
+        checkpoint();
+        MPI_Recv(&st->in, 1, MPI_INT, left, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Wait(&r, MPI_STATUS_IGNORE);
+        st->h = mix(st->h, (uint64_t)st->in);
+    }
+    void *ret = NULL;
+    if (crthread_join(st->t, &ret) != 0 || ret != &st->w) {
+        fprintf(stderr, "rank %d: worker failed\n", rank);
+        MPI_Abort(MPI_COMM_WORLD, 6);
+    }
+    uint64_t bits;
+    memcpy(&bits, &st->w.acc, sizeof bits);
+    return mix(st->h, bits);
+}
+
+int main(int argc, char **argv)
+{
+    const char *what = argc > 1 ? argv[1] : "ring";
+    int steps = argc > 2 ? atoi(argv[2]) : 30;
+    int provided;
+    if (!strcmp(what, "thread")) {
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+        if (provided < MPI_THREAD_FUNNELED) {
+            fprintf(stderr, "MPI_THREAD_FUNNELED not provided\n");
+            MPI_Abort(MPI_COMM_WORLD, 2);
+        }
+    } else {
+        MPI_Init(&argc, &argv);
+    }
+    who_am_i();
+    static const struct { const char *name; uint64_t (*fn)(int); } sc[] = {
+        { "ring", ring }, { "halo", halo }, { "anysrc", anysrc }, { "comms", comms },
+        { "dtypes", dtypes }, { "irecv", irecv }, { "coll", coll }, { "thread", thread },
+    };
+    uint64_t (*fn)(int) = NULL;
+    for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++)
+        if (!strcmp(sc[i].name, what))
+            fn = sc[i].fn;
+    if (!fn) {
+        if (rank == 0)
+            fprintf(stderr, "kill_app: unknown scenario '%s'\n", what);
+        MPI_Finalize();
+        return 2;
+    }
+    uint64_t h = fn(steps), *all = malloc(sizeof *all * (size_t)size);
+    MPI_Gather(&h, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    if (rank == 0) {
+        uint64_t t = 0;
+        for (int i = 0; i < size; i++)
+            t = mix(t, all[i]);
+        printf("%s ranks=%d steps=%d checksum=%016llx\n", what, size, steps,
+               (unsigned long long)t);
+    }
+    free(all);
+    MPI_Finalize();
+    return 0;
+}

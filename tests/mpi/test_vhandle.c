@@ -1,0 +1,391 @@
+/*
+ * test_vhandle.c - virtual handles and their rebuild, under mpirun.
+ *
+ * Each test creates MPI objects through the wrappers, records what can be
+ * observed about them (group membership, rank order, topology, type
+ * signature via MPI_Type_get_envelope/get_contents, size, extent), then
+ * simulates a restart: every real handle is freed and forgotten
+ * (vh_release_reals) and everything is rebuilt from its recipe
+ * (vh_rebuild_all). The application's handles must be unchanged and
+ * describe equal objects, and traffic on rebuilt communicators must work.
+ * Run at 2 and 4 ranks; every rank runs the same tests in the same order.
+ */
+#include "cutest.h"
+#include "vhandle.h"
+#include "wrap_support.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int rank, size;
+
+static void simulate_restart(void)
+{
+    vh_release_reals();
+    CU_ASSERT_EQUAL_FATAL(vh_rebuild_all(), 0);
+}
+
+/* Every rank of comm sends its world rank to every other: checks the rank
+ * order and that the communicator carries traffic. */
+static int exchange_world_ranks(MPI_Comm comm)
+{
+    int n, me, ok = 1;
+    MPI_Comm_size(comm, &n);
+    MPI_Comm_rank(comm, &me);
+    int *got = calloc((size_t)n, sizeof *got);
+    MPI_Allgather(&rank, 1, MPI_INT, got, 1, MPI_INT, comm);
+    for (int peer = 0; peer < n; peer++) {
+        int msg = -1;
+        MPI_Sendrecv(&rank, 1, MPI_INT, (me + 1) % n, 3, &msg, 1, MPI_INT,
+                     (me - 1 + n) % n, 3, comm, MPI_STATUS_IGNORE);
+        ok &= msg == got[(me - 1 + n) % n];
+    }
+    free(got);
+    return ok;
+}
+
+static void world_ranks(MPI_Comm comm, int *out, int *n)
+{
+    MPI_Comm_size(comm, n);
+    MPI_Allgather(&rank, 1, MPI_INT, out, 1, MPI_INT, comm);
+}
+
+static void test_handles_are_virtual_and_predefined_pass_through(void)
+{
+    MPI_Comm d;
+    CU_ASSERT_EQUAL(MPI_Comm_dup(MPI_COMM_WORLD, &d), MPI_SUCCESS);
+    CU_ASSERT_PTR_NOT_NULL(vh_get(d, VH_COMM));
+    CU_ASSERT_PTR_NULL(vh_get(MPI_COMM_WORLD, VH_COMM));
+    CU_ASSERT_PTR_EQUAL(vh_in_comm(MPI_COMM_WORLD), MPI_COMM_WORLD);
+    CU_ASSERT_PTR_EQUAL(vh_in_type(MPI_INT), MPI_INT);
+    CU_ASSERT_PTR_EQUAL(vh_in_op(MPI_SUM), MPI_SUM);
+    MPI_Datatype t;
+    MPI_Type_contiguous(1, MPI_INT, &t);
+    CU_ASSERT_PTR_NOT_NULL(vh_get(t, VH_TYPE));
+    CU_ASSERT_PTR_NULL(vh_get(t, VH_COMM));   /* kinds are not confused */
+    MPI_Type_free(&t);
+    MPI_Comm_free(&d);
+    CU_ASSERT_PTR_EQUAL(d, MPI_COMM_NULL);
+}
+
+static void test_dup_split_create_rebuilt_with_same_members(void)
+{
+    MPI_Comm dup, split, created, cgroup, stype;
+    MPI_Group wg, evens;
+    MPI_Comm_dup(MPI_COMM_WORLD, &dup);
+    MPI_Comm_split(MPI_COMM_WORLD, rank % 2, size - rank, &split);   /* reversed order */
+    MPI_Comm_group(MPI_COMM_WORLD, &wg);
+    int ne = (size + 1) / 2, ev[64];
+    for (int i = 0; i < ne; i++)
+        ev[i] = 2 * i;
+    MPI_Group_incl(wg, ne, ev, &evens);
+    MPI_Comm_create(MPI_COMM_WORLD, evens, &created);
+    cgroup = MPI_COMM_NULL;
+    if (rank % 2 == 0)
+        MPI_Comm_create_group(MPI_COMM_WORLD, evens, 9, &cgroup);
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &stype);
+
+    MPI_Comm all[] = { dup, split, created, cgroup, stype };
+    int before[5][64], nb[5], after[5][64], na[5];
+    for (int i = 0; i < 5; i++)
+        if (all[i] != MPI_COMM_NULL)
+            world_ranks(all[i], before[i], &nb[i]);
+    CU_ASSERT_EQUAL(created == MPI_COMM_NULL, rank % 2 == 1);
+    simulate_restart();
+    for (int i = 0; i < 5; i++) {
+        if (all[i] == MPI_COMM_NULL)
+            continue;
+        world_ranks(all[i], after[i], &na[i]);
+        CU_ASSERT_EQUAL(na[i], nb[i]);
+        CU_ASSERT_EQUAL(memcmp(before[i], after[i], (size_t)nb[i] * sizeof(int)), 0);
+        CU_ASSERT_TRUE(exchange_world_ranks(all[i]));
+    }
+    int gsize, grank;
+    MPI_Group_size(evens, &gsize);
+    MPI_Group_rank(evens, &grank);
+    CU_ASSERT_EQUAL(gsize, ne);
+    CU_ASSERT_EQUAL(grank, rank % 2 ? MPI_UNDEFINED : rank / 2);
+    for (int i = 0; i < 5; i++)
+        if (all[i] != MPI_COMM_NULL)
+            MPI_Comm_free(&all[i]);
+    MPI_Group_free(&evens);
+    MPI_Group_free(&wg);
+}
+
+static void test_cart_graph_distgraph_topologies_survive(void)
+{
+    int dims[2] = { 0, 0 }, periods[2] = { 1, 0 };
+    MPI_Dims_create(size, 2, dims);
+    MPI_Comm cart, graph, dist, sub;
+    MPI_Cart_create(MPI_COMM_WORLD, 2, dims, periods, 1, &cart);
+    int remain[2] = { 1, 0 };
+    MPI_Cart_sub(cart, remain, &sub);
+    int index[64], edges[128], ne = 0;
+    for (int i = 0; i < size; i++) {          /* ring graph */
+        edges[ne++] = (i + 1) % size;
+        edges[ne++] = (i - 1 + size) % size;
+        index[i] = ne;
+    }
+    MPI_Graph_create(MPI_COMM_WORLD, size, index, edges, 0, &graph);
+    int src = (rank - 1 + size) % size, dst = (rank + 1) % size, w1 = 7, w2 = 9;
+    MPI_Dist_graph_create_adjacent(MPI_COMM_WORLD, 1, &src, &w1, 1, &dst, &w2,
+                                   MPI_INFO_NULL, 0, &dist);
+    int coords_b[2], cartrank_b, sub_n_b;
+    MPI_Comm_rank(cart, &cartrank_b);
+    MPI_Cart_coords(cart, cartrank_b, 2, coords_b);
+    MPI_Comm_size(sub, &sub_n_b);
+
+    simulate_restart();
+
+    int t;
+    MPI_Topo_test(cart, &t);
+    CU_ASSERT_EQUAL(t, MPI_CART);
+    int d2[2], p2[2], c2[2], r2;
+    MPI_Cart_get(cart, 2, d2, p2, c2);
+    MPI_Comm_rank(cart, &r2);
+    CU_ASSERT_EQUAL(r2, cartrank_b);
+    CU_ASSERT_TRUE(d2[0] == dims[0] && d2[1] == dims[1] && p2[0] == 1 && p2[1] == 0);
+    CU_ASSERT_TRUE(c2[0] == coords_b[0] && c2[1] == coords_b[1]);
+    int s;
+    MPI_Comm_size(sub, &s);
+    CU_ASSERT_EQUAL(s, sub_n_b);
+    MPI_Topo_test(graph, &t);
+    CU_ASSERT_EQUAL(t, MPI_GRAPH);
+    int nn, nedges;
+    MPI_Graphdims_get(graph, &nn, &nedges);
+    CU_ASSERT_TRUE(nn == size && nedges == ne);
+    MPI_Topo_test(dist, &t);
+    CU_ASSERT_EQUAL(t, MPI_DIST_GRAPH);
+    int in, out, weighted, s2, sw, d3, dw;
+    MPI_Dist_graph_neighbors_count(dist, &in, &out, &weighted);
+    CU_ASSERT_TRUE(in == 1 && out == 1 && weighted);
+    MPI_Dist_graph_neighbors(dist, 1, &s2, &sw, 1, &d3, &dw);
+    CU_ASSERT_TRUE(s2 == src && sw == 7 && d3 == dst && dw == 9);
+    /* neighbourhood collective on the rebuilt distributed graph */
+    int sendv = rank, recvv = -1;
+    MPI_Neighbor_alltoall(&sendv, 1, MPI_INT, &recvv, 1, MPI_INT, dist);
+    CU_ASSERT_EQUAL(recvv, src);
+    CU_ASSERT_TRUE(exchange_world_ranks(cart));
+    MPI_Comm_free(&sub);
+    MPI_Comm_free(&cart);
+    MPI_Comm_free(&graph);
+    MPI_Comm_free(&dist);
+}
+
+/* Signature of a datatype: envelope + contents (children compared as the
+ * application's handles), size, extent, true extent. */
+struct sig {
+    int ni, na, nd, comb, size;
+    int ints[64];
+    MPI_Aint aints[64], lb, extent, tlb, textent;
+    MPI_Datatype types[16];
+};
+
+static void signature(MPI_Datatype t, struct sig *s)
+{
+    memset(s, 0, sizeof *s);
+    MPI_Type_get_envelope(t, &s->ni, &s->na, &s->nd, &s->comb);
+    MPI_Type_get_contents(t, s->ni, s->na, s->nd, s->ints, s->aints, s->types);
+    for (int i = 0; i < s->nd; i++) {          /* drop the new references */
+        MPI_Datatype c = s->types[i];
+        int a, b, d, comb;
+        MPI_Type_get_envelope(c, &a, &b, &d, &comb);
+        if (comb != MPI_COMBINER_NAMED)
+            MPI_Type_free(&c);
+    }
+    MPI_Type_size(t, &s->size);
+    MPI_Type_get_extent(t, &s->lb, &s->extent);
+    MPI_Type_get_true_extent(t, &s->tlb, &s->textent);
+}
+
+static int sig_equal(const struct sig *a, const struct sig *b)
+{
+    return a->ni == b->ni && a->na == b->na && a->nd == b->nd && a->comb == b->comb &&
+           a->size == b->size && a->lb == b->lb && a->extent == b->extent &&
+           a->tlb == b->tlb && a->textent == b->textent &&
+           !memcmp(a->ints, b->ints, (size_t)a->ni * sizeof(int)) &&
+           !memcmp(a->aints, b->aints, (size_t)a->na * sizeof(MPI_Aint)) &&
+           !memcmp(a->types, b->types, (size_t)a->nd * sizeof(MPI_Datatype));
+}
+
+#define NTYPES 12
+static void make_types(MPI_Datatype *t)
+{
+    int bl[3] = { 1, 2, 3 }, disp[3] = { 0, 4, 10 };
+    MPI_Aint adisp[3] = { 0, 16, 48 };
+    MPI_Type_contiguous(3, MPI_DOUBLE, &t[0]);
+    MPI_Type_vector(4, 2, 5, MPI_INT, &t[1]);
+    MPI_Type_create_hvector(3, 1, 24, t[0], &t[2]);            /* child is virtual */
+    MPI_Type_indexed(3, bl, disp, MPI_INT, &t[3]);
+    MPI_Type_create_hindexed(3, bl, adisp, MPI_CHAR, &t[4]);
+    MPI_Type_create_indexed_block(3, 2, disp, MPI_SHORT, &t[5]);
+    MPI_Datatype st[3] = { MPI_INT, t[1], MPI_DOUBLE };
+    MPI_Type_create_struct(3, bl, adisp, st, &t[6]);
+    int gs[2] = { 8, 6 }, ss[2] = { 3, 2 }, starts[2] = { 1, 2 };
+    MPI_Type_create_subarray(2, gs, ss, starts, MPI_ORDER_C, MPI_FLOAT, &t[7]);
+    int dgs[1] = { 16 }, dist[1] = { MPI_DISTRIBUTE_BLOCK }, darg[1] = { MPI_DISTRIBUTE_DFLT_DARG },
+        ps[1] = { size };
+    MPI_Type_create_darray(size, rank, 1, dgs, dist, darg, ps, MPI_ORDER_C, MPI_INT, &t[8]);
+    MPI_Type_create_resized(t[1], -8, 200, &t[9]);
+    MPI_Type_dup(t[6], &t[10]);
+    MPI_Type_create_hindexed_block(2, 3, adisp, MPI_INT, &t[11]);
+    for (int i = 0; i < NTYPES; i++)
+        MPI_Type_commit(&t[i]);
+}
+
+static void test_every_datatype_constructor_rebuilds_same_signature(void)
+{
+    MPI_Datatype t[NTYPES];
+    make_types(t);
+    static struct sig before[NTYPES], after[NTYPES];
+    for (int i = 0; i < NTYPES; i++) {
+        CU_ASSERT_PTR_NOT_NULL(vh_get(t[i], VH_TYPE));
+        signature(t[i], &before[i]);
+    }
+    simulate_restart();
+    for (int i = 0; i < NTYPES; i++) {
+        signature(t[i], &after[i]);
+        if (!sig_equal(&before[i], &after[i]))
+            CU_FAIL("rebuilt datatype differs");
+    }
+    for (int i = NTYPES - 1; i >= 0; i--)
+        MPI_Type_free(&t[i]);
+}
+
+static void test_child_type_freed_before_restart_still_rebuilds_parent(void)
+{
+    MPI_Datatype child, parent;
+    MPI_Type_vector(3, 1, 4, MPI_DOUBLE, &child);
+    MPI_Type_contiguous(2, child, &parent);
+    MPI_Type_commit(&parent);
+    MPI_Type_free(&child);                      /* legal: parent keeps it */
+    struct sig b, a;
+    signature(parent, &b);
+    simulate_restart();
+    signature(parent, &a);
+    CU_ASSERT_EQUAL(a.comb, MPI_COMBINER_CONTIGUOUS);
+    CU_ASSERT_EQUAL(a.size, b.size);
+    CU_ASSERT_EQUAL(a.extent, b.extent);
+    MPI_Type_free(&parent);
+}
+
+static void test_rebuilt_datatype_carries_strided_traffic(void)
+{
+    MPI_Datatype col;
+    MPI_Type_vector(4, 1, 4, MPI_INT, &col);    /* a column of a 4x4 matrix */
+    MPI_Type_commit(&col);
+    simulate_restart();
+    int m[16], r[16];
+    for (int i = 0; i < 16; i++) {
+        m[i] = rank * 100 + i;
+        r[i] = -1;
+    }
+    int to = (rank + 1) % size, from = (rank - 1 + size) % size;
+    MPI_Sendrecv(m + 1, 1, col, to, 0, r + 2, 1, col, from, 0, MPI_COMM_WORLD,
+                 MPI_STATUS_IGNORE);
+    int ok = 1;
+    for (int i = 0; i < 16; i++)
+        ok &= r[i] == (i % 4 == 2 ? from * 100 + (i - 1) : -1);
+    CU_ASSERT_TRUE(ok);
+    MPI_Type_free(&col);
+}
+
+static void my_max(void *in, void *inout, int *len, MPI_Datatype *dt)
+{
+    int *a = in, *b = inout;
+    for (int i = 0; i < *len; i++)
+        b[i] = a[i] > b[i] ? a[i] : b[i];
+}
+
+static void test_user_op_info_and_errhandler_rebuilt(void)
+{
+    MPI_Op op;
+    MPI_Op_create(my_max, 1, &op);
+    MPI_Info info;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "crmpi_key", "value42");
+    MPI_Comm c;
+    MPI_Comm_dup(MPI_COMM_WORLD, &c);
+    MPI_Comm_set_errhandler(c, MPI_ERRORS_RETURN);
+    CU_ASSERT_EQUAL(vh_snapshot(), 0);
+    simulate_restart();
+    int v = rank, m = -1;
+    MPI_Allreduce(&v, &m, 1, MPI_INT, op, c);
+    CU_ASSERT_EQUAL(m, size - 1);
+    char val[64];
+    int flag = 0;
+    MPI_Info_get(info, "crmpi_key", 63, val, &flag);
+    CU_ASSERT_TRUE(flag && !strcmp(val, "value42"));
+    /* MPI_ERRORS_RETURN was re-attached: an invalid rank returns an error. */
+    CU_ASSERT_NOT_EQUAL(MPI_Send(&v, 1, MPI_INT, size + 5, 0, c), MPI_SUCCESS);
+    MPI_Op_free(&op);
+    MPI_Info_free(&info);
+    MPI_Comm_free(&c);
+}
+
+static void test_get_contents_returns_virtual_children(void)
+{
+    MPI_Datatype child, parent;
+    MPI_Type_contiguous(2, MPI_INT, &child);
+    MPI_Type_vector(2, 1, 3, child, &parent);
+    int ni, na, nd, comb, ints[4];
+    MPI_Aint a[1];
+    MPI_Datatype kids[1];
+    MPI_Type_get_envelope(parent, &ni, &na, &nd, &comb);
+    MPI_Type_get_contents(parent, ni, na, nd, ints, a, kids);
+    CU_ASSERT_PTR_EQUAL(kids[0], child);
+    CU_ASSERT_EQUAL(ints[0], 2);
+    MPI_Type_free(&kids[0]);
+    MPI_Type_free(&parent);
+    MPI_Type_free(&child);
+}
+
+static void test_uncheckpointable_calls_are_refused_by_name(void)
+{
+    MPI_Win win;
+    int buf[4];
+    CU_ASSERT_EQUAL(MPI_Win_create(buf, sizeof buf, sizeof(int), MPI_INFO_NULL,
+                                   MPI_COMM_WORLD, &win), MPI_ERR_UNSUPPORTED_OPERATION);
+    MPI_File fh;
+    CU_ASSERT_EQUAL(MPI_File_open(MPI_COMM_WORLD, "/nonexistent", MPI_MODE_RDONLY,
+                                  MPI_INFO_NULL, &fh), MPI_ERR_UNSUPPORTED_OPERATION);
+    MPI_Request r;
+    CU_ASSERT_EQUAL(MPI_Send_init(buf, 1, MPI_INT, 0, 0, MPI_COMM_WORLD, &r),
+                    MPI_ERR_UNSUPPORTED_OPERATION);
+}
+
+static CU_TestInfo tests[] = {
+    CUTEST(test_handles_are_virtual_and_predefined_pass_through),
+    CUTEST(test_dup_split_create_rebuilt_with_same_members),
+    CUTEST(test_cart_graph_distgraph_topologies_survive),
+    CUTEST(test_every_datatype_constructor_rebuilds_same_signature),
+    CUTEST(test_child_type_freed_before_restart_still_rebuilds_parent),
+    CUTEST(test_rebuilt_datatype_carries_strided_traffic),
+    CUTEST(test_user_op_info_and_errhandler_rebuilt),
+    CUTEST(test_get_contents_returns_virtual_children),
+    CUTEST(test_uncheckpointable_calls_are_refused_by_name),
+    CU_TEST_INFO_NULL
+};
+static CU_SuiteInfo suites[] = {
+    { "vhandle", NULL, NULL, NULL, NULL, tests },
+    CU_SUITE_INFO_NULL
+};
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (!crmpi_enabled_) {
+        fprintf(stderr, "test_vhandle: the MPI layer is not enabled\n");
+        MPI_Abort(MPI_COMM_WORLD, 2);
+    }
+    if (rank != 0 && !freopen("/dev/null", "w", stdout))
+        return 2;
+    int rc = cutest_main(argc, argv, suites);
+    int any = 0;
+    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return any ? 1 : 0;
+}
