@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -64,6 +65,9 @@ struct cr_files {
 };
 
 static struct cr_files *table;     /* process-local pointer to the persistent table */
+/* Persistent threads may open and close files concurrently. A checkpoint
+ * never finds it held: threads stop only at cr_checkpoint or runtime waits. */
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 
 extern void _IO_link_in(FILE *fp);
 
@@ -106,6 +110,7 @@ void cr_files_note_open(int fd, const char *path, int flags, int mode, FILE *fp)
     if (fd < 0 || !table)
         return;
     cr_lib_enter();
+    pthread_mutex_lock(&table_lock);
     struct stat sb;
     struct fentry *e = slot(fd);
     if (!e || fstat(fd, &sb) != 0)
@@ -131,6 +136,7 @@ void cr_files_note_open(int fd, const char *path, int flags, int mode, FILE *fp)
     e->path[n] = 0;
     e->kind = F_REGULAR;
 out:
+    pthread_mutex_unlock(&table_lock);
     cr_lib_leave();
 }
 
@@ -138,18 +144,22 @@ void cr_files_note_fdopen(int fd, FILE *fp)
 {
     if (!table)
         return;
+    pthread_mutex_lock(&table_lock);
     struct fentry *e = find(fd);
     if (e)
         e->fp = fp;
+    pthread_mutex_unlock(&table_lock);
 }
 
 void cr_files_note_close(int fd)
 {
     if (!table)
         return;
+    pthread_mutex_lock(&table_lock);
     struct fentry *e = find(fd);
     if (e)
         e->kind = F_FREE;
+    pthread_mutex_unlock(&table_lock);
 }
 
 void cr_files_note_other(int fd, const char *what)
@@ -157,6 +167,7 @@ void cr_files_note_other(int fd, const char *what)
     if (fd < 0 || !table)
         return;
     cr_lib_enter();
+    pthread_mutex_lock(&table_lock);
     struct fentry *e = slot(fd);
     if (e) {
         memset(e, 0, sizeof *e);
@@ -164,6 +175,7 @@ void cr_files_note_other(int fd, const char *what)
         e->fd = fd;
         snprintf(e->path, sizeof e->path, "%s", what);
     }
+    pthread_mutex_unlock(&table_lock);
     cr_lib_leave();
 }
 
