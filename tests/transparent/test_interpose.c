@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cutest.h"
@@ -218,7 +219,35 @@ static void test_many_sizes_round_trip(void)
     }
 }
 
+/* A forked child has no checkpoint of its own: its allocations go to glibc,
+ * and it can still free blocks it inherited from the persistent heap. */
+static void test_forked_child_allocates_from_glibc(void)
+{
+    void *inherited = malloc(128);
+    CU_ASSERT_EQUAL(in_region(inherited), expect_on);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        void *p = malloc(256);
+        int bad = !p || in_region(p);
+        free(p);
+        free(inherited);
+        char *s = strdup("child");
+        bad |= !s || in_region(s);
+        free(s);
+        _exit(bad ? 3 : 0);
+    }
+    int st = 0;
+    CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
+    CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    void *after = malloc(128);     /* the parent still allocates persistently */
+    CU_ASSERT_EQUAL(in_region(after), expect_on);
+    free(after);
+    free(inherited);
+}
+
 static CU_TestInfo tests[] = {
+    CUTEST(test_forked_child_allocates_from_glibc),
     CUTEST(test_main_malloc_lands_in_region),
     CUTEST(test_plain_pthread_malloc_goes_to_glibc),
     CUTEST(test_persistent_thread_malloc_lands_in_region),
