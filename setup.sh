@@ -10,7 +10,7 @@ pkgs=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin
       libhdf5-openmpi-dev hdf5-tools
       libhwloc-dev libcunit1-dev
-      python3)
+      python3 procps)
 for arg in "$@"; do
   case "$arg" in
     --slurm) pkgs+=(slurm-wlm munge slurm-client) ;;

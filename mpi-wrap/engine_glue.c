@@ -3,7 +3,7 @@
  * persistent allocation, the region's root slot for the layer's state, the
  * restore at MPI_Init and the checkpoint engine.
  *
- * With persistent execution built (CRMPI_HAVE_EXEC): libcrmpi starts main
+ * libcrmpi starts main
  * with the restore deferred (start_hook_mpi.c); MPI_Init calls
  * crmpi_runtime_start(), which makes the MPI collective of the container
  * (coll_mpi.h, a PMPI duplicate of MPI_COMM_WORLD), hands it to the engine
@@ -12,17 +12,12 @@
  * cr_checkpoint() returns CR_RESTARTED. A checkpoint is cr_checkpoint(): the
  * rendezvous of the rank's persistent threads, whose last arriver writes the
  * epoch collectively through the same collective.
- *
- * Without it (the runtime's modules not yet in the tree, or a process whose
- * main is not persistent, as in unit tests) the layer's state lives in the C
- * heap, crmpi_checkpoint() can drain but not save (-ENOSYS).
  */
 #include "protocol.h"
 #include "wrap_support.h"
 
 #include <stdlib.h>
 
-#ifdef CRMPI_HAVE_EXEC
 #include "coll_mpi.h"
 #include "exec/exec.h"
 #include "region/region.h"
@@ -88,40 +83,3 @@ int crmpi_engine_checkpoint(void)
     }
     return cr_checkpoint();
 }
-
-#else   /* !CRMPI_HAVE_EXEC */
-
-static struct crmpi_state *root;
-
-void *crmpi_palloc(size_t size)
-{
-    return malloc(size ? size : 1);
-}
-
-void crmpi_pfree(void *p)
-{
-    free(p);
-}
-
-struct crmpi_state *crmpi_persistent_root(void)
-{
-    return root;
-}
-
-void crmpi_set_persistent_root(struct crmpi_state *st)
-{
-    root = st;
-}
-
-int crmpi_runtime_start(void)
-{
-    return 0;
-}
-
-int crmpi_engine_checkpoint(void)
-{
-    cr_err("libcrmpi was built without the runtime's checkpoint engine: "
-           "no checkpoint can be written");
-    return -ENOSYS;
-}
-#endif

@@ -18,6 +18,7 @@
 #include "drain.h"
 #include "p2p.h"
 #include "protocol.h"
+#include "jobctl.h"
 #include "wrap_support.h"
 
 #include "common/config.h"
@@ -110,6 +111,8 @@ static int after_init(int rc)
         cr_errc(st, "crmpi cannot start its MPI layer; running without checkpoint/restart");
         return MPI_SUCCESS;
     }
+    if ((st = crmpi_jobctl_init()) != 0)
+        cr_errc(st, "job control (stop signals) unavailable");
     /* Restores and resumes in crmpi_checkpoint() when there is a
      * checkpoint; returns here to start fresh. */
     st = crmpi_runtime_start();
@@ -169,7 +172,11 @@ int MPI_Init_thread(int *argc, char ***argv, int required, int *provided)
 
 int MPI_Finalize(void)
 {
+<<<<<<< HEAD
     CRMPI_LIB_SCOPE;
+=======
+    crmpi_jobctl_fini();
+>>>>>>> main
     if (crmpi_enabled_) {
         crmpi_enabled_ = 0;
         if (crmpi_proto_comm != MPI_COMM_NULL)

@@ -9,6 +9,7 @@
  */
 #include "crmpi.h"
 #include "protocol.h"
+#include "jobctl.h"
 #include "drain.h"
 #include "p2p.h"
 #include "wrap_support.h"
@@ -98,6 +99,7 @@ int crmpi_checkpoint(void)
         cr_err("crmpi_checkpoint() called before MPI_Init or after MPI_Finalize");
         return CR_ESTATE;
     }
+    double t0 = PMPI_Wtime();
     int rc = crmpi_quiesce();
     if (rc == 0)
         crmpi_fault("mpi-quiesced");
@@ -115,5 +117,12 @@ int crmpi_checkpoint(void)
     if (rrc)
         cr_errc(rrc, "re-posting deferred receives after the checkpoint failed");
     rrc = crmpi_agree(rrc);
-    return rc ? rc : rrc ? rrc : CRMPI_CHECKPOINTED;
+    if (rc || rrc)
+        return rc ? rc : rrc;
+    struct cr_checkpoint_stats cs;
+    if (cr_checkpoint_stats(&cs, sizeof cs) != 0)
+        cs.last_epoch = 0;
+    crmpi_jobctl_record_cost(PMPI_Wtime() - t0);
+    rc = crmpi_jobctl_after_checkpoint(cs.last_epoch);
+    return rc ? rc : CRMPI_CHECKPOINTED;
 }

@@ -24,6 +24,7 @@
 
 #include <mpi.h>
 #include "cr.h"
+#include "crmpi_job.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -25,6 +25,8 @@ struct var {
 };
 
 static const char *const tracker_names[] = { "auto", "uffd-async", "uffd-sync", "mprotect", NULL };
+/* Index = bit mask: bit 0 SIGUSR1, bit 1 SIGTERM (mpi-wrap/jobctl.c). */
+static const char *const stop_signal_names[] = { "none", "usr1", "term", "usr1,term", NULL };
 static const char *const log_names[] = { "none", "error", "warn", "info", "debug", NULL };
 
 #define F(field) offsetof(struct cr_config, field)
@@ -54,6 +56,12 @@ static const struct var vars[] = {
       "globals of the executable and open files restored" },
     { "CRMPI_FAULT", T_STR, "", F(fault), NULL,
       "fault injection for tests: POINT[@N][:ACTION] (see tests/README)" },
+    { "CRMPI_CKPT_INTERVAL", T_UINT, "0", F(ckpt_interval), NULL,
+      "crmpi_need_checkpoint(): seconds between checkpoints (0: Young/Daly from the measured cost and CRMPI_MTBF)" },
+    { "CRMPI_MTBF", T_UINT, "86400", F(mtbf), NULL,
+      "mean time between failures of the job in seconds, for Young/Daly's interval sqrt(2*cost*MTBF)" },
+    { "CRMPI_STOP_SIGNALS", T_ENUM, "usr1", F(stop_signals), stop_signal_names,
+      "signals asking for checkpoint-and-stop (crmpi_should_exit): none, usr1, term or usr1,term" },
 };
 #undef F
 

@@ -12,6 +12,16 @@
  * show it as it is. Libraries loaded later with dlopen (Open MPI plugins)
  * may be absent at restore time: only objects present in both processes
  * are compared, plus the executable, which must always match.
+ *
+ * Addresses are compared strictly only for the objects loaded at program
+ * start (the executable and its DT_NEEDED closure, snapshotted by a
+ * constructor): those are where persistent stacks can return into, and with
+ * ASLR off the kernel places them identically. Objects dlopen'ed later
+ * (Open MPI loads libpmix and its components inside MPI_Init) land wherever
+ * the mmap history of that moment puts them, which differs between runs when
+ * MPI's own threads allocate concurrently; no persistent frame or pointer
+ * refers to them (MPI handles are virtualised and rebuilt), so for them only
+ * the build-id must match.
  */
 #include "store/internal.h"
 #include "common/errors.h"
@@ -101,6 +111,36 @@ static int object_cb(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
+/* Paths of the objects loaded at program start ("" for the executable). */
+static char **startup_objs;
+static size_t nstartup;
+
+static int startup_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    const char *name = info->dlpi_name ? info->dlpi_name : "";
+    char **grown = realloc(startup_objs, (nstartup + 1) * sizeof *grown);
+    if (!grown)
+        return 1;
+    startup_objs = grown;
+    if (!(startup_objs[nstartup] = strdup(name)))
+        return 1;
+    nstartup++;
+    return 0;
+}
+
+__attribute__((constructor)) static void snapshot_startup_objects(void)
+{
+    dl_iterate_phdr(startup_cb, NULL);
+}
+
+static int loaded_at_startup(const char *path)
+{
+    for (size_t i = 0; i < nstartup; i++)
+        if (!strcmp(startup_objs[i], path))
+            return 1;
+    return 0;
+}
+
 int cr_identity_text(char **text, size_t *len)
 {
     struct idbuf b = { 0 };
@@ -161,7 +201,12 @@ int cr_identity_check(const char *recorded, size_t len, const char *file)
             if (!same_obj)
                 continue;
             found = 1;
-            if (strcmp(m.build, r.build) || m.addr != r.addr) {
+            if (!strcmp(m.build, r.build) && m.addr != r.addr && !first &&
+                !loaded_at_startup(m.path)) {
+                cr_info("%s: %s (loaded after start) is at 0x%llx here, 0x%llx in the "
+                        "checkpoint; same build, no persistent state refers to it",
+                        file, r.path, m.addr, r.addr);
+            } else if (strcmp(m.build, r.build) || m.addr != r.addr) {
                 cr_err("%s: written by another build: %s has build-id %s at 0x%llx in the "
                        "checkpoint but %s at 0x%llx here", file, r.path, r.build, r.addr,
                        m.build, m.addr);
