@@ -172,11 +172,8 @@ int MPI_Init_thread(int *argc, char ***argv, int required, int *provided)
 
 int MPI_Finalize(void)
 {
-<<<<<<< HEAD
     CRMPI_LIB_SCOPE;
-=======
     crmpi_jobctl_fini();
->>>>>>> main
     if (crmpi_enabled_) {
         crmpi_enabled_ = 0;
         if (crmpi_proto_comm != MPI_COMM_NULL)
