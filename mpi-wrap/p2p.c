@@ -149,7 +149,6 @@ ISEND_WRAPPER(Irsend)
 int MPI_Recv(void *buf, int count, MPI_Datatype type, int source, int tag, MPI_Comm comm,
              MPI_Status *status)
 {
-    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Recv(buf, count, type, source, tag, comm, status);
     struct mq_msg *m = crmpi_queue_take(comm, source, tag);
@@ -165,7 +164,6 @@ int MPI_Recv(void *buf, int count, MPI_Datatype type, int source, int tag, MPI_C
 int MPI_Irecv(void *buf, int count, MPI_Datatype type, int source, int tag, MPI_Comm comm,
               MPI_Request *req)
 {
-    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Irecv(buf, count, type, source, tag, comm, req);
     struct vreq *r = vreq_new(VREQ_RECV);
@@ -198,7 +196,6 @@ int MPI_Sendrecv(const void *sendbuf, int sendcount, MPI_Datatype sendtype, int 
                  int sendtag, void *recvbuf, int recvcount, MPI_Datatype recvtype,
                  int source, int recvtag, MPI_Comm comm, MPI_Status *status)
 {
-    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Sendrecv(sendbuf, sendcount, sendtype, dest, sendtag, recvbuf, recvcount,
                              recvtype, source, recvtag, comm, status);
@@ -231,7 +228,6 @@ int MPI_Sendrecv(const void *sendbuf, int sendcount, MPI_Datatype sendtype, int 
 int MPI_Sendrecv_replace(void *buf, int count, MPI_Datatype type, int dest, int sendtag,
                          int source, int recvtag, MPI_Comm comm, MPI_Status *status)
 {
-    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Sendrecv_replace(buf, count, type, dest, sendtag, source, recvtag, comm,
                                      status);
@@ -263,7 +259,6 @@ int MPI_Sendrecv_replace(void *buf, int count, MPI_Datatype type, int dest, int 
 
 int MPI_Iprobe(int source, int tag, MPI_Comm comm, int *flag, MPI_Status *status)
 {
-    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Iprobe(source, tag, comm, flag, status);
     struct mq_msg *m = crmpi_queue_peek(comm, source, tag);
@@ -277,7 +272,6 @@ int MPI_Iprobe(int source, int tag, MPI_Comm comm, int *flag, MPI_Status *status
 
 int MPI_Probe(int source, int tag, MPI_Comm comm, MPI_Status *status)
 {
-    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Probe(source, tag, comm, status);
     struct mq_msg *m = crmpi_queue_peek(comm, source, tag);
@@ -326,7 +320,6 @@ static int take_matched(MPI_Comm comm, int source, int tag, MPI_Message *out, MP
 
 int MPI_Mprobe(int source, int tag, MPI_Comm comm, MPI_Message *message, MPI_Status *status)
 {
-    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Mprobe(source, tag, comm, message, status);
     int t = take_matched(comm, source, tag, message, status);
@@ -343,7 +336,6 @@ int MPI_Mprobe(int source, int tag, MPI_Comm comm, MPI_Message *message, MPI_Sta
 int MPI_Improbe(int source, int tag, MPI_Comm comm, int *flag, MPI_Message *message,
                 MPI_Status *status)
 {
-    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Improbe(source, tag, comm, flag, message, status);
     int t = take_matched(comm, source, tag, message, status);
@@ -361,7 +353,6 @@ int MPI_Improbe(int source, int tag, MPI_Comm comm, int *flag, MPI_Message *mess
 
 int MPI_Mrecv(void *buf, int count, MPI_Datatype type, MPI_Message *message, MPI_Status *status)
 {
-    CRMPI_LIB_SCOPE;
     struct vmsg *v = crmpi_passthrough() ? NULL : (struct vmsg *)vh_get(*message, VH_MSG);
     if (!v)
         return PMPI_Mrecv(buf, count, vh_in_type(type), message, status);
@@ -380,7 +371,6 @@ int MPI_Mrecv(void *buf, int count, MPI_Datatype type, MPI_Message *message, MPI
 int MPI_Imrecv(void *buf, int count, MPI_Datatype type, MPI_Message *message,
                MPI_Request *req)
 {
-    CRMPI_LIB_SCOPE;
     struct vmsg *v = crmpi_passthrough() ? NULL : (struct vmsg *)vh_get(*message, VH_MSG);
     if (!v)
         return PMPI_Imrecv(buf, count, vh_in_type(type), message, req);
