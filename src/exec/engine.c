@@ -33,6 +33,7 @@
 
 #include "common/config.h"
 #include "common/errors.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "heap/heap.h"
 #include "region/region.h"
@@ -177,15 +178,19 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
         cr_errc(rc, "cannot collect the written pages of the region");
         goto failed;
     }
+    (void)cr_fault("engine-collected");
     static struct cr_thread_record rec[CR_MAX_THREADS];
     size_t nrec = thread_records(root, rec);
     uint64_t bytes = 0;
     rc = write_epoch(full, rec, nrec, &bytes);
     if (rc)
         goto failed;
+    (void)cr_fault("engine-committed");
     E.force_full = 0;
-    if (E.marker_pending)
+    if (E.marker_pending) {
+        (void)cr_fault("marker-removing");
         remove_marker();
+    }
     E.stats.checkpoints++;
     E.stats.last_bytes = bytes;
     E.stats.last_extents = E.n;
@@ -262,6 +267,7 @@ void cr_engine_mark_finished(void)
         return;    /* never checkpointed: leave no trace */
     if (marker_path(path, sizeof path))
         return;
+    (void)cr_fault("finished-marking");
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         cr_perr("cannot record the normal end of the program in %s", path);
@@ -271,6 +277,7 @@ void cr_engine_mark_finished(void)
         cr_perr("fsync(%s)", path);
     close(fd);
     sync_dir();
+    (void)cr_fault("finished-marked");
 }
 
 /* ---- restore --------------------------------------------------------------------- */
@@ -281,6 +288,7 @@ static int restore_epoch(uint64_t epoch, uint64_t *got, struct cr_thread_record 
     int rc = cr_restore_open(E.st, epoch, &r);
     if (rc)
         return rc;
+    (void)cr_fault("restore-opened");
     struct cr_restore_info info;
     cr_restore_info(r, &info);
     *got = info.epoch;
