@@ -7,8 +7,9 @@ Usage: soak.py [options] -- MPIEXEC... -np N SOAK_APP STEPS SEED
    no-ops); its one-line answer must say bad=0.
 2. Soak: the job runs with checkpoints on (CRMPI_LOG=error) in a fresh
    directory. While it runs, every --poll seconds the RSS of every rank and
-   the number of files in the checkpoint directory are sampled; after a
-   random delay (uniform in [--min-delay, --max-delay]) one random rank is
+   the number of files in the checkpoint directory are sampled; a random
+   delay (uniform in [--min-delay, --max-delay]) after the run's first
+   checkpoint (so that every run makes progress) one random rank is
    SIGKILLed, mpirun is given --grace seconds to take the others down, and the
    job is started again with the same command. Once --kills kills happened
    the job runs to its end.
@@ -128,14 +129,21 @@ def main(argv):
         with open(errpath, 'w+') as err:
             p = subprocess.Popen(a.cmd, cwd=a.workdir, env=env, stdout=subprocess.PIPE,
                                  stderr=err, text=True, start_new_session=True)
-            deadline = time.time() + rnd.uniform(a.min_delay, a.max_delay) \
-                if kills < a.kills else None
+            # The kill timer starts at this run's first checkpoint, so every
+            # run makes progress however long the restart takes.
+            deadline = None
             killed = None
+            run_rss = 0
             while p.poll() is None:
                 time.sleep(a.poll)
+                if deadline is None and kills < a.kills:
+                    err.seek(0)
+                    if 'soak: checkpoint epoch' in err.read():
+                        deadline = time.time() + rnd.uniform(a.min_delay, a.max_delay)
                 ranks = [pid for pid, c in children(p.pid).items() if c == a.app]
                 for pid in ranks:
-                    max_rss = max(max_rss, rss_kib(pid))
+                    run_rss = max(run_rss, rss_kib(pid))
+                max_rss = max(max_rss, run_rss)
                 try:
                     max_nfiles = max(max_nfiles, len(os.listdir(ckpt)))
                 except OSError:
@@ -155,8 +163,9 @@ def main(argv):
             errtext = err.read()
         ckpts += errtext.count('soak: checkpoint epoch')
         if killed:
-            print('soak: run %d: killed a rank after %d checkpoints in all (%.0f s)' %
-                  (runs, ckpts, time.time() - t0), flush=True)
+            print('soak: run %d: killed a rank after %d checkpoints in all (%.0f s), '
+                  'peak rank RSS %.1f MiB' % (runs, ckpts, time.time() - t0, run_rss / 1024.0),
+                  flush=True)
             continue
         if p.returncode != 0:
             print('soak: FAIL run %d exited %d without a kill:\n%s' %
