@@ -95,6 +95,8 @@ int crmpi_checkpoint(void)
         crmpi_internal_leave();
         if (rc == CR_RESTARTED) {
             rc = crmpi_agree(crmpi_after_restore());
+            if (rc == 0)
+                crmpi_fault("mpi-rebuilt");
             return rc ? rc : CRMPI_RESTARTED;
         }
         rc = crmpi_agree(rc);

@@ -30,6 +30,21 @@ struct spec {
     long rank;             /* fire only in this rank (-1: any)            */
 };
 
+/* Every point of the code (fault_points.def). */
+static const char *const known_points[] = {
+#define CR_FAULT_POINT(name, module, kind, where) name,
+#include "fault_points.def"
+#undef CR_FAULT_POINT
+};
+
+int cr_fault_point_known(const char *name)
+{
+    for (size_t i = 0; i < sizeof known_points / sizeof known_points[0]; i++)
+        if (!strcmp(known_points[i], name))
+            return 1;
+    return 0;
+}
+
 static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
 static char parsed_src[sizeof(((struct cr_config *)0)->fault)];
 static struct spec specs[MAX_SPECS];
@@ -105,9 +120,13 @@ static void parse_specs(const char *src)
         char t[sizeof buf];
         snprintf(t, sizeof t, "%s", tok);
         if (parse_one(t, &specs[nspecs]) < 0) {
-            cr_err("CRMPI_FAULT: cannot parse '%s' (want POINT[@N][:kill|eio|enospc])", tok);
+            cr_err("CRMPI_FAULT: cannot parse '%s' (want POINT[@N][#R][:kill|eio|enospc])", tok);
             continue;
         }
+        /* A misspelt point would silently never fire. */
+        if (!cr_fault_point_known(specs[nspecs].point))
+            cr_warn("CRMPI_FAULT: '%s' is not a fault point of this build "
+                    "(src/common/fault_points.def)", specs[nspecs].point);
         nspecs++;
     }
 }

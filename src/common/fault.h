@@ -14,15 +14,9 @@
  * Each spec fires once per process (at hit N). An error action at a point
  * that has no system call to fail (the step points) does nothing.
  *
- * Points of the store (src/store):
- *   system calls:  epoch-create (H5Fcreate of an epoch file), store-pwrite
- *                  (every pwrite of page data, tables and header),
- *                  epoch-fsync, index-write, index-fsync, index-rename,
- *                  dir-fsync
- *   steps (kill):  epoch-begun, epoch-put, epoch-finished, index-written,
- *                  index-synced, index-renamed, index-committed
- * Points of the MPI layer (mpi-wrap, kill only):
- *                  mpi-drain-exchanged, mpi-drain-queued, mpi-quiesced
+ * The points, with where each one is and what it guards, are listed in one
+ * table: src/common/fault_points.def (a test checks that the table and the
+ * calls in the code agree; a spec naming a point not in it is reported).
  *
  * Cost when CRMPI_FAULT is empty (production): one load and compare.
  * The configuration is re-read when CRMPI_FAULT changes (cr_config_reload),
@@ -42,6 +36,9 @@ int cr_fault_errno(const char *point);
 /* Times POINT was reached since CRMPI_FAULT was (re)parsed, if a spec
  * names it (a spec with a large N counts without firing); else 0. */
 unsigned long cr_fault_hits(const char *point);
+
+/* 1 if NAME is a point of fault_points.def. */
+int cr_fault_point_known(const char *name);
 
 /* Forget the hit counts (tests that reuse a spec in one process). */
 void cr_fault_reset(void);

@@ -39,6 +39,7 @@
 
 #include "common/config.h"
 #include "common/errors.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "heap/heap.h"
 #include "region/region.h"
@@ -261,6 +262,7 @@ static int restore_and_resume(void)
         refuse(rc);
     cr_exec_set_collector(cr_engine_checkpoint, NULL);
     cr_exec_set_self(0);
+    (void)cr_fault("restore-resuming");
     cr_ctx_resume(&RT.root->threads[0].ctx, CR_RESUME_RESTARTED);
 }
 

@@ -536,6 +536,7 @@ int cr_epoch_commit(struct cr_store *st, struct cr_epoch *ep, int local_status)
         st->force_full = 0;
         cr_info("%s: committed epoch %llu (%s)", st->dir, (unsigned long long)st->last,
                 ep->hdr.full ? "full" : "incremental");
+        cr_store_fault("rank-committed");
     } else {
         st->force_full = 1;
         /* A failed epoch is never restored (even if its index reached the

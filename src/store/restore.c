@@ -445,6 +445,7 @@ static int walk_link(struct cr_restore *r, const struct chain_link *l, struct re
         group_checked(rd, threaded, k, rc < 0);
         if (rc < 0)
             return rc;
+        cr_store_fault("restore-pages");
         i = rd->g[k++].j;
     }
     return 0;
