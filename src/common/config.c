@@ -47,6 +47,8 @@ static const struct var vars[] = {
       "number of committed checkpoints kept (older ones are garbage-collected)" },
     { "CRMPI_ALIGN", T_SIZE, "1M", F(align), NULL,
       "alignment of bulk data in checkpoint files (use the stripe size of a parallel FS)" },
+    { "CRMPI_PREALLOC", T_BOOL, "1", F(prealloc), NULL,
+      "allocate each rank's slice of a checkpoint file (fallocate) before writing it" },
     { "CRMPI_HEAP_CHECK", T_BOOL, "0", F(heap_check), NULL,
       "check every heap invariant on every allocator call (slow; debugging)" },
     { "CRMPI_DISABLE", T_BOOL, "0", F(disable), NULL,

@@ -53,6 +53,7 @@ struct cr_store {
     int index_bad;                /* the index existed but was unusable      */
     uint64_t last;                /* base of the next incremental (0: none)  */
     int force_full;
+    int prealloc;                 /* CRMPI_PREALLOC: fallocate rank slices    */
     char *identity;  size_t identity_len;   /* this process                   */
     char *topo_xml;  size_t topo_len;        /* this node                      */
     char host[CR_HOST_MAX];

@@ -139,6 +139,7 @@ int cr_store_open(struct cr_store **out, const char *dir, struct cr_coll *coll,
         st->opts.keep = cfg->keep;
     if (!st->opts.align)
         st->opts.align = cfg->align;
+    st->prealloc = cfg->prealloc;
     if (!cr_is_pow2(st->opts.align)) {
         cr_err("store alignment %zu is not a power of two", st->opts.align);
         free(st);
