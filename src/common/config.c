@@ -49,6 +49,8 @@ static const struct var vars[] = {
       "alignment of bulk data in checkpoint files (use the stripe size of a parallel FS)" },
     { "CRMPI_PREALLOC", T_BOOL, "1", F(prealloc), NULL,
       "allocate each rank's slice of a checkpoint file (fallocate) before writing it" },
+    { "CRMPI_GC_INLINE", T_BOOL, "0", F(gc_inline), NULL,
+      "delete garbage-collected checkpoint files inside commit instead of in a helper thread" },
     { "CRMPI_HEAP_CHECK", T_BOOL, "0", F(heap_check), NULL,
       "check every heap invariant on every allocator call (slow; debugging)" },
     { "CRMPI_DISABLE", T_BOOL, "0", F(disable), NULL,

@@ -338,6 +338,8 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
      * (their dirty bits already cleared) are in no committed epoch: a
      * failure anywhere from here on makes the next epoch full. */
     st->force_full = 1;
+    /* The previous sweep may be deleting a leftover with this epoch's name. */
+    cr_gc_wait(st);
     struct cr_epoch *ep = calloc(1, sizeof *ep);
     int rc = ep ? check_desc(st, d, &data_bytes) : -ENOMEM;
     if (rc == 0 && !st->topo_xml && cr_topology_xml(&st->topo_xml, &st->topo_len) < 0)
