@@ -21,6 +21,10 @@
  * Times are from a barrier before to a barrier after (the slowest rank).
  * BENCH_PHASES=1 prints the time of each phase of the container side;
  * BENCH_SELF=1 with one rank uses the serial variant (cr_coll_self, sec2).
+ * BENCH_RAW_SHARED=1 makes the raw side write one shared file, each rank
+ * pwrite()ing its bytes at rank * BYTES_PER_RANK (rank 0 creates it with
+ * O_TRUNC inside the timed region), as the container's ranks do; by
+ * default each rank writes a file of its own.
  * BENCH_NOFREE=1 writes raw data to a new file each time (no O_TRUNC);
  * with CRMPI_KEEP large the container deletes nothing either: neither side
  * then pays for freeing blocks (with the `discard` mount option, freeing
@@ -88,7 +92,7 @@ static void check_and_scramble(const char *what)
     memset(buf, 0x5a, bytes);
 }
 
-static int raw_seq;
+static int raw_seq, raw_shared;
 static double raw_write(size_t len)
 {
     if (getenv("BENCH_NOFREE"))     /* a new file each time: no blocks freed */
@@ -96,11 +100,21 @@ static double raw_write(size_t len)
     MPI_Barrier(MPI_COMM_WORLD);
     double t = now();
 
-    int fd = open(rawpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int fd = -1;
+    off_t at = raw_shared ? (off_t)rank * (off_t)len : 0;
+    if (raw_shared) {
+        if (rank == 0)
+            fd = open(rawpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        MPI_Barrier(MPI_COMM_WORLD);
+        if (rank != 0)
+            fd = open(rawpath, O_WRONLY);
+    } else {
+        fd = open(rawpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    }
     if (fd < 0)
         die("open raw", -errno);
     for (size_t off = 0; off < len;) {
-        ssize_t w = write(fd, buf + off, CR_MIN(len - off, (size_t)1 << 30));
+        ssize_t w = pwrite(fd, buf + off, CR_MIN(len - off, (size_t)1 << 30), at + (off_t)off);
         if (w <= 0)
             die("write raw", -errno);
         off += (size_t)w;
@@ -119,8 +133,9 @@ static double raw_read(void)
     int fd = open(rawpath, O_RDONLY);
     if (fd < 0)
         die("open raw", -errno);
+    off_t at = raw_shared ? (off_t)rank * (off_t)bytes : 0;
     for (size_t off = 0; off < bytes;) {
-        ssize_t r = read(fd, buf + off, CR_MIN(bytes - off, (size_t)1 << 30));
+        ssize_t r = pread(fd, buf + off, CR_MIN(bytes - off, (size_t)1 << 30), at + (off_t)off);
         if (r <= 0)
             die("read raw", -errno);
         off += (size_t)r;
@@ -256,7 +271,11 @@ int main(int argc, char **argv)
         return 2;
     }
     snprintf(dir, sizeof dir, "%s/ckpt", argv[1]);
-    snprintf(rawbase, sizeof rawbase, "%s/raw.%d", argv[1], rank);
+    raw_shared = getenv("BENCH_RAW_SHARED") && atoi(getenv("BENCH_RAW_SHARED"));
+    if (raw_shared)
+        snprintf(rawbase, sizeof rawbase, "%s/raw.shared", argv[1]);
+    else
+        snprintf(rawbase, sizeof rawbase, "%s/raw.%d", argv[1], rank);
     snprintf(rawpath, sizeof rawpath, "%s", rawbase);
     if (cr_parse_size(argv[2], &bytes) < 0 || bytes % EXT)
         die("size must be a multiple of 2 MiB", -EINVAL);
@@ -318,7 +337,7 @@ int main(int argc, char **argv)
         printf("%d,%zu,%.1f,%.1f,%.1f,%.1f,%s\n", nranks, bytes, mb / median(rw, reps),
                mb / median(cw, reps), mb / median(rr, reps), mb / median(cr, reps),
                dropped ? "drop_caches" : "fadvise");
-    if (!getenv("BENCH_KEEP"))
+    if (!getenv("BENCH_KEEP") && (!raw_shared || rank == 0))
         unlink(rawpath);
     if (coll != cr_coll_self())
         cr_coll_mpi_destroy(coll);

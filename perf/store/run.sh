@@ -17,6 +17,8 @@
 # Both sides free blocks as an application would: raw overwrites its file
 # (O_TRUNC), the container deletes the previous epoch after each commit
 # (CRMPI_KEEP=1). Set BENCH_NOFREE=1 to compare without any freeing.
+# Raw is one file per rank by default; BENCH_RAW_SHARED=1 makes it one
+# shared file (each rank pwrite()s its part), as the container writes.
 # Output: a table with ratios, perf/results/store.csv and store.png.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -56,6 +58,7 @@ if [ "$avail_gib" -lt "$need_gib" ]; then
   exit 1
 fi
 
+echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(df -T "$WORK" | awk 'NR==2{print $2}') on $(df "$WORK" | awk 'NR==2{print $1}'); raw: $([ -n "${BENCH_RAW_SHARED:-}" ] && echo "one shared file" || echo "one file per rank"); load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "nranks,bytes_per_rank,raw_write_MBps,ckpt_write_MBps,raw_read_MBps,ckpt_read_MBps,cache_drop,write_ratio,read_ratio" > "$CSV"
 printf "%-6s %-9s %11s %11s %6s %11s %11s %6s  %s\n" ranks per-rank "raw wr MB/s" "ckpt wr" ratio \
        "raw rd MB/s" "ckpt rd" ratio cache
@@ -75,6 +78,7 @@ for s in $SIZES; do
            "$rr" "$cr" "$rd" "$drop"
   done
 done
+echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "CSV: $CSV"
 fi
 

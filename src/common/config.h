@@ -29,6 +29,8 @@ struct cr_config {
     unsigned full_every;      /* CRMPI_FULL_EVERY: every Nth epoch is full      */
     unsigned keep;            /* CRMPI_KEEP: committed checkpoints to keep      */
     size_t   align;           /* CRMPI_ALIGN: alignment of bulk data in files   */
+    int      prealloc;        /* CRMPI_PREALLOC: fallocate each rank's slice    */
+    int      gc_inline;       /* CRMPI_GC_INLINE: delete old epochs in commit   */
     int      heap_check;      /* CRMPI_HEAP_CHECK: check heap on every op       */
     int      disable;         /* CRMPI_DISABLE: run without checkpoint/restart  */
     char     fault[256];      /* CRMPI_FAULT: fault-injection spec (tests)      */

@@ -309,6 +309,27 @@ static void epoch_free(struct cr_epoch *ep)
     free(ep);
 }
 
+/* Allocate this rank's slice of /pages before any data arrives. The file
+ * is sparse after creation (fill time never), so without this the blocks
+ * are allocated at writeback, where the delayed allocation of several
+ * ranks writing one file interleaves their extents and serialises them on
+ * the inode's allocation lock; one call per rank gives each slice one
+ * contiguous run (unwritten until put fills it; a reader of a slice never
+ * put sees zeros, which the page index never points at). Best effort: a
+ * filesystem without fallocate (or a full one, which the pwrites then
+ * report) loses only the speed-up. */
+static void reserve_slice(struct cr_epoch *ep)
+{
+    if (!ep->me.data_bytes || !ep->st->prealloc)
+        return;
+    int rc = fallocate(ep->fd, FALLOC_FL_KEEP_SIZE, (off_t)ep->data_base,
+                       (off_t)ep->me.data_bytes);
+    if (rc < 0)
+        cr_dbg("%s: fallocate of %llu bytes at %llu: %s (writing without it)", ep->path,
+               (unsigned long long)ep->me.data_bytes, (unsigned long long)ep->data_base,
+               strerror(errno));
+}
+
 int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr_epoch **out)
 {
     struct cr_coll *c = st->coll;
@@ -317,6 +338,8 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
      * (their dirty bits already cleared) are in no committed epoch: a
      * failure anywhere from here on makes the next epoch full. */
     st->force_full = 1;
+    /* The previous sweep may be deleting a leftover with this epoch's name. */
+    cr_gc_wait(st);
     struct cr_epoch *ep = calloc(1, sizeof *ep);
     int rc = ep ? check_desc(st, d, &data_bytes) : -ENOMEM;
     if (rc == 0 && !st->topo_xml && cr_topology_xml(&st->topo_xml, &st->topo_len) < 0)
@@ -356,6 +379,7 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
     ep->me.nthreads = d->nthreads;
     memcpy(ep->me.hostname, st->host, CR_HOST_MAX);
     ep->data_base = ep->hdr.ds[CR_DS_ID_PAGES].offset + ep->me.data_offset;
+    reserve_slice(ep);
     cr_store_fault("epoch-begun");
     *out = ep;
     return 0;

@@ -53,6 +53,9 @@ struct cr_store {
     int index_bad;                /* the index existed but was unusable      */
     uint64_t last;                /* base of the next incremental (0: none)  */
     int force_full;
+    int prealloc;                 /* CRMPI_PREALLOC: fallocate rank slices    */
+    int gc_inline;                /* CRMPI_GC_INLINE: unlink inside commit    */
+    struct cr_gc *gc;             /* rank 0: unlinks still running (gc.c)     */
     char *identity;  size_t identity_len;   /* this process                   */
     char *topo_xml;  size_t topo_len;        /* this node                      */
     char host[CR_HOST_MAX];
@@ -62,6 +65,10 @@ void cr_epoch_path(const struct cr_store *st, uint64_t epoch, char *out, size_t 
 /* Add the committed epoch to the index, drop what CRMPI_KEEP no longer
  * needs, write the index and delete unneeded files (rank 0 only). */
 int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *e);
+/* gc.c: delete (in a helper thread) the epoch files st->ix does not name;
+ * cr_gc_wait returns once the previous sweep's deletions are done. */
+void cr_gc_sweep(struct cr_store *st);
+void cr_gc_wait(struct cr_store *st);
 int cr_store_mark_bad(struct cr_store *st, uint64_t epoch);
 int cr_store_is_bad(const struct cr_store *st, uint64_t epoch);
 

@@ -139,6 +139,8 @@ int cr_store_open(struct cr_store **out, const char *dir, struct cr_coll *coll,
         st->opts.keep = cfg->keep;
     if (!st->opts.align)
         st->opts.align = cfg->align;
+    st->prealloc = cfg->prealloc;
+    st->gc_inline = cfg->gc_inline;
     if (!cr_is_pow2(st->opts.align)) {
         cr_err("store alignment %zu is not a power of two", st->opts.align);
         free(st);
@@ -162,6 +164,7 @@ void cr_store_close(struct cr_store *st)
 {
     if (!st)
         return;
+    cr_gc_wait(st);
     cr_index_free(&st->ix);
     free(st->identity);
     free(st->topo_xml);
@@ -231,37 +234,6 @@ static void gc_mark(const struct cr_index *ix, unsigned keep, char *need)
     }
 }
 
-static int is_epoch_name(const char *name, uint64_t *epoch)
-{
-    unsigned long long v;
-    int n = 0;
-    if (sscanf(name, "epoch-%12llu.h5%n", &v, &n) != 1 || name[n] || strlen(name) != 21)
-        return 0;
-    *epoch = v;
-    return 1;
-}
-
-/* Delete every epoch file the index does not name. */
-static void gc_sweep(const struct cr_store *st)
-{
-    DIR *d = opendir(st->dir);
-    if (!d) {
-        cr_perr("opendir(%s) for garbage collection", st->dir);
-        return;
-    }
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        uint64_t ep;
-        if (!is_epoch_name(de->d_name, &ep) || cr_index_find(&st->ix, ep))
-            continue;
-        if (unlinkat(dirfd(d), de->d_name, 0) < 0)
-            cr_perr("unlink(%s/%s)", st->dir, de->d_name);
-        else
-            cr_dbg("%s: removed %s", st->dir, de->d_name);
-    }
-    closedir(d);
-}
-
 int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *ne)
 {
     struct cr_index *ix = &st->ix;
@@ -295,7 +267,7 @@ int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *ne)
     st->index_bad = 0;
     cr_store_fault("index-committed");
     if (st->coll->rank == 0)
-        gc_sweep(st);
+        cr_gc_sweep(st);
 free_all:
     free(e);
     free(need);

@@ -15,7 +15,9 @@
  *                        thread table and rank record; fsync
  *     cr_epoch_commit()  collective: all ranks agree every finish succeeded,
  *                        then the index is replaced atomically and old
- *                        epochs are garbage-collected; returns the same
+ *                        epochs are garbage-collected (the files deleted
+ *                        in a helper thread the next begin and close wait
+ *                        for); returns the same
  *                        status on every rank. A failed or abandoned epoch
  *                        never damages the previous committed one.
  *

@@ -191,6 +191,7 @@ static void test_gc_keeps_whole_chains_and_removes_leftovers(void)
     CU_ASSERT_EQUAL(st->ix.n, 2);
     CU_ASSERT_PTR_NOT_NULL(cr_index_find(&st->ix, 4));
     CU_ASSERT_PTR_NOT_NULL(cr_index_find(&st->ix, 5));
+    cr_gc_wait(st);                 /* deletion runs in a helper thread */
     for (uint64_t e = 1; e <= 3; e++)
         CU_ASSERT_NOT_EQUAL(access(epoch_file(e), F_OK), 0);
     CU_ASSERT_EQUAL(access(epoch_file(4), F_OK), 0);
@@ -211,9 +212,47 @@ static void test_gc_keeps_whole_chains_and_removes_leftovers(void)
     uint64_t got;
     CU_ASSERT_EQUAL(th_write_epoch(st, &mem, 0, dirty, zeroed, 1, &got), 0);
     CU_ASSERT_EQUAL(got, 6);
+    cr_gc_wait(st);
     CU_ASSERT_NOT_EQUAL(access(epoch_file(99), F_OK), 0);
     /* keep=1 and 6 is the third of the chain 4-5-6: all three stay. */
     CU_ASSERT_EQUAL(st->ix.n, 3);
+    cr_store_close(st);
+}
+
+/* The sweep after commit N deletes an uncommitted leftover named N+1 in a
+ * helper thread; epoch N+1, written right away, must not be what it
+ * deletes (begin waits for the previous sweep). Without that wait this
+ * loses the new epoch's file whenever the unlink comes after its create. */
+static void test_gc_never_deletes_the_next_epoch_reusing_a_leftover_name(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(1, 1, 1);
+    static uint8_t junk[8u << 20];
+    memset(junk, 0x77, sizeof junk);
+    uint8_t dirty[NPAGES], zeroed[NPAGES];
+    for (uint64_t e = 2; e < 8; e += 2) {
+        FILE *f = fopen(epoch_file(e + 1), "w");  /* a crashed writer's file */
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        for (int k = 0; k < 4; k++)
+            CU_ASSERT_EQUAL(fwrite(junk, 1, sizeof junk, f), sizeof junk);
+        fclose(f);
+        for (uint64_t n = e; n <= e + 1; n++) {
+            mutate(dirty, zeroed);
+            uint64_t got = 0;
+            CU_ASSERT_EQUAL(th_write_epoch(st, &mem, 1, dirty, zeroed, 3, &got), 0);
+            CU_ASSERT_EQUAL(got, n);
+            memcpy(snap[n], cur, sizeof cur);
+        }
+        cr_gc_wait(st);
+        CU_ASSERT_EQUAL(access(epoch_file(e + 1), F_OK), 0);
+        CU_ASSERT_NOT_EQUAL(access(epoch_file(e), F_OK), 0);
+    }
+    cr_store_close(st);
+    st = open_store(1, 1);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 7);
+    CU_ASSERT_EQUAL(memcmp(out, snap[7], sizeof out), 0);
     cr_store_close(st);
 }
 
@@ -629,6 +668,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_incremental_chain_applies_in_order),
     CUTEST(test_gc_keeps_whole_chains_and_removes_leftovers),
     CUTEST(test_gc_keep_two_retains_previous_chain),
+    CUTEST(test_gc_never_deletes_the_next_epoch_reusing_a_leftover_name),
     CUTEST(test_abandoned_epoch_keeps_previous_and_forces_full),
     CUTEST(test_api_misuse_returns_codes),
     CUTEST(test_truncated_file_falls_back),

@@ -105,6 +105,41 @@ static void test_crc32c_hw_equals_sw_any_alignment(void)
     CU_ASSERT_EQUAL(a, cr_crc32c(0, buf, 4000));
 }
 
+/* Buffers long enough for the interleaved streams (3 x 256 and 3 x 8192
+ * byte blocks), at lengths around every block boundary, any alignment,
+ * with a non-zero starting CRC. */
+static void test_crc32c_hw_equals_sw_long_buffers(void)
+{
+    size_t size = 4 * 3 * 8192 + 64;
+    unsigned char *buf = malloc(size);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+    for (size_t i = 0; i < size; i++)
+        buf[i] = (unsigned char)cutest_rand();
+    const size_t base[] = { 3 * 256, 2 * 3 * 256, 3 * 8192, 2 * 3 * 8192, 3 * 8192 + 3 * 256,
+                            4 * 3 * 8192 };
+    for (size_t b = 0; b < sizeof base / sizeof *base; b++)
+        for (size_t off = 0; off < 9; off += 3)
+            for (size_t d = 0; d < 24; d += 5) {
+                size_t len = base[b] - 12 + d;
+                if (off + len > size)
+                    continue;
+                uint32_t seed = (uint32_t)cutest_rand();
+                CU_ASSERT_EQUAL(cr_crc32c(seed, buf + off, len),
+                                cr_crc32c_sw(seed, buf + off, len));
+            }
+    /* a 2 MiB extent, the size the store writes, in one call and in parts */
+    size_t big = 2u << 20;
+    unsigned char *e = malloc(big);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    for (size_t i = 0; i < big; i++)
+        e[i] = (unsigned char)(i * 131 + (i >> 9));
+    uint32_t one = cr_crc32c(0, e, big);
+    CU_ASSERT_EQUAL(one, cr_crc32c_sw(0, e, big));
+    CU_ASSERT_EQUAL(one, cr_crc32c(cr_crc32c(0, e, 12345), e + 12345, big - 12345));
+    free(e);
+    free(buf);
+}
+
 static CU_TestInfo common_tests[] = {
     CUTEST(test_parse_size_suffixes),
     CUTEST(test_parse_size_rejects_garbage_and_overflow),
@@ -114,6 +149,7 @@ static CU_TestInfo common_tests[] = {
     CUTEST(test_strerror_names_every_code),
     CUTEST(test_crc32c_known_vectors),
     CUTEST(test_crc32c_hw_equals_sw_any_alignment),
+    CUTEST(test_crc32c_hw_equals_sw_long_buffers),
     CU_TEST_INFO_NULL,
 };
 
