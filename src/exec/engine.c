@@ -121,7 +121,81 @@ static int collect(int full)
     return cr_region_collect(NULL, NULL);
 }
 
-static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint64_t *bytes)
+/* ---- pending epoch (async mode) ------------------------------------------- */
+
+/* The begun, not yet committed epoch: written by the background writer
+ * (async) or already written on this thread (sync fallback: local status
+ * in pend_status). Committed before the next one begins, so epochs stay
+ * ordered and an incremental epoch always has a committed parent. */
+static struct {
+    struct cr_epoch *ep;
+    int async;                   /* the writer holds it                         */
+    int status;                  /* local put/finish status when written inline */
+    int full;
+    uint64_t bytes;
+} P;
+
+static void remove_marker(void);
+
+/* Collective (same sequence on every rank): wait for the pending epoch's
+ * writes and commit it. Returns the agreed status. */
+static int commit_pending(void)
+{
+    if (!P.ep)
+        return 0;
+    double t0 = now(), wsec = 0;
+    int local = P.async ? cr_writer_wait(&wsec) : P.status;
+    if (P.async)
+        E.stats.last_write_seconds = wsec;
+    struct cr_epoch *ep = P.ep;
+    uint64_t epoch = cr_epoch_number(ep);
+    P.ep = NULL;
+    int rc = cr_epoch_commit(E.st, ep, local);
+    E.stats.last_commit_seconds = now() - t0;
+    if (rc) {
+        cr_errc(rc, "checkpoint epoch %llu not committed", (unsigned long long)epoch);
+        E.force_full = 1;    /* its pages are in no committed epoch */
+        return rc;
+    }
+    E.stats.checkpoints++;
+    E.stats.last_epoch = epoch;
+    E.stats.total_write_seconds += E.stats.last_write_seconds;
+    if (E.marker_pending)
+        remove_marker();
+    return 0;
+}
+
+/* Copy the non-zero extents back to back into the staging buffer. NULL
+ * when they do not fit: the caller writes from the region in place. */
+static const uint8_t *stage(uint64_t bytes)
+{
+    uint8_t *buf = bytes ? cr_staging_get(bytes) : NULL;
+    if (!buf)
+        return NULL;
+    uint8_t *p = buf;
+    for (size_t i = 0; i < E.n; i++) {
+        if (E.ext[i].flags & CR_EXTENT_ZERO)
+            continue;
+        memcpy(p, (const void *)E.ext[i].addr, E.ext[i].len);
+        p += E.ext[i].len;
+    }
+    return buf;
+}
+
+static int put_inline(struct cr_epoch *ep)
+{
+    int rc = 0;
+    for (size_t i = 0; i < E.n && rc == 0; i++)
+        if (!(E.ext[i].flags & CR_EXTENT_ZERO))
+            rc = cr_epoch_put(ep, i, (const void *)E.ext[i].addr);
+    return rc ? rc : cr_epoch_finish(ep);
+}
+
+/* Begin the epoch (collective) and get its bytes written: handed to the
+ * writer when staged (async), else written here. In sync mode it is also
+ * committed here; in async mode it stays pending. */
+static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint64_t bytes,
+                       const uint8_t *staged)
 {
     struct cr_epoch_desc d = {
         .full = full, .region_base = (uintptr_t)cr_region_base(),
@@ -129,36 +203,67 @@ static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint
         .nthreads = nrec, .threads = rec,
     };
     struct cr_epoch *ep;
+    double t0 = now();
     int rc = cr_epoch_begin(E.st, &d, &ep);
+    E.stats.last_begin_seconds = now() - t0;
     if (rc) {
         cr_errc(rc, "cannot begin a checkpoint epoch");
         return rc;
     }
-    uint64_t epoch = cr_epoch_number(ep);
-    *bytes = 0;
-    for (size_t i = 0; i < E.n && rc == 0; i++) {
-        if (E.ext[i].flags & CR_EXTENT_ZERO)
-            continue;
-        rc = cr_epoch_put(ep, i, (const void *)E.ext[i].addr);
-        *bytes += E.ext[i].len;
+    P.ep = ep;
+    P.full = full;
+    P.bytes = bytes;
+    P.async = 0;
+    P.status = 0;
+    E.stats.last_write_seconds = 0;
+    if (staged) {
+        struct cr_write_job job = { ep, E.ext, E.n, staged };
+        if (cr_writer_submit(&job) == 0) {
+            P.async = 1;
+            return 0;
+        }
+        /* No thread: the staged copy serves as well as the region. */
+        for (size_t i = 0, off = 0; i < E.n && rc == 0; i++) {
+            if (E.ext[i].flags & CR_EXTENT_ZERO)
+                continue;
+            rc = cr_epoch_put(ep, i, staged + off);
+            off += E.ext[i].len;
+        }
+        if (rc == 0)
+            rc = cr_epoch_finish(ep);
+    } else {
+        t0 = now();
+        rc = put_inline(ep);
+        E.stats.last_write_seconds = now() - t0;
     }
-    if (rc == 0)
-        rc = cr_epoch_finish(ep);
-    int agreed = cr_epoch_commit(E.st, ep, rc);
-    if (agreed) {
-        cr_errc(agreed, "checkpoint epoch %llu not committed", (unsigned long long)epoch);
-        return agreed;
-    }
-    E.stats.last_epoch = epoch;
+    P.status = rc;
+    if (cr_config()->ckpt_mode == CR_CKPT_SYNC)
+        return commit_pending();
     return 0;
 }
 
-static void remove_marker(void);
+static void forked_child(void)
+{
+    /* The writer and the epoch belong to the parent; a child that
+     * checkpoints starts over with a full epoch. */
+    P.ep = NULL;
+    E.force_full = 1;
+}
 
 int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
 {
     double t0 = now();
-    int rc = open_store();
+    static int atfork;
+    if (!atfork && pthread_atfork(NULL, NULL, forked_child) == 0)
+        atfork = 1;
+    /* The previous epoch first: its commit is this call's business, and a
+     * new epoch must chain onto a committed one. A failed commit is this
+     * call's result (identical on every rank); the next call takes a full
+     * epoch, and the job goes on from the last committed one. */
+    int rc = commit_pending();
+    if (rc)
+        goto failed;
+    rc = open_store();
     if (rc)
         goto failed;
     int full = E.force_full || cr_store_next_is_full(E.st);
@@ -180,28 +285,68 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
     static struct cr_thread_record rec[CR_MAX_THREADS];
     size_t nrec = thread_records(root, rec);
     uint64_t bytes = 0;
-    rc = write_epoch(full, rec, nrec, &bytes);
+    for (size_t i = 0; i < E.n; i++)
+        if (!(E.ext[i].flags & CR_EXTENT_ZERO))
+            bytes += E.ext[i].len;
+    const uint8_t *staged = NULL;
+    if (cr_config()->ckpt_mode == CR_CKPT_ASYNC) {
+        double ts = now();
+        staged = stage(bytes);
+        E.stats.last_stage_seconds = now() - ts;
+    }
+    rc = write_epoch(full, rec, nrec, bytes, staged);
     if (rc)
         goto failed;
     E.force_full = 0;
-    if (E.marker_pending)
-        remove_marker();
-    E.stats.checkpoints++;
+    E.stats.last_async = P.ep && P.async;
     E.stats.last_bytes = bytes;
     E.stats.last_extents = E.n;
     E.stats.last_full = full;
-    E.stats.last_seconds = now() - t0;
     E.stats.total_bytes += bytes;
+    E.stats.last_seconds = now() - t0;
     E.stats.total_seconds += E.stats.last_seconds;
-    cr_dbg("checkpoint epoch %llu: %zu extents, %llu bytes, %s, %.3f ms",
-           (unsigned long long)E.stats.last_epoch, E.n, (unsigned long long)bytes,
-           full ? "full" : "incremental", 1e3 * E.stats.last_seconds);
+    cr_dbg("checkpoint %s: %zu extents, %llu bytes, %s, blocked %.3f ms (begin %.3f ms)",
+           E.stats.last_async ? "staged" : "written", E.n, (unsigned long long)bytes,
+           full ? "full" : "incremental", 1e3 * E.stats.last_seconds,
+           1e3 * E.stats.last_begin_seconds);
     return 0;
 failed:
     /* The tracker may have moved on: pages not saved now must be in the next. */
     E.force_full = 1;
     E.stats.failures++;
+    E.stats.last_seconds = now() - t0;
     return rc;
+}
+
+CR_EXPORT int cr_checkpoint_wait(void)
+{
+    cr_exec_lazy_init();
+    pthread_mutex_lock(&cr_exec_rt_.lock);
+    int rc = commit_pending();
+    if (rc)
+        E.stats.failures++;
+    pthread_mutex_unlock(&cr_exec_rt_.lock);
+    return rc;
+}
+
+void cr_engine_at_exit(void)
+{
+    pthread_mutex_lock(&cr_exec_rt_.lock);
+    if (P.ep && cr_exec_coll() == cr_coll_self()) {
+        int rc = commit_pending();
+        if (rc)
+            cr_errc(rc, "at exit: the last checkpoint could not be committed");
+    } else if (P.ep) {
+        /* A collective commit cannot be started from an exit handler (the
+         * other ranks are not there): the job ended without MPI_Finalize. */
+        (void)cr_writer_wait(NULL);
+        cr_warn("at exit: checkpoint epoch %llu was not committed (MPI_Finalize not "
+                "called); the previous one stays the restart point",
+                (unsigned long long)cr_epoch_number(P.ep));
+        P.ep = NULL;
+    }
+    pthread_mutex_unlock(&cr_exec_rt_.lock);
+    cr_writer_stop();
 }
 
 CR_EXPORT int cr_checkpoint_stats(struct cr_checkpoint_stats *out, size_t size)
