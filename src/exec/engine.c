@@ -3,23 +3,41 @@
  * and back.
  *
  * Checkpoint (run by the last thread to stop, on its home stack, with every
- * persistent thread stopped): collect the extents written since the previous
+ * persistent thread stopped - the "blocking phase"): commit the previous
+ * epoch if one is pending, collect the extents written since the previous
  * epoch (or every populated extent when the store wants a full epoch),
- * build one record per thread from the control blocks, and write them as one
- * epoch: cr_epoch_begin / put per extent / finish / commit. Writing reads
- * the region in place: nothing persistent runs until commit returns. A failed
- * epoch is abandoned by the store; since the tracker has already moved on,
- * the next epoch is forced full.
+ * build one record per thread from the control blocks, and begin the
+ * epoch (cr_epoch_begin: collective, HDF5, so on this thread). Then, by
+ * CRMPI_CKPT_MODE:
+ *   async (default)  the dirty extents are copied into the staging buffer
+ *                    (staging.c) before begin, and the background writer
+ *                    (writer.c) puts them and finishes the epoch while the
+ *                    application runs on. The epoch stays pending and is
+ *                    committed by the next checkpoint (which only agrees
+ *                    collectively and leaves the index write to the
+ *                    writer's next job), by cr_checkpoint_wait(), or at
+ *                    exit / MPI_Finalize (complete commits). When the
+ *                    extents do not fit the staging buffer, they are put
+ *                    from the region in place before the threads resume,
+ *                    and the commit is still deferred: every rank keeps
+ *                    the same sequence of collectives.
+ *   sync             put, finish and commit here, reading the region in
+ *                    place; nothing persistent runs until commit returns.
+ * A failed epoch is abandoned by the store; since the tracker has already
+ * moved on, the next epoch is forced full. A failed background write or
+ * index publication is returned by the call that commits, on every rank.
  *
  * Restore: open the newest valid committed epoch, grow the region to its
  * size, write the pages back, re-base the tracker, and hand the thread
  * records to start.c. When page data of the newest epoch turns out corrupt,
  * the region is reset and the next older epoch is tried.
  *
- * Normal end: a program that exits with status 0 leaves the file "finished"
- * in the checkpoint directory; the next start is then a fresh one, and the
- * marker is removed when that run commits its first checkpoint (a kill in
- * between just means starting fresh once more).
+ * Normal end: a pending epoch is committed at exit (cr_engine_at_exit). A
+ * program that exits with status 0 then leaves the file "finished" in the
+ * checkpoint directory; the next start is then a fresh one, and the marker
+ * is removed when that run commits its first checkpoint - completely,
+ * index on disk, never deferred (a kill in between just means starting
+ * fresh once more).
  */
 #include "exec/exec.h"
 
@@ -131,15 +149,33 @@ static struct {
     struct cr_epoch *ep;
     int async;                   /* the writer holds it                         */
     int status;                  /* local put/finish status when written inline */
-    int full;
-    uint64_t bytes;
+    struct cr_index_pub *pub;    /* rank 0: agreed index, not yet written       */
 } P;
 
 static void remove_marker(void);
 
+/* Write an agreed index now (when no writer job will). A failure becomes
+ * the local status of the epoch being written, if any, so that its commit
+ * reports it on every rank. */
+static int flush_pub(void)
+{
+    int rc = cr_index_pub_run(P.pub);
+    P.pub = NULL;
+    if (rc) {
+        cr_errc(rc, "cannot publish the checkpoint index");
+        E.force_full = 1;
+    }
+    return rc;
+}
+
 /* Collective (same sequence on every rank): wait for the pending epoch's
- * writes and commit it. Returns the agreed status. */
-static int commit_pending(void)
+ * writes and commit it. deferred: only agree, leaving the index write to
+ * the writer's next job (P.pub); used by the next checkpoint, which hands
+ * it over at once. Otherwise the commit is complete on return (wait, exit,
+ * sync mode, and the first commit of a run after a finished one: the
+ * "finished" marker may only go once an index of this run is on disk).
+ * Returns the agreed status. */
+static int commit_pending(int deferred)
 {
     if (!P.ep)
         return 0;
@@ -150,8 +186,12 @@ static int commit_pending(void)
     struct cr_epoch *ep = P.ep;
     uint64_t epoch = cr_epoch_number(ep);
     P.ep = NULL;
-    int rc = cr_epoch_commit(E.st, ep, local);
+    double t1 = now();
+    int rc = deferred && !E.marker_pending ? cr_epoch_commit_deferred(E.st, ep, local, &P.pub)
+                                           : cr_epoch_commit(E.st, ep, local);
     E.stats.last_commit_seconds = now() - t0;
+    cr_dbg("commit of epoch %llu: %.3f ms waiting for the writer, %.3f ms committing",
+           (unsigned long long)epoch, 1e3 * (t1 - t0), 1e3 * (now() - t1));
     if (rc) {
         cr_errc(rc, "checkpoint epoch %llu not committed", (unsigned long long)epoch);
         E.force_full = 1;    /* its pages are in no committed epoch */
@@ -208,21 +248,22 @@ static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint
     E.stats.last_begin_seconds = now() - t0;
     if (rc) {
         cr_errc(rc, "cannot begin a checkpoint epoch");
+        (void)flush_pub();
         return rc;
     }
     P.ep = ep;
-    P.full = full;
-    P.bytes = bytes;
     P.async = 0;
     P.status = 0;
     E.stats.last_write_seconds = 0;
     if (staged) {
-        struct cr_write_job job = { ep, E.ext, E.n, staged };
+        struct cr_write_job job = { P.pub, ep, E.ext, E.n, staged };
         if (cr_writer_submit(&job) == 0) {
+            P.pub = NULL;
             P.async = 1;
             return 0;
         }
         /* No thread: the staged copy serves as well as the region. */
+        rc = flush_pub();
         for (size_t i = 0, off = 0; i < E.n && rc == 0; i++) {
             if (E.ext[i].flags & CR_EXTENT_ZERO)
                 continue;
@@ -233,12 +274,14 @@ static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint
             rc = cr_epoch_finish(ep);
     } else {
         t0 = now();
-        rc = put_inline(ep);
+        rc = flush_pub();
+        if (rc == 0)
+            rc = put_inline(ep);
         E.stats.last_write_seconds = now() - t0;
     }
     P.status = rc;
     if (cr_config()->ckpt_mode == CR_CKPT_SYNC)
-        return commit_pending();
+        return commit_pending(0);
     return 0;
 }
 
@@ -247,6 +290,7 @@ static void forked_child(void)
     /* The writer and the epoch belong to the parent; a child that
      * checkpoints starts over with a full epoch. */
     P.ep = NULL;
+    P.pub = NULL;
     E.force_full = 1;
 }
 
@@ -260,7 +304,8 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
      * new epoch must chain onto a committed one. A failed commit is this
      * call's result (identical on every rank); the next call takes a full
      * epoch, and the job goes on from the last committed one. */
-    int rc = commit_pending();
+    E.stats.last_commit_seconds = 0;
+    int rc = commit_pending(1);
     if (rc)
         goto failed;
     rc = open_store();
@@ -277,7 +322,9 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
         if (rc)
             cr_errc(rc, "cannot release the free pages of the heap (checkpoint continues)");
     }
+    double tc = now();
     rc = collect(full);
+    tc = now() - tc;
     if (rc) {
         cr_errc(rc, "cannot collect the written pages of the region");
         goto failed;
@@ -305,12 +352,15 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
     E.stats.total_bytes += bytes;
     E.stats.last_seconds = now() - t0;
     E.stats.total_seconds += E.stats.last_seconds;
-    cr_dbg("checkpoint %s: %zu extents, %llu bytes, %s, blocked %.3f ms (begin %.3f ms)",
+    cr_dbg("checkpoint %s: %zu extents, %llu bytes, %s, blocked %.3f ms (commit %.3f, "
+           "collect %.3f, stage %.3f, begin %.3f ms)",
            E.stats.last_async ? "staged" : "written", E.n, (unsigned long long)bytes,
            full ? "full" : "incremental", 1e3 * E.stats.last_seconds,
+           1e3 * E.stats.last_commit_seconds, 1e3 * tc, 1e3 * E.stats.last_stage_seconds,
            1e3 * E.stats.last_begin_seconds);
     return 0;
 failed:
+    (void)flush_pub();
     /* The tracker may have moved on: pages not saved now must be in the next. */
     E.force_full = 1;
     E.stats.failures++;
@@ -322,7 +372,7 @@ CR_EXPORT int cr_checkpoint_wait(void)
 {
     cr_exec_lazy_init();
     pthread_mutex_lock(&cr_exec_rt_.lock);
-    int rc = commit_pending();
+    int rc = commit_pending(0);
     if (rc)
         E.stats.failures++;
     pthread_mutex_unlock(&cr_exec_rt_.lock);
@@ -333,7 +383,7 @@ void cr_engine_at_exit(void)
 {
     pthread_mutex_lock(&cr_exec_rt_.lock);
     if (P.ep && cr_exec_coll() == cr_coll_self()) {
-        int rc = commit_pending();
+        int rc = commit_pending(0);
         if (rc)
             cr_errc(rc, "at exit: the last checkpoint could not be committed");
     } else if (P.ep) {
@@ -354,6 +404,7 @@ CR_EXPORT int cr_checkpoint_stats(struct cr_checkpoint_stats *out, size_t size)
     if (!out || size == 0)
         return -EINVAL;
     pthread_mutex_lock(&cr_exec_rt_.lock);
+    E.stats.writing = P.ep && P.async && cr_writer_busy();
     memcpy(out, &E.stats, CR_MIN(size, sizeof E.stats));
     pthread_mutex_unlock(&cr_exec_rt_.lock);
     return 0;

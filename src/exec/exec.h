@@ -170,11 +170,15 @@ size_t cr_staging_size(void);
 void cr_staging_forget(void);
 
 /* ---- writer.c -------------------------------------------------------------- */
-/* One epoch for the background writer: put every non-zero extent of ext[]
- * from data (their bytes back to back, in order), then finish. */
+/* One job for the background writer: publish the index of the previous
+ * epoch (pub, may be NULL; its failure fails the job), then put every
+ * non-zero extent of ext[] from data (their bytes back to back, in order),
+ * then finish. */
 struct cr_epoch;
 struct cr_extent;
+struct cr_index_pub;
 struct cr_write_job {
+    struct cr_index_pub *pub;
     struct cr_epoch *ep;
     const struct cr_extent *ext;
     size_t n;
@@ -185,6 +189,8 @@ struct cr_write_job {
 CR_MUST_CHECK int cr_writer_submit(const struct cr_write_job *job);
 /* Wait for the job: its put/finish status; *seconds, its write time. */
 int cr_writer_wait(double *seconds);
+/* Whether a job is still being written. */
+int cr_writer_busy(void);
 /* Wait for the job, then end and join the thread. */
 void cr_writer_stop(void);
 

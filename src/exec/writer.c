@@ -4,12 +4,14 @@
  * file and finishes it (tables + fsync) while the application runs on.
  *
  * Contract with engine.c: at most one job at a time. cr_writer_submit()
- * hands over an epoch already begun (cr_epoch_begin ran on the application
+ * hands over the index publication of the previous epoch (its commit was
+ * agreed at this checkpoint; writing the index costs two fsyncs, which the
+ * application should not wait for) and an epoch already begun (cr_epoch_begin ran on the application
  * thread: it is collective and calls HDF5) with its extents and the staged
  * bytes; cr_writer_wait() returns the job's local status, after which the
  * caller commits (collectively, on the application thread). The writer
- * itself only calls cr_epoch_put / cr_epoch_finish, which use neither HDF5
- * nor MPI, so it never enters either concurrently with the application.
+ * itself only calls cr_index_pub_run, cr_epoch_put and cr_epoch_finish,
+ * which use neither HDF5 nor MPI nor state the application thread changes, so it never enters either concurrently with the application.
  *
  * The thread is not a persistent thread: it runs on an ordinary pthread
  * stack, touches no persistent memory (it reads the staging buffer, outside
@@ -89,7 +91,10 @@ out:
 static int run_job(const struct cr_write_job *j)
 {
     const uint8_t *src = j->data;
-    int rc = 0;
+    int rc = cr_index_pub_run(j->pub);
+    if (rc)
+        cr_errc(rc, "cannot publish the checkpoint index (the epoch being written "
+                "will not be committed)");
     for (size_t i = 0; i < j->n && rc == 0; i++) {
         if (j->ext[i].flags & CR_EXTENT_ZERO)
             continue;
@@ -193,6 +198,14 @@ int cr_writer_wait(double *seconds)
     W.done = 0;
     pthread_mutex_unlock(&W.mu);
     return rc;
+}
+
+int cr_writer_busy(void)
+{
+    pthread_mutex_lock(&W.mu);
+    int busy = W.has_job;
+    pthread_mutex_unlock(&W.mu);
+    return busy;
 }
 
 void cr_writer_stop(void)

@@ -153,6 +153,7 @@ struct cr_checkpoint_stats {
     double   last_write_seconds;  /* put + fsync of the last committed one */
     double   last_commit_seconds; /* waiting for the writer + commit     */
     double   total_write_seconds;
+    int      writing;         /* the writer is still busy with the pending one */
 };
 CR_API int cr_checkpoint_stats(struct cr_checkpoint_stats *out, size_t size);
 

@@ -62,6 +62,10 @@ void cr_epoch_path(const struct cr_store *st, uint64_t epoch, char *out, size_t 
 /* Add the committed epoch to the index, drop what CRMPI_KEEP no longer
  * needs, write the index and delete unneeded files (rank 0 only). */
 int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *e);
+/* Collective: like cr_store_commit_index, but only decides the new index
+ * (in memory); rank 0 gets *pub, the write to run later (store.h). */
+int cr_store_commit_index_deferred(struct cr_store *st, const struct cr_index_entry *e,
+                                   struct cr_index_pub **pub);
 int cr_store_mark_bad(struct cr_store *st, uint64_t epoch);
 int cr_store_is_bad(const struct cr_store *st, uint64_t epoch);
 

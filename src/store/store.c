@@ -241,35 +241,42 @@ static int is_epoch_name(const char *name, uint64_t *epoch)
     return 1;
 }
 
-/* Delete every epoch file the index does not name. */
-static void gc_sweep(const struct cr_store *st)
+/* Delete every epoch file older than `below` that ix does not name. Newer
+ * files may be epochs still being written (asynchronous checkpoints create
+ * the next epoch's file before the previous index is published). */
+static void gc_sweep(const char *dir, const struct cr_index *ix, uint64_t below)
 {
-    DIR *d = opendir(st->dir);
+    DIR *d = opendir(dir);
     if (!d) {
-        cr_perr("opendir(%s) for garbage collection", st->dir);
+        cr_perr("opendir(%s) for garbage collection", dir);
         return;
     }
     struct dirent *de;
     while ((de = readdir(d))) {
         uint64_t ep;
-        if (!is_epoch_name(de->d_name, &ep) || cr_index_find(&st->ix, ep))
+        if (!is_epoch_name(de->d_name, &ep) || ep >= below || cr_index_find(ix, ep))
             continue;
         if (unlinkat(dirfd(d), de->d_name, 0) < 0)
-            cr_perr("unlink(%s/%s)", st->dir, de->d_name);
+            cr_perr("unlink(%s/%s)", dir, de->d_name);
         else
-            cr_dbg("%s: removed %s", st->dir, de->d_name);
+            cr_dbg("%s: removed %s", dir, de->d_name);
     }
     closedir(d);
 }
 
-int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *ne)
+/* The index that commits ne: the current one without entries of an
+ * abandoned timeline, plus ne, minus what garbage collection drops. */
+static int next_index(const struct cr_store *st, const struct cr_index_entry *ne,
+                      struct cr_index *next)
 {
-    struct cr_index *ix = &st->ix;
+    const struct cr_index *ix = &st->ix;
     struct cr_index_entry *e = malloc((ix->n + 1) * sizeof *e);
     char *need = calloc(ix->n + 1, 1);
-    int rc = -ENOMEM;
-    if (!e || !need)
-        goto free_all;
+    if (!e || !need) {
+        free(e);
+        free(need);
+        return -ENOMEM;
+    }
     uint32_t n = 0;
     for (uint32_t i = 0; i < ix->n; i++)
         /* Entries newer than the base we continued from belong to an
@@ -277,27 +284,101 @@ int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *ne)
         if (ix->e[i].epoch < ne->epoch && (!st->last || ix->e[i].epoch <= st->last))
             e[n++] = ix->e[i];
     e[n++] = *ne;
-    struct cr_index next = { .n = n, .e = e };
-    memcpy(next.job_uuid, ix->job_uuid, CR_UUID_BYTES);
-    gc_mark(&next, st->opts.keep, need);
+    *next = (struct cr_index){ .n = n, .e = e };
+    memcpy(next->job_uuid, ix->job_uuid, CR_UUID_BYTES);
+    gc_mark(next, st->opts.keep, need);
     uint32_t k = 0;
     for (uint32_t i = 0; i < n; i++)
         if (need[i])
             e[k++] = e[i];
-    next.n = k;
-    rc = st->coll->rank == 0 ? cr_index_write(st->dir, &next) : 0;
+    next->n = k;
+    free(need);
+    return 0;
+}
+
+int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *ne)
+{
+    struct cr_index next = { 0 };
+    int rc = next_index(st, ne, &next);
+    if (rc == 0 && st->coll->rank == 0)
+        rc = cr_index_write(st->dir, &next);
     rc = cr_coll_agree(st->coll, rc);
-    if (rc < 0)
-        goto free_all;
-    free(ix->e);
-    *ix = next;
-    e = NULL;
+    if (rc < 0) {
+        free(next.e);
+        return rc;
+    }
+    free(st->ix.e);
+    st->ix = next;
     st->index_bad = 0;
     cr_store_fault("index-committed");
     if (st->coll->rank == 0)
-        gc_sweep(st);
-free_all:
-    free(e);
-    free(need);
+        gc_sweep(st->dir, &st->ix, ne->epoch);
+    return 0;
+}
+
+/* ---- deferred publication (asynchronous checkpoints) ----------------------- */
+
+struct cr_index_pub {
+    char dir[PATH_MAX];
+    struct cr_index ix;
+    uint64_t epoch;
+};
+
+int cr_store_commit_index_deferred(struct cr_store *st, const struct cr_index_entry *ne,
+                                   struct cr_index_pub **pub)
+{
+    *pub = NULL;
+    struct cr_index next = { 0 };
+    int rc = next_index(st, ne, &next);
+    struct cr_index_pub *p = NULL;
+    if (rc == 0 && st->coll->rank == 0) {
+        p = malloc(sizeof *p);
+        if (p) {
+            memcpy(p->dir, st->dir, sizeof p->dir);
+            p->ix = next;
+            p->ix.e = malloc(next.n * sizeof *next.e);
+            p->epoch = ne->epoch;
+        }
+        if (!p || !p->ix.e) {
+            free(p);
+            p = NULL;
+            rc = -ENOMEM;
+        } else {
+            memcpy(p->ix.e, next.e, next.n * sizeof *next.e);
+        }
+    }
+    rc = cr_coll_agree(st->coll, rc);
+    if (rc < 0) {
+        if (p)
+            free(p->ix.e);
+        free(p);
+        free(next.e);
+        return rc;
+    }
+    free(st->ix.e);
+    st->ix = next;
+    st->index_bad = 0;
+    *pub = p;
+    return 0;
+}
+
+int cr_index_pub_run(struct cr_index_pub *p)
+{
+    if (!p)
+        return 0;
+    int rc = cr_index_write(p->dir, &p->ix);
+    if (rc == 0) {
+        cr_store_fault("index-committed");
+        gc_sweep(p->dir, &p->ix, p->epoch);
+    }
+    cr_index_pub_free(p);
     return rc;
+}
+
+void cr_index_pub_free(struct cr_index_pub *p)
+{
+    if (!p)
+        return;
+    free(p->ix.e);
+    free(p);
 }
