@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #define PAGE 4096UL
+#define CR_MIN_SZ(a, b) ((a) < (b) ? (a) : (b))
 static int rank, np = 1;
 
 static double now(void)
@@ -287,10 +288,10 @@ static void sweep(size_t mib, const char *fracs, int reps)
             wr[r] = s.last_write_seconds > 0 ? written / s.last_write_seconds / 1e6 : 0;
             file = newest_epoch_bytes() / np;
             if (!rawbuf) {
-                rawbuf = malloc(len);
-                memset(rawbuf, 5, len);
+                rawbuf = malloc(n * PAGE);
+                memset(rawbuf, 5, n * PAGE);
             }
-            raw[r] = written / raw_write(rawbuf, (size_t)written, "dirty") / 1e6;
+            raw[r] = written / raw_write(rawbuf, CR_MIN_SZ((size_t)written, n * PAGE), "dirty") / 1e6;
             barrier();
         }
         if (rank == 0) {
@@ -302,11 +303,12 @@ static void sweep(size_t mib, const char *fracs, int reps)
                    median(raw, reps));
             fflush(stdout);
         }
+        free(rawbuf);
+        rawbuf = NULL;
         tracking(heap, pages, pct, reps);
         fflush(stdout);
     }
     free(list);
-    free(rawbuf);
 }
 
 static void empty(int reps)

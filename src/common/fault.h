@@ -21,6 +21,12 @@
  *                  dir-fsync
  *   steps (kill):  epoch-begun, epoch-put, epoch-finished, index-written,
  *                  index-synced, index-renamed, index-committed
+ * Points of the background writer (src/exec/writer.c, kill only; they fire
+ * on the writer thread while the application runs):
+ *                  writer-put (after each extent), writer-finished
+ *                  (epoch fsynced, commit not yet agreed); the store's
+ *                  points of put/finish and of the index write also fire
+ *                  there in async mode
  * Points of the MPI layer (mpi-wrap, kill only):
  *                  mpi-drain-exchanged, mpi-drain-queued, mpi-quiesced
  *
