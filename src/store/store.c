@@ -311,8 +311,10 @@ int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *ne)
     st->ix = next;
     st->index_bad = 0;
     cr_store_fault("index-committed");
+    /* Synchronous: no other epoch is being written, so every file the
+     * index does not name is garbage (leftovers of crashed runs too). */
     if (st->coll->rank == 0)
-        gc_sweep(st->dir, &st->ix, ne->epoch);
+        gc_sweep(st->dir, &st->ix, UINT64_MAX);
     return 0;
 }
 
