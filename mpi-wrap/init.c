@@ -16,6 +16,7 @@
  * MPI is initialised at the level asked for (see init_thread), so
  * MPI_Query_thread reports what the application was given.
  */
+#include "crmpi.h"
 #include "drain.h"
 #include "p2p.h"
 #include "protocol.h"
@@ -171,6 +172,12 @@ int MPI_Finalize(void)
 {
     crmpi_jobctl_fini();
     if (crmpi_enabled_) {
+        /* The last asynchronous checkpoint becomes the restart point here,
+         * while the collective still works (collective like MPI_Finalize). */
+        int rc = crmpi_checkpoint_wait();
+        if (rc)
+            cr_errc(rc, "MPI_Finalize: the last checkpoint could not be committed; "
+                    "the one before stays the restart point");
         crmpi_enabled_ = 0;
         if (crmpi_proto_comm != MPI_COMM_NULL)
             PMPI_Comm_free(&crmpi_proto_comm);

@@ -297,8 +297,21 @@ static void write_job_files(uint64_t epoch, int nranks, int stopped, int sig)
                "stop for a failure and relaunch", cfg->dir, JOBCTL_STOPPED);
 }
 
+static int fixed_epoch(int stop, uint64_t *epoch, void *arg)
+{
+    *epoch = *(const uint64_t *)arg;
+    return 0;
+}
+
 int crmpi_jobctl_after_checkpoint(uint64_t epoch)
 {
+    return crmpi_jobctl_after_checkpoint_settle(fixed_epoch, &epoch);
+}
+
+int crmpi_jobctl_after_checkpoint_settle(int (*settle)(int stop, uint64_t *epoch, void *arg),
+                                         void *arg)
+{
+    uint64_t epoch = 0;
     if (!mpi_ready() || crmpi_jobctl_init() != 0)
         return CR_ESTATE;
     int sig = stop_signal;
@@ -306,13 +319,15 @@ int crmpi_jobctl_after_checkpoint(uint64_t epoch)
     double v[2] = { sig ? (double)sig : 0.0, cost >= 0 ? cost : 0.0 };
     int rc = PMPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     if (rc != MPI_SUCCESS) {
-        cr_err("after checkpoint %llu: MPI_Allreduce failed (MPI error %d)",
-               (unsigned long long)epoch, rc);
+        cr_err("after a checkpoint: MPI_Allreduce failed (MPI error %d)", rc);
         return CR_EREMOTE;
     }
     if (cost >= 0)
         cost = v[1];
     last_time = now();
+    rc = settle(v[0] != 0, &epoch, arg);
+    if (rc)
+        return rc;
     if (v[0] != 0) {
         exit_agreed = 1;
         exit_signal = (int)v[0];

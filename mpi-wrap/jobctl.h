@@ -9,11 +9,11 @@
  *                                    the seconds this rank spent in
  *                                    crmpi_checkpoint() for it (the cost the
  *                                    application paid: the Young/Daly C)
- *   crmpi_jobctl_after_checkpoint(e) collectively, after every committed
- *                                    checkpoint e (not after a failed one,
+ *   crmpi_jobctl_after_checkpoint_settle(f, a) collectively, after every
+ *                                    successful checkpoint (not after a failed one,
  *                                    not on the restart path)
  *   crmpi_jobctl_fini()              before PMPI_Finalize
- * jobctl never calls the checkpoint protocol back; its collectives use
+ * jobctl calls the checkpoint protocol back only through settle; its collectives use
  * PMPI_* on MPI_COMM_WORLD directly.
  */
 #ifndef CRMPI_JOBCTL_H
@@ -34,13 +34,22 @@ CR_MUST_CHECK int crmpi_jobctl_init(void);
 void crmpi_jobctl_record_cost(double seconds);
 
 /* Collective over MPI_COMM_WORLD, after checkpoint `epoch` was committed on
- * every rank. Agrees on whether a stop signal arrived anywhere (then
- * crmpi_should_exit() becomes true everywhere), restarts the interval
- * clock, and has rank 0 rewrite $CRMPI_DIR/crmpi-job.last (and write
- * crmpi-job.stopped on a stop). Returns 0, or CR_EREMOTE when the agreement
- * failed in MPI (crmpi_should_exit() is then unchanged). Failing to write
- * the files is logged, not returned: they only inform the launcher. */
+ * every rank: crmpi_jobctl_after_checkpoint_settle with a settle that only
+ * names epoch. */
 CR_MUST_CHECK int crmpi_jobctl_after_checkpoint(uint64_t epoch);
+/* Collective over MPI_COMM_WORLD, after every successful checkpoint.
+ * Agrees on whether a stop signal arrived anywhere, then calls
+ * settle(stop, &epoch, arg) - collectively, with the same stop everywhere - which
+ * must commit a still pending (asynchronous) checkpoint when stop is set
+ * and name the last committed epoch. Then crmpi_should_exit() becomes true
+ * everywhere on a stop, the interval clock restarts, and rank 0 rewrites
+ * $CRMPI_DIR/crmpi-job.last (and writes crmpi-job.stopped on a stop).
+ * Returns 0, settle's error (nothing changed then), or CR_EREMOTE when the
+ * agreement failed in MPI (crmpi_should_exit() is then unchanged). Failing
+ * to write the files is logged, not returned: they only inform the
+ * launcher. */
+CR_MUST_CHECK int crmpi_jobctl_after_checkpoint_settle(
+    int (*settle)(int stop, uint64_t *epoch, void *arg), void *arg);
 
 /* Not collective. Restores the signal handlers found at init. */
 void crmpi_jobctl_fini(void);

@@ -77,6 +77,16 @@ int crmpi_after_restore(void)
     return rc;
 }
 
+/* A checkpoint-and-stop must leave this checkpoint committed before the
+ * program is told to exit and before the job files name it. */
+static int settle(int stop, uint64_t *epoch, void *unused)
+{
+    int rc = stop ? crmpi_checkpoint_wait() : 0;
+    struct cr_checkpoint_stats cs;
+    *epoch = cr_checkpoint_stats(&cs, sizeof cs) == 0 ? cs.last_epoch : 0;
+    return rc;
+}
+
 int crmpi_checkpoint(void)
 {
     if (cr_config()->disable)
@@ -107,10 +117,21 @@ int crmpi_checkpoint(void)
     rrc = crmpi_agree(rrc);
     if (rc || rrc)
         return rc ? rc : rrc;
-    struct cr_checkpoint_stats cs;
-    if (cr_checkpoint_stats(&cs, sizeof cs) != 0)
-        cs.last_epoch = 0;
     crmpi_jobctl_record_cost(PMPI_Wtime() - t0);
-    rc = crmpi_jobctl_after_checkpoint(cs.last_epoch);
+    rc = crmpi_jobctl_after_checkpoint_settle(settle, NULL);
     return rc ? rc : CRMPI_CHECKPOINTED;
+}
+
+int crmpi_checkpoint_wait(void)
+{
+    if (cr_config()->disable)
+        return 0;
+    if (!crmpi_enabled_) {
+        cr_err("crmpi_checkpoint_wait() called before MPI_Init or after MPI_Finalize");
+        return CR_ESTATE;
+    }
+    crmpi_internal_enter();
+    int rc = cr_checkpoint_wait();    /* the commit agrees on its status */
+    crmpi_internal_leave();
+    return rc;
 }

@@ -44,6 +44,18 @@ extern "C" {
  * With CRMPI_DISABLE=1 it does nothing and returns CRMPI_CHECKPOINTED. */
 CR_API int crmpi_checkpoint(void) CR_WUR;
 
+/* With CRMPI_CKPT_MODE=async (the default), crmpi_checkpoint() returns once
+ * every rank has copied its dirty pages aside; a background thread per rank
+ * writes them, and the checkpoint is committed (becomes the restart point)
+ * by the next crmpi_checkpoint(), by crmpi_checkpoint_wait() or in
+ * MPI_Finalize. A failed background write is returned, on every rank, by
+ * the call that commits. crmpi_checkpoint_wait(): collective like
+ * crmpi_checkpoint(); waits for the writes and commits. Returns 0
+ * (committed, or nothing pending) or the agreed error (CR_EREMOTE, -EIO,
+ * -ENOSPC, ...; the previous checkpoint stays valid). CR_ESTATE outside
+ * MPI_Init..MPI_Finalize. */
+CR_API int crmpi_checkpoint_wait(void) CR_WUR;
+
 #ifdef __cplusplus
 }
 #endif

@@ -27,6 +27,7 @@ struct var {
 static const char *const tracker_names[] = { "auto", "uffd-async", "uffd-sync", "mprotect", NULL };
 /* Index = bit mask: bit 0 SIGUSR1, bit 1 SIGTERM (mpi-wrap/jobctl.c). */
 static const char *const stop_signal_names[] = { "none", "usr1", "term", "usr1,term", NULL };
+static const char *const ckpt_mode_names[] = { "async", "sync", NULL };
 static const char *const log_names[] = { "none", "error", "warn", "info", "debug", NULL };
 
 #define F(field) offsetof(struct cr_config, field)
@@ -63,6 +64,10 @@ static const struct var vars[] = {
       "mean time between failures of the job in seconds, for Young/Daly's interval sqrt(2*cost*MTBF)" },
     { "CRMPI_STOP_SIGNALS", T_ENUM, "usr1", F(stop_signals), stop_signal_names,
       "signals asking for checkpoint-and-stop (crmpi_should_exit): none, usr1, term or usr1,term" },
+    { "CRMPI_CKPT_MODE", T_ENUM, "async", F(ckpt_mode), ckpt_mode_names,
+      "async: copy dirty pages to a staging buffer, write in the background, commit at the next checkpoint/wait/exit; sync: write and commit inside the call (same value on every rank)" },
+    { "CRMPI_STAGING_MAX", T_SIZE, "1G", F(staging_max), NULL,
+      "largest staging buffer of async checkpoints per process; a checkpoint with more dirty bytes is written synchronously" },
 };
 #undef F
 

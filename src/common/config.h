@@ -20,6 +20,11 @@ enum cr_tracker_kind {
     CR_TRACKER_MPROTECT,     /* mprotect + SIGSEGV                                  */
 };
 
+enum cr_ckpt_mode {
+    CR_CKPT_ASYNC = 0,       /* snapshot to a staging buffer, background writer   */
+    CR_CKPT_SYNC,            /* write and commit inside the checkpoint call       */
+};
+
 struct cr_config {
     char     dir[PATH_MAX];   /* CRMPI_DIR: checkpoint directory (absolute)     */
     uintptr_t region_base;    /* CRMPI_REGION_BASE                              */
@@ -37,6 +42,8 @@ struct cr_config {
     unsigned ckpt_interval;   /* CRMPI_CKPT_INTERVAL: seconds, 0 = Young/Daly   */
     unsigned mtbf;            /* CRMPI_MTBF: mean time between failures, s      */
     int      stop_signals;    /* CRMPI_STOP_SIGNALS: bit 0 SIGUSR1, bit 1 SIGTERM */
+    int      ckpt_mode;       /* CRMPI_CKPT_MODE (enum cr_ckpt_mode)            */
+    size_t   staging_max;     /* CRMPI_STAGING_MAX: bytes of the staging buffer */
 };
 
 /* Parse the environment into *cfg (defaults for unset variables).

@@ -3,23 +3,41 @@
  * and back.
  *
  * Checkpoint (run by the last thread to stop, on its home stack, with every
- * persistent thread stopped): collect the extents written since the previous
+ * persistent thread stopped - the "blocking phase"): commit the previous
+ * epoch if one is pending, collect the extents written since the previous
  * epoch (or every populated extent when the store wants a full epoch),
- * build one record per thread from the control blocks, and write them as one
- * epoch: cr_epoch_begin / put per extent / finish / commit. Writing reads
- * the region in place: nothing persistent runs until commit returns. A failed
- * epoch is abandoned by the store; since the tracker has already moved on,
- * the next epoch is forced full.
+ * build one record per thread from the control blocks, and begin the
+ * epoch (cr_epoch_begin: collective, HDF5, so on this thread). Then, by
+ * CRMPI_CKPT_MODE:
+ *   async (default)  the dirty extents are copied into the staging buffer
+ *                    (staging.c) before begin, and the background writer
+ *                    (writer.c) puts them and finishes the epoch while the
+ *                    application runs on. The epoch stays pending and is
+ *                    committed by the next checkpoint (which only agrees
+ *                    collectively and leaves the index write to the
+ *                    writer's next job), by cr_checkpoint_wait(), or at
+ *                    exit / MPI_Finalize (complete commits). When the
+ *                    extents do not fit the staging buffer, they are put
+ *                    from the region in place before the threads resume,
+ *                    and the commit is still deferred: every rank keeps
+ *                    the same sequence of collectives.
+ *   sync             put, finish and commit here, reading the region in
+ *                    place; nothing persistent runs until commit returns.
+ * A failed epoch is abandoned by the store; since the tracker has already
+ * moved on, the next epoch is forced full. A failed background write or
+ * index publication is returned by the call that commits, on every rank.
  *
  * Restore: open the newest valid committed epoch, grow the region to its
  * size, write the pages back, re-base the tracker, and hand the thread
  * records to start.c. When page data of the newest epoch turns out corrupt,
  * the region is reset and the next older epoch is tried.
  *
- * Normal end: a program that exits with status 0 leaves the file "finished"
- * in the checkpoint directory; the next start is then a fresh one, and the
- * marker is removed when that run commits its first checkpoint (a kill in
- * between just means starting fresh once more).
+ * Normal end: a pending epoch is committed at exit (cr_engine_at_exit). A
+ * program that exits with status 0 then leaves the file "finished" in the
+ * checkpoint directory; the next start is then a fresh one, and the marker
+ * is removed when that run commits its first checkpoint - completely,
+ * index on disk, never deferred (a kill in between just means starting
+ * fresh once more).
  */
 #include "exec/exec.h"
 
@@ -147,7 +165,105 @@ static int collect(int full)
     return cr_region_collect(NULL, NULL);
 }
 
-static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint64_t *bytes)
+/* ---- pending epoch (async mode) ------------------------------------------- */
+
+/* The begun, not yet committed epoch: written by the background writer
+ * (async) or already written on this thread (sync fallback: local status
+ * in pend_status). Committed before the next one begins, so epochs stay
+ * ordered and an incremental epoch always has a committed parent. */
+static struct {
+    struct cr_epoch *ep;
+    int async;                   /* the writer holds it                         */
+    int status;                  /* local put/finish status when written inline */
+    struct cr_index_pub *pub;    /* rank 0: agreed index, not yet written       */
+} P;
+
+static void remove_marker(void);
+
+/* Write an agreed index now (when no writer job will). A failure becomes
+ * the local status of the epoch being written, if any, so that its commit
+ * reports it on every rank. */
+static int flush_pub(void)
+{
+    int rc = cr_index_pub_run(P.pub);
+    P.pub = NULL;
+    if (rc) {
+        cr_errc(rc, "cannot publish the checkpoint index");
+        E.force_full = 1;
+    }
+    return rc;
+}
+
+/* Collective (same sequence on every rank): wait for the pending epoch's
+ * writes and commit it. deferred: only agree, leaving the index write to
+ * the writer's next job (P.pub); used by the next checkpoint, which hands
+ * it over at once. Otherwise the commit is complete on return (wait, exit,
+ * sync mode, and the first commit of a run after a finished one: the
+ * "finished" marker may only go once an index of this run is on disk).
+ * Returns the agreed status. */
+static int commit_pending(int deferred)
+{
+    if (!P.ep)
+        return 0;
+    double t0 = now(), wsec = 0;
+    int local = P.async ? cr_writer_wait(&wsec) : P.status;
+    if (P.async)
+        E.stats.last_write_seconds = wsec;
+    struct cr_epoch *ep = P.ep;
+    uint64_t epoch = cr_epoch_number(ep);
+    P.ep = NULL;
+    double t1 = now();
+    int rc = deferred && !E.marker_pending ? cr_epoch_commit_deferred(E.st, ep, local, &P.pub)
+                                           : cr_epoch_commit(E.st, ep, local);
+    E.stats.last_commit_seconds = now() - t0;
+    cr_dbg("commit of epoch %llu: %.3f ms waiting for the writer, %.3f ms committing",
+           (unsigned long long)epoch, 1e3 * (t1 - t0), 1e3 * (now() - t1));
+    if (rc) {
+        cr_errc(rc, "checkpoint epoch %llu not committed", (unsigned long long)epoch);
+        E.force_full = 1;    /* its pages are in no committed epoch */
+        return rc;
+    }
+    E.stats.checkpoints++;
+    E.stats.last_epoch = epoch;
+    E.stats.total_write_seconds += E.stats.last_write_seconds;
+    if (E.marker_pending) {
+        (void)cr_fault("marker-removing");
+        remove_marker();
+    }
+    return 0;
+}
+
+/* Copy the non-zero extents back to back into the staging buffer. NULL
+ * when they do not fit: the caller writes from the region in place. */
+static const uint8_t *stage(uint64_t bytes)
+{
+    uint8_t *buf = bytes ? cr_staging_get(bytes) : NULL;
+    if (!buf)
+        return NULL;
+    uint8_t *p = buf;
+    for (size_t i = 0; i < E.n; i++) {
+        if (E.ext[i].flags & CR_EXTENT_ZERO)
+            continue;
+        memcpy(p, (const void *)E.ext[i].addr, E.ext[i].len);
+        p += E.ext[i].len;
+    }
+    return buf;
+}
+
+static int put_inline(struct cr_epoch *ep)
+{
+    int rc = 0;
+    for (size_t i = 0; i < E.n && rc == 0; i++)
+        if (!(E.ext[i].flags & CR_EXTENT_ZERO))
+            rc = cr_epoch_put(ep, i, (const void *)E.ext[i].addr);
+    return rc ? rc : cr_epoch_finish(ep);
+}
+
+/* Begin the epoch (collective) and get its bytes written: handed to the
+ * writer when staged (async), else written here. In sync mode it is also
+ * committed here; in async mode it stays pending. */
+static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint64_t bytes,
+                       const uint8_t *staged)
 {
     struct cr_epoch_desc d = {
         .full = full, .region_base = (uintptr_t)cr_region_base(),
@@ -155,36 +271,72 @@ static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint
         .nthreads = nrec, .threads = rec,
     };
     struct cr_epoch *ep;
+    double t0 = now();
     int rc = cr_epoch_begin(E.st, &d, &ep);
+    E.stats.last_begin_seconds = now() - t0;
     if (rc) {
         cr_errc(rc, "cannot begin a checkpoint epoch");
+        (void)flush_pub();
         return rc;
     }
-    uint64_t epoch = cr_epoch_number(ep);
-    *bytes = 0;
-    for (size_t i = 0; i < E.n && rc == 0; i++) {
-        if (E.ext[i].flags & CR_EXTENT_ZERO)
-            continue;
-        rc = cr_epoch_put(ep, i, (const void *)E.ext[i].addr);
-        *bytes += E.ext[i].len;
+    P.ep = ep;
+    P.async = 0;
+    P.status = 0;
+    E.stats.last_write_seconds = 0;
+    if (staged) {
+        struct cr_write_job job = { P.pub, ep, E.ext, E.n, staged };
+        if (cr_writer_submit(&job) == 0) {
+            P.pub = NULL;
+            P.async = 1;
+            return 0;
+        }
+        /* No thread: the staged copy serves as well as the region. */
+        rc = flush_pub();
+        for (size_t i = 0, off = 0; i < E.n && rc == 0; i++) {
+            if (E.ext[i].flags & CR_EXTENT_ZERO)
+                continue;
+            rc = cr_epoch_put(ep, i, staged + off);
+            off += E.ext[i].len;
+        }
+        if (rc == 0)
+            rc = cr_epoch_finish(ep);
+    } else {
+        t0 = now();
+        rc = flush_pub();
+        if (rc == 0)
+            rc = put_inline(ep);
+        E.stats.last_write_seconds = now() - t0;
     }
-    if (rc == 0)
-        rc = cr_epoch_finish(ep);
-    int agreed = cr_epoch_commit(E.st, ep, rc);
-    if (agreed) {
-        cr_errc(agreed, "checkpoint epoch %llu not committed", (unsigned long long)epoch);
-        return agreed;
-    }
-    E.stats.last_epoch = epoch;
+    P.status = rc;
+    if (cr_config()->ckpt_mode == CR_CKPT_SYNC)
+        return commit_pending(0);
     return 0;
 }
 
-static void remove_marker(void);
+static void forked_child(void)
+{
+    /* The writer and the epoch belong to the parent; a child that
+     * checkpoints starts over with a full epoch. */
+    P.ep = NULL;
+    P.pub = NULL;
+    E.force_full = 1;
+}
 
 int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
 {
     double t0 = now();
-    int rc = open_store();
+    static int atfork;
+    if (!atfork && pthread_atfork(NULL, NULL, forked_child) == 0)
+        atfork = 1;
+    /* The previous epoch first: its commit is this call's business, and a
+     * new epoch must chain onto a committed one. A failed commit is this
+     * call's result (identical on every rank); the next call takes a full
+     * epoch, and the job goes on from the last committed one. */
+    E.stats.last_commit_seconds = 0;
+    int rc = commit_pending(1);
+    if (rc)
+        goto failed;
+    rc = open_store();
     if (rc)
         goto failed;
     int full = E.force_full || cr_store_next_is_full(E.st);
@@ -198,7 +350,9 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
         if (rc)
             cr_errc(rc, "cannot release the free pages of the heap (checkpoint continues)");
     }
+    double tc = now();
     rc = collect(full);
+    tc = now() - tc;
     if (rc) {
         cr_errc(rc, "cannot collect the written pages of the region");
         goto failed;
@@ -208,31 +362,72 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
     size_t nrec = thread_records(root, rec);
     open_stacks_for_asan(rec, nrec);
     uint64_t bytes = 0;
-    rc = write_epoch(full, rec, nrec, &bytes);
+    for (size_t i = 0; i < E.n; i++)
+        if (!(E.ext[i].flags & CR_EXTENT_ZERO))
+            bytes += E.ext[i].len;
+    const uint8_t *staged = NULL;
+    if (cr_config()->ckpt_mode == CR_CKPT_ASYNC) {
+        double ts = now();
+        staged = stage(bytes);
+        E.stats.last_stage_seconds = now() - ts;
+    }
+    rc = write_epoch(full, rec, nrec, bytes, staged);
     if (rc)
         goto failed;
     (void)cr_fault("engine-committed");
     E.force_full = 0;
-    if (E.marker_pending) {
-        (void)cr_fault("marker-removing");
-        remove_marker();
-    }
-    E.stats.checkpoints++;
+    E.stats.last_async = P.ep && P.async;
     E.stats.last_bytes = bytes;
     E.stats.last_extents = E.n;
     E.stats.last_full = full;
-    E.stats.last_seconds = now() - t0;
     E.stats.total_bytes += bytes;
+    E.stats.last_seconds = now() - t0;
     E.stats.total_seconds += E.stats.last_seconds;
-    cr_dbg("checkpoint epoch %llu: %zu extents, %llu bytes, %s, %.3f ms",
-           (unsigned long long)E.stats.last_epoch, E.n, (unsigned long long)bytes,
-           full ? "full" : "incremental", 1e3 * E.stats.last_seconds);
+    cr_dbg("checkpoint %s: %zu extents, %llu bytes, %s, blocked %.3f ms (commit %.3f, "
+           "collect %.3f, stage %.3f, begin %.3f ms)",
+           E.stats.last_async ? "staged" : "written", E.n, (unsigned long long)bytes,
+           full ? "full" : "incremental", 1e3 * E.stats.last_seconds,
+           1e3 * E.stats.last_commit_seconds, 1e3 * tc, 1e3 * E.stats.last_stage_seconds,
+           1e3 * E.stats.last_begin_seconds);
     return 0;
 failed:
+    (void)flush_pub();
     /* The tracker may have moved on: pages not saved now must be in the next. */
     E.force_full = 1;
     E.stats.failures++;
+    E.stats.last_seconds = now() - t0;
     return rc;
+}
+
+CR_EXPORT int cr_checkpoint_wait(void)
+{
+    cr_exec_lazy_init();
+    pthread_mutex_lock(&cr_exec_rt_.lock);
+    int rc = commit_pending(0);
+    if (rc)
+        E.stats.failures++;
+    pthread_mutex_unlock(&cr_exec_rt_.lock);
+    return rc;
+}
+
+void cr_engine_at_exit(void)
+{
+    pthread_mutex_lock(&cr_exec_rt_.lock);
+    if (P.ep && cr_exec_coll() == cr_coll_self()) {
+        int rc = commit_pending(0);
+        if (rc)
+            cr_errc(rc, "at exit: the last checkpoint could not be committed");
+    } else if (P.ep) {
+        /* A collective commit cannot be started from an exit handler (the
+         * other ranks are not there): the job ended without MPI_Finalize. */
+        (void)cr_writer_wait(NULL);
+        cr_warn("at exit: checkpoint epoch %llu was not committed (MPI_Finalize not "
+                "called); the previous one stays the restart point",
+                (unsigned long long)cr_epoch_number(P.ep));
+        P.ep = NULL;
+    }
+    pthread_mutex_unlock(&cr_exec_rt_.lock);
+    cr_writer_stop();
 }
 
 CR_EXPORT int cr_checkpoint_stats(struct cr_checkpoint_stats *out, size_t size)
@@ -240,6 +435,7 @@ CR_EXPORT int cr_checkpoint_stats(struct cr_checkpoint_stats *out, size_t size)
     if (!out || size == 0)
         return -EINVAL;
     pthread_mutex_lock(&cr_exec_rt_.lock);
+    E.stats.writing = P.ep && P.async && cr_writer_busy();
     memcpy(out, &E.stats, CR_MIN(size, sizeof E.stats));
     pthread_mutex_unlock(&cr_exec_rt_.lock);
     return 0;

@@ -161,6 +161,45 @@ int cr_engine_dir_finished(void);
 /* Called at a normal exit (status 0): record that the next start is fresh. */
 void cr_engine_mark_finished(void);
 
+/* At exit of the process that started the program: commit a pending
+ * asynchronous epoch if the collective allows it here (a single process;
+ * an MPI job commits in MPI_Finalize), then stop the writer thread. */
+void cr_engine_at_exit(void);
+
+/* ---- staging.c ------------------------------------------------------------- */
+/* A warm buffer of at least `bytes` bytes outside the region, kept for the
+ * next checkpoint; NULL when more than CRMPI_STAGING_MAX or unavailable
+ * (the checkpoint is then written synchronously). */
+void *cr_staging_get(size_t bytes);
+size_t cr_staging_size(void);
+/* In a fork() child: the buffer was not inherited. */
+void cr_staging_forget(void);
+
+/* ---- writer.c -------------------------------------------------------------- */
+/* One job for the background writer: publish the index of the previous
+ * epoch (pub, may be NULL; its failure fails the job), then put every
+ * non-zero extent of ext[] from data (their bytes back to back, in order),
+ * then finish. */
+struct cr_epoch;
+struct cr_extent;
+struct cr_index_pub;
+struct cr_write_job {
+    struct cr_index_pub *pub;
+    struct cr_epoch *ep;
+    const struct cr_extent *ext;
+    size_t n;
+    const uint8_t *data;
+};
+/* Hand a job over (starting the thread on first use). 0, CR_ESTATE (a job
+ * is still running), or -errno when the thread cannot be started. */
+CR_MUST_CHECK int cr_writer_submit(const struct cr_write_job *job);
+/* Wait for the job: its put/finish status; *seconds, its write time. */
+int cr_writer_wait(double *seconds);
+/* Whether a job is still being written. */
+int cr_writer_busy(void);
+/* Wait for the job, then end and join the thread. */
+void cr_writer_stop(void);
+
 /* ---- start.c --------------------------------------------------------------- */
 /* Run main as a persistent program (see start.c). flags: CR_EXEC_DEFER_RESTORE
  * leaves the restore to a later cr_exec_restore() call (libcrmpi: from

@@ -151,9 +151,14 @@ static void *main_trampoline(void *p)
 
 static void on_normal_exit(int status, void *unused)
 {
-    /* Only the process that started the program (not a forked child), and
-     * only a successful end: after an error exit the checkpoint stays usable. */
-    if (status == 0 && getpid() == start_pid && RT.persistent)
+    /* Only the process that started the program (not a forked child): the
+     * pending asynchronous checkpoint is committed and the writer joined;
+     * only after a successful end is the run marked finished (after an
+     * error exit the checkpoint stays usable). */
+    if (getpid() != start_pid || !RT.persistent)
+        return;
+    cr_engine_at_exit();
+    if (status == 0)
         cr_engine_mark_finished();
 }
 

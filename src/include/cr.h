@@ -117,19 +117,43 @@ CR_API crthread_t crthread_self(void);
  * and returns CR_CHECKPOINTED. */
 CR_API int cr_checkpoint(void) CR_WUR;
 
+/* Asynchronous checkpoints (the default, CRMPI_CKPT_MODE=async): when
+ * cr_checkpoint() returns CR_CHECKPOINTED, the pages and contexts have been
+ * copied to a staging buffer and a background thread is writing them; the
+ * checkpoint is committed - becomes the restart point - at the next
+ * cr_checkpoint(), at cr_checkpoint_wait() or at exit(). Until then a crash
+ * restarts from the previous committed one. A failed background write is
+ * reported by the call that commits (the next checkpoint then is full).
+ * With CRMPI_CKPT_MODE=sync, cr_checkpoint() returns after the commit.
+ *
+ * cr_checkpoint_wait: wait for the pending checkpoint's writes and commit
+ * it. Returns 0 (committed, or nothing pending) or its error: -errno,
+ * CR_E* (the previous committed checkpoint stays valid). */
+CR_API int cr_checkpoint_wait(void) CR_WUR;
+
 /* Figures about the checkpoints this process took (for benchmarks and
  * monitoring). size: sizeof(struct cr_checkpoint_stats) as compiled by the
- * caller, so the struct can grow. Returns 0 or -EINVAL. */
+ * caller, so the struct can grow. Returns 0 or -EINVAL. The "last_" fields
+ * other than last_epoch, last_write_seconds and last_commit_seconds
+ * describe the last cr_checkpoint() call; the others the last commit. */
 struct cr_checkpoint_stats {
     uint64_t checkpoints;     /* committed by this process              */
-    uint64_t failures;        /* cr_checkpoint() rounds that failed      */
+    uint64_t failures;        /* rounds or commits that failed           */
     uint64_t last_epoch;      /* number of the last committed epoch      */
-    uint64_t last_bytes;      /* page bytes written by the last one      */
+    uint64_t last_bytes;      /* page bytes of the last one              */
     uint64_t last_extents;
     int      last_full;       /* the last one was a full checkpoint      */
-    double   last_seconds;    /* wall time of the last one (collector)   */
+    double   last_seconds;    /* time the threads were stopped for it    */
     uint64_t total_bytes;
-    double   total_seconds;
+    double   total_seconds;   /* sum of last_seconds                     */
+    /* since asynchronous checkpoints */
+    int      last_async;      /* its bytes were staged for the writer    */
+    double   last_stage_seconds;  /* copying to the staging buffer       */
+    double   last_begin_seconds;  /* creating the epoch file (collective) */
+    double   last_write_seconds;  /* put + fsync of the last committed one */
+    double   last_commit_seconds; /* waiting for the writer + commit     */
+    double   total_write_seconds;
+    int      writing;         /* the writer is still busy with the pending one */
 };
 CR_API int cr_checkpoint_stats(struct cr_checkpoint_stats *out, size_t size);
 

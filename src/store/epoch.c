@@ -541,7 +541,8 @@ static int same_status(struct cr_coll *c, int rc)
     return v < 0 ? (int)v : rc;
 }
 
-int cr_epoch_commit(struct cr_store *st, struct cr_epoch *ep, int local_status)
+static int commit(struct cr_store *st, struct cr_epoch *ep, int local_status,
+                  struct cr_index_pub **pub)
 {
     struct cr_coll *c = st->coll;
     int rc = local_status < 0 ? local_status : 0;
@@ -553,13 +554,14 @@ int cr_epoch_commit(struct cr_store *st, struct cr_epoch *ep, int local_status)
             .flags = ep->hdr.full ? CR_ENTRY_FULL : 0, .nranks = ep->hdr.nranks,
             .ctime = ep->hdr.ctime };
         snprintf(e.name, sizeof e.name, CR_EPOCH_FMT, (unsigned long long)e.epoch);
-        rc = same_status(c, cr_store_commit_index(st, &e));
+        rc = same_status(c, pub ? cr_store_commit_index_deferred(st, &e, pub) :
+                                  cr_store_commit_index(st, &e));
     }
     if (rc == 0) {
         st->last = ep->hdr.epoch;
         st->force_full = 0;
-        cr_info("%s: committed epoch %llu (%s)", st->dir, (unsigned long long)st->last,
-                ep->hdr.full ? "full" : "incremental");
+        cr_info("%s: %s epoch %llu (%s)", st->dir, pub ? "agreed on" : "committed",
+                (unsigned long long)st->last, ep->hdr.full ? "full" : "incremental");
         cr_store_fault("rank-committed");
     } else {
         st->force_full = 1;
@@ -573,4 +575,16 @@ int cr_epoch_commit(struct cr_store *st, struct cr_epoch *ep, int local_status)
     }
     epoch_free(ep);
     return rc;
+}
+
+int cr_epoch_commit(struct cr_store *st, struct cr_epoch *ep, int local_status)
+{
+    return commit(st, ep, local_status, NULL);
+}
+
+int cr_epoch_commit_deferred(struct cr_store *st, struct cr_epoch *ep, int local_status,
+                             struct cr_index_pub **pub)
+{
+    *pub = NULL;
+    return commit(st, ep, local_status, pub);
 }

@@ -101,23 +101,24 @@ void cr_gc_wait(struct cr_store *st)
     gc_free(g);
 }
 
-/* Delete every epoch file the index does not name (rank 0). */
-void cr_gc_sweep(struct cr_store *st)
+/* The epoch files older than `below` that ix does not name. Newer files
+ * may be epochs still being written (asynchronous checkpoints create the
+ * next epoch's file before the previous index is published). */
+static struct cr_gc *gc_collect(const char *dir, const struct cr_index *ix, uint64_t below)
 {
-    cr_gc_wait(st);
     struct cr_gc *g = calloc(1, sizeof *g);
-    DIR *d = g ? opendir(st->dir) : NULL;
+    DIR *d = g ? opendir(dir) : NULL;
     if (!d) {
-        cr_perr("opendir(%s) for garbage collection", st->dir);
+        cr_perr("opendir(%s) for garbage collection", dir);
         free(g);
-        return;
+        return NULL;
     }
-    snprintf(g->dir, sizeof g->dir, "%s", st->dir);
+    snprintf(g->dir, sizeof g->dir, "%s", dir);
     size_t cap = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
         uint64_t ep;
-        if (!is_epoch_name(de->d_name, &ep) || cr_index_find(&st->ix, ep))
+        if (!is_epoch_name(de->d_name, &ep) || ep >= below || cr_index_find(ix, ep))
             continue;
         if (g->n == cap) {
             size_t ncap = cap ? 2 * cap : 8;
@@ -132,13 +133,31 @@ void cr_gc_sweep(struct cr_store *st)
     closedir(d);
     if (!g->n) {
         gc_free(g);
-        return;
+        return NULL;
     }
     g->owner = getpid();
+    return g;
+}
+
+/* Delete every epoch file the index does not name (rank 0). */
+void cr_gc_sweep(struct cr_store *st)
+{
+    cr_gc_wait(st);
+    struct cr_gc *g = gc_collect(st->dir, &st->ix, UINT64_MAX);
+    if (!g)
+        return;
     if (!st->gc_inline && start_thread(g) == 0) {
         st->gc = g;
         return;
     }
     gc_unlink_all(g);               /* no thread: delete before returning */
+    gc_free(g);
+}
+
+void cr_gc_sweep_here(const char *dir, const struct cr_index *ix, uint64_t below)
+{
+    struct cr_gc *g = gc_collect(dir, ix, below);
+    if (g)
+        gc_unlink_all(g);
     gc_free(g);
 }

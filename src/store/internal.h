@@ -69,6 +69,13 @@ int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *e);
  * cr_gc_wait returns once the previous sweep's deletions are done. */
 void cr_gc_sweep(struct cr_store *st);
 void cr_gc_wait(struct cr_store *st);
+/* The same, on the calling thread, sparing files of epochs >= below (the
+ * asynchronous writer publishes an index while the next epoch exists). */
+void cr_gc_sweep_here(const char *dir, const struct cr_index *ix, uint64_t below);
+/* Collective: like cr_store_commit_index, but only decides the new index
+ * (in memory); rank 0 gets *pub, the write to run later (store.h). */
+int cr_store_commit_index_deferred(struct cr_store *st, const struct cr_index_entry *e,
+                                   struct cr_index_pub **pub);
 int cr_store_mark_bad(struct cr_store *st, uint64_t epoch);
 int cr_store_is_bad(const struct cr_store *st, uint64_t epoch);
 

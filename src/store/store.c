@@ -234,14 +234,19 @@ static void gc_mark(const struct cr_index *ix, unsigned keep, char *need)
     }
 }
 
-int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *ne)
+/* The index that commits ne: the current one without entries of an
+ * abandoned timeline, plus ne, minus what garbage collection drops. */
+static int next_index(const struct cr_store *st, const struct cr_index_entry *ne,
+                      struct cr_index *next)
 {
-    struct cr_index *ix = &st->ix;
+    const struct cr_index *ix = &st->ix;
     struct cr_index_entry *e = malloc((ix->n + 1) * sizeof *e);
     char *need = calloc(ix->n + 1, 1);
-    int rc = -ENOMEM;
-    if (!e || !need)
-        goto free_all;
+    if (!e || !need) {
+        free(e);
+        free(need);
+        return -ENOMEM;
+    }
     uint32_t n = 0;
     for (uint32_t i = 0; i < ix->n; i++)
         /* Entries newer than the base we continued from belong to an
@@ -249,27 +254,103 @@ int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *ne)
         if (ix->e[i].epoch < ne->epoch && (!st->last || ix->e[i].epoch <= st->last))
             e[n++] = ix->e[i];
     e[n++] = *ne;
-    struct cr_index next = { .n = n, .e = e };
-    memcpy(next.job_uuid, ix->job_uuid, CR_UUID_BYTES);
-    gc_mark(&next, st->opts.keep, need);
+    *next = (struct cr_index){ .n = n, .e = e };
+    memcpy(next->job_uuid, ix->job_uuid, CR_UUID_BYTES);
+    gc_mark(next, st->opts.keep, need);
     uint32_t k = 0;
     for (uint32_t i = 0; i < n; i++)
         if (need[i])
             e[k++] = e[i];
-    next.n = k;
-    rc = st->coll->rank == 0 ? cr_index_write(st->dir, &next) : 0;
+    next->n = k;
+    free(need);
+    return 0;
+}
+
+int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *ne)
+{
+    struct cr_index next = { 0 };
+    int rc = next_index(st, ne, &next);
+    if (rc == 0 && st->coll->rank == 0)
+        rc = cr_index_write(st->dir, &next);
     rc = cr_coll_agree(st->coll, rc);
-    if (rc < 0)
-        goto free_all;
-    free(ix->e);
-    *ix = next;
-    e = NULL;
+    if (rc < 0) {
+        free(next.e);
+        return rc;
+    }
+    free(st->ix.e);
+    st->ix = next;
     st->index_bad = 0;
     cr_store_fault("index-committed");
+    /* Synchronous: no other epoch is being written, so every file the
+     * index does not name is garbage (leftovers of crashed runs too). */
     if (st->coll->rank == 0)
-        cr_gc_sweep(st);
-free_all:
-    free(e);
-    free(need);
+        cr_gc_sweep(st);     /* unlinks in a helper thread (gc.c) */
+    return 0;
+}
+
+/* ---- deferred publication (asynchronous checkpoints) ----------------------- */
+
+struct cr_index_pub {
+    char dir[PATH_MAX];
+    struct cr_index ix;
+    uint64_t epoch;
+};
+
+int cr_store_commit_index_deferred(struct cr_store *st, const struct cr_index_entry *ne,
+                                   struct cr_index_pub **pub)
+{
+    *pub = NULL;
+    struct cr_index next = { 0 };
+    int rc = next_index(st, ne, &next);
+    struct cr_index_pub *p = NULL;
+    if (rc == 0 && st->coll->rank == 0) {
+        p = malloc(sizeof *p);
+        if (p) {
+            memcpy(p->dir, st->dir, sizeof p->dir);
+            p->ix = next;
+            p->ix.e = malloc(next.n * sizeof *next.e);
+            p->epoch = ne->epoch;
+        }
+        if (!p || !p->ix.e) {
+            free(p);
+            p = NULL;
+            rc = -ENOMEM;
+        } else {
+            memcpy(p->ix.e, next.e, next.n * sizeof *next.e);
+        }
+    }
+    rc = cr_coll_agree(st->coll, rc);
+    if (rc < 0) {
+        if (p)
+            free(p->ix.e);
+        free(p);
+        free(next.e);
+        return rc;
+    }
+    free(st->ix.e);
+    st->ix = next;
+    st->index_bad = 0;
+    *pub = p;
+    return 0;
+}
+
+int cr_index_pub_run(struct cr_index_pub *p)
+{
+    if (!p)
+        return 0;
+    int rc = cr_index_write(p->dir, &p->ix);
+    if (rc == 0) {
+        cr_store_fault("index-committed");
+        cr_gc_sweep_here(p->dir, &p->ix, p->epoch);   /* already off the critical path */
+    }
+    cr_index_pub_free(p);
     return rc;
+}
+
+void cr_index_pub_free(struct cr_index_pub *p)
+{
+    if (!p)
+        return;
+    free(p->ix.e);
+    free(p);
 }

@@ -120,6 +120,23 @@ CR_MUST_CHECK int cr_epoch_finish(struct cr_epoch *ep);
  * Returns the agreed status (identical on all ranks). */
 CR_MUST_CHECK int cr_epoch_commit(struct cr_store *st, struct cr_epoch *ep, int local_status);
 uint64_t cr_epoch_number(const struct cr_epoch *ep);
+/* Asynchronous checkpoints: the collective part of a commit only. All
+ * ranks agree that every finish succeeded and the store moves on to the
+ * new index (the next epoch may chain onto ep) without writing it: rank 0
+ * receives *pub (others NULL), the index write (temp file, fsync, rename,
+ * fsync of the directory) plus garbage collection, to run later on any
+ * thread with cr_index_pub_run() - no HDF5, no MPI, no store state. The
+ * epoch is committed on disk only when that succeeded; until then a
+ * restart uses the previous index. A failed run must be reported to all
+ * ranks by the caller (the next commit's local status on rank 0 does) and
+ * the next epoch made full: an index published later names ep again, so
+ * nothing is lost. Same status semantics as cr_epoch_commit. */
+struct cr_index_pub;
+CR_MUST_CHECK int cr_epoch_commit_deferred(struct cr_store *st, struct cr_epoch *ep,
+                                           int local_status, struct cr_index_pub **pub);
+/* Publish (NULL: nothing to do) and free. 0 or -errno. */
+CR_MUST_CHECK int cr_index_pub_run(struct cr_index_pub *pub);
+void cr_index_pub_free(struct cr_index_pub *pub);
 
 /* ---- restoring ------------------------------------------------------------ */
 struct cr_restore;

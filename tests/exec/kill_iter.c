@@ -1,18 +1,21 @@
 /*
  * kill_iter.c - kill-test program: a single-threaded iterative computation.
  *
- *   kill_iter [STEPS [WORDS]]
+ *   kill_iter [STEPS [WORDS [tolerate]]]
  *
  * A crmalloc'd array of WORDS 64-bit words is mixed STEPS times; every step
  * ends with cr_checkpoint(). The loop counter and a running hash live in
  * main's frame (the persistent stack), the array in the persistent heap. At
  * the end it prints the hash and the number of steps: the same lines
- * whether or not it was killed and restarted along the way.
+ * whether or not it was killed and restarted along the way. With "tolerate",
+ * a failed checkpoint is counted (reported on stderr at the end) and the
+ * computation goes on, as a job does when its storage fails for a while.
  */
 #include <cr.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static uint64_t mix(uint64_t x)
 {
@@ -42,7 +45,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < words; i++)
         a[i] = i;
     uint64_t hash = 0;
-    long restarts = 0;
+    long restarts = 0, failures = 0;
+    int tolerate = argc > 3 && !strcmp(argv[3], "tolerate");
     for (long s = 0; s < steps; s++) {
         /* touch a window of the array that moves: some pages per step */
         size_t lo = (size_t)(s * 97) % words, n = words / 8;
@@ -54,6 +58,8 @@ int main(int argc, char **argv)
         int rc = cr_checkpoint();
         if (rc == CR_RESTARTED)
             restarts++;
+        else if (rc < 0 && tolerate)
+            failures++;
         else if (rc < 0) {
             fprintf(stderr, "kill_iter: checkpoint failed: %s\n", cr_strerror(rc));
             return 1;
@@ -65,6 +71,8 @@ int main(int argc, char **argv)
     printf("steps %ld hash %016llx sum %016llx\n", steps, (unsigned long long)hash,
            (unsigned long long)sum);
     fprintf(stderr, "%s: %ld restarts\n", WHO, restarts);
+    if (tolerate)
+        fprintf(stderr, "%s: %ld checkpoint failures\n", WHO, failures);
     crfree(a);
     return 0;
 }

@@ -74,7 +74,14 @@ CASES = {
     'finished-marking':    ('', 'finish', 'end'),
     'finished-marked':     ('#0', 'finish', 'fresh'),
     'marker-removing':     ('', 'rerun', 'fresh'),
+    # The background writer (asynchronous mode): it writes epoch N while the
+    # application runs on; only the index tells what was committed.
+    'writer-put':          ('@5#1', 'ckpt', 'index', 'async'),
+    'writer-finished':     ('@3#0', 'ckpt', 'index', 'async'),
 }
+# Points without a mode run in synchronous mode (CRMPI_CKPT_MODE=sync),
+# where the Nth checkpoint call writes and commits epoch N: the expectations
+# N-1/N above hold there.
 SETUP_KILL = 'mpi-quiesced@3#1'     # restore phase: epochs 1 and 2 committed
 RESTORED = re.compile(r'restored checkpoint epoch (\d+)')
 
@@ -143,7 +150,8 @@ def restart(cmd, cwd, ref, want, np):
 
 
 def one(point, case, cmd, work, tool, ref, np):
-    spec, phase, expect = case
+    spec, phase, expect = case[:3]
+    cmd = ['env', 'CRMPI_CKPT_MODE=' + (case[3] if len(case) > 3 else 'sync')] + cmd
     work = os.path.join(work, point)
     os.makedirs(work, exist_ok=True)
     ckpt = os.path.join(work, 'crmpi-ckpt')

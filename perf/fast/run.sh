@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# perf/fast/run.sh [--quick] - what a checkpoint costs the application
+# (asynchronous checkpoints, CRMPI_CKPT_MODE=async), one command.
+#
+# Runs bench_fast (see bench_fast.c for every figure) and prints each figure
+# beside its baselines measured in the same run (medians of REPS runs):
+#   blocked time per checkpoint (1 and 4 ranks, heap sizes, fraction of pages
+#     written) vs a full memcpy of the warmed heap, a fork() snapshot and a
+#     full synchronous write+fsync of the heap;
+#   bytes written per checkpoint vs bytes dirtied (+ epoch file size);
+#   writer throughput vs raw write+fsync of the same bytes, same filesystem;
+#   slowdown of a compute loop from tracking (first-write faults);
+#   the copy-on-write paper's 2-thread experiment (64 MiB, 10 checkpoints,
+#     4 KiB .. 1 MiB modified between them) vs a memcpy of the data;
+#   crmpi_checkpoint() of 4 ranks with nothing written since the last one.
+# Writes perf/results/fast.csv, fast.txt and (with gnuplot) fast.png.
+# Environment overrides: SIZES (MiB per rank), FRACS (percent), NPS, REPS,
+# CRMPI_BENCH_DIR (scratch directory on the filesystem to measure).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${CRMPI_BUILD:-$root/build}
+if [ "${1:-}" = "--quick" ]; then
+  sizes=${SIZES:-64 256}; fracs=${FRACS:-0.1,1,10}; nps=${NPS:-1 4}; reps=${REPS:-3}
+else
+  sizes=${SIZES:-64 256 1024}; fracs=${FRACS:-0.1,1,10,100}; nps=${NPS:-1 4}; reps=${REPS:-5}
+fi
+
+[ -f "$build/CMakeCache.txt" ] || cmake -S "$root" -B "$build" -DCRMPI_BUILD_PERF=ON >/dev/null
+cmake --build "$build" -j2 --target bench_fast_mpi bench_fast_cr >/dev/null
+bin=$build/perf/fast
+out=$root/perf/results
+mkdir -p "$out"
+scratch=$(mktemp -d "${CRMPI_BENCH_DIR:-$root/build}/fastbench.XXXXXX")
+raw=$scratch/raw.csv
+trap 'rm -rf "$scratch"' EXIT
+export CRMPI_DIR=$scratch/ckpt CRMPI_LOG=error OMPI_MCA_op=^avx
+# CRMPI_STAGING_MAX keeps its default (1G) unless set: a full epoch of a
+# 1 GiB heap is then written synchronously (the first checkpoint).
+mpi=(mpiexec --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none)
+[ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)
+
+for np in $nps; do
+  for mib in $sizes; do
+    echo "sweep: $np rank(s), $mib MiB per rank, fractions $fracs %" >&2
+    rm -rf "$CRMPI_DIR"
+    "${mpi[@]}" -np "$np" "$bin/bench_fast_mpi" sweep "$mib" "$fracs" "$reps" >> "$raw"
+  done
+done
+echo "empty checkpoint, 4 ranks" >&2
+rm -rf "$CRMPI_DIR"
+"${mpi[@]}" -np 4 "$bin/bench_fast_mpi" empty 21 >> "$raw"
+echo "two-thread experiment, 64 MiB" >&2
+rm -rf "$CRMPI_DIR"
+"$bin/bench_fast_cr" paper 64 >> "$raw"
+cp "$raw" "$out/fast.csv"
+
+{
+echo "crmpi fast checkpoints (CRMPI_CKPT_MODE=async): medians of $reps runs, baselines from the same run"
+echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/{print $2}') GiB RAM, kernel $(uname -r)"
+echo "filesystem of the checkpoints: $(df -T "$scratch" | awk 'NR==2{print $2" ("$1")"}'), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+python3 - "$raw" <<'PY'
+import sys
+rows = [l.strip().split(',') for l in open(sys.argv[1]) if l.strip()]
+base = {(int(r[1]), int(r[2])): list(map(float, r[4:7])) for r in rows if r[0] == 'base'}
+def get(kind):
+    return {(int(r[1]), int(r[2]), float(r[3])): list(map(float, r[4:])) for r in rows if r[0] == kind}
+blk, byt, wr, tr = get('blocked'), get('bytes'), get('writer'), get('track')
+print('time the application is blocked per checkpoint (slowest rank), ms:')
+print('%5s %7s %7s %9s %8s %7s %7s %9s %9s %9s %9s %9s' % ('ranks', 'MiB/rk', 'written', 'blocked',
+      '(commit', 'copy', 'begin)', 'memcpy', 'fork', 'wr+fsync', 'memcpy/x', 'fork/x'))
+for k in sorted(blk):
+    b = blk[k]; m, f, w = base[k[:2]]
+    print('%5d %7d %6g%% %9.2f %8.2f %7.2f %7.2f %9.1f %9.1f %9.1f %9.1f %9.1f' %
+          (k[0], k[1], k[2], b[0], b[1], b[2], b[3], m, f, w, m / b[0], f / b[0]))
+print('\nbytes written per checkpoint vs bytes dirtied (per rank):')
+print('%5s %7s %7s %12s %12s %12s %8s' % ('ranks', 'MiB/rk', 'written', 'dirty', 'page bytes', 'file bytes', 'file/dirty'))
+for k in sorted(byt):
+    d, p, f = byt[k]
+    print('%5d %7d %6g%% %12d %12d %12d %8.3f' % (k[0], k[1], k[2], d, p, f, f / d))
+print('\nbackground writer throughput vs raw write+fsync of the same bytes, MB/s:')
+print('%5s %7s %7s %9s %9s %7s' % ('ranks', 'MiB/rk', 'written', 'writer', 'raw', 'ratio'))
+for k in sorted(wr):
+    a, r = wr[k]
+    print('%5d %7d %6g%% %9.1f %9.1f %7.2f' % (k[0], k[1], k[2], a, r, a / r if r else 0))
+print('\ncompute loop writing the pages (4 passes) after a checkpoint, ms: tracked heap vs malloc memory')
+print('%5s %7s %7s %9s %9s %9s' % ('ranks', 'MiB/rk', 'written', 'tracked', 'untracked', 'extra'))
+for k in sorted(tr):
+    a, u = tr[k]
+    print('%5d %7d %6g%% %9.3f %9.3f %9.3f' % (k[0], k[1], k[2], a, u, a - u))
+for r in rows:
+    if r[0] == 'empty':
+        print('\ncrmpi_checkpoint() of %s ranks, nothing written since the last: %.3f ms (target 5 ms)' % (r[1], float(r[4])))
+pp = [r for r in rows if r[0] == 'paper']
+if pp:
+    print('\ntwo persistent threads, %s MiB, 10 checkpoints, bytes modified between them:' % pp[0][2])
+    print('%10s %14s %14s %9s' % ('modified', 'ms/checkpoint', 'memcpy ms', 'speedup'))
+    for r in pp:
+        print('%10s %14.3f %14.3f %9.1f' % (r[3], float(r[4]), float(r[5]), float(r[5]) / float(r[4])))
+PY
+} | tee "$out/fast.txt"
+
+if command -v gnuplot >/dev/null; then
+  grep '^blocked,' "$raw" > "$scratch/blk.csv" || true
+  grep '^base,' "$raw" > "$scratch/base.csv" || true
+  gnuplot <<GP
+set terminal pngcairo size 1000,450
+set output "$out/fast.png"
+set datafile separator ","
+set multiplot layout 1,2 title "crmpi asynchronous checkpoint: time blocked (slowest rank)"
+set logscale xy
+set xlabel "pages written between checkpoints (%)"
+set ylabel "ms"
+set key top left font ",8"
+plot for [np in "1 4"] for [m in "$sizes"] "$scratch/blk.csv" \
+     using (\$2==np+0 && \$3==m+0 ? \$4 : 1/0):5 with linespoints title sprintf("%s rank(s), %s MiB", np, m)
+unset logscale x
+set logscale y
+set xlabel "heap per rank (MiB)"
+set style data linespoints
+plot "$scratch/base.csv" using 3:5 title "memcpy heap", "" using 3:6 title "fork()", \
+     "" using 3:7 title "write+fsync heap", \
+     "$scratch/blk.csv" using (\$4==1 ? \$3 : 1/0):5 title "crmpi, 1% written" with points pt 7
+unset multiplot
+GP
+  echo "wrote $out/fast.csv $out/fast.txt $out/fast.png"
+else
+  echo "wrote $out/fast.csv $out/fast.txt (gnuplot not found: no plot)"
+fi

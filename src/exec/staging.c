@@ -1,0 +1,90 @@
+/*
+ * staging.c - the staging buffer of asynchronous checkpoints: where the
+ * blocking phase copies the dirty extents so the application can run on
+ * while the background writer saves them.
+ *
+ * One anonymous mapping per process, outside the persistent region (so it
+ * is neither tracked nor checkpointed, and restoring never overwrites it),
+ * kept from one checkpoint to the next. It is populated when it is mapped
+ * (MAP_POPULATE): on these virtual machines the first touch of a page costs
+ * far more than copying it (a cold 1 GiB memcpy takes ~1 s, a warm one
+ * ~50 ms), so the cost is paid once, when the buffer grows, and never
+ * again. Growth at least doubles, so a slowly rising dirty set does not
+ * remap at every checkpoint. CRMPI_STAGING_MAX bounds it; a checkpoint
+ * whose dirty bytes do not fit (or whose buffer cannot be had) is written
+ * synchronously instead. MADV_DONTFORK keeps the buffer out of fork()
+ * children: it would only make fork() copy more page tables, and a child
+ * has no writer that could use it.
+ */
+#include "exec/exec.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "region/region.h"
+
+static struct {
+    void *buf;
+    size_t cap;
+} S;
+
+/* Against the whole reserved range, not only its usable part: the region
+ * grows into the rest. */
+static int outside_region(const void *p, size_t len)
+{
+    uintptr_t lo = cr_config()->region_base, hi = lo + cr_config()->region_max;
+    uintptr_t a = (uintptr_t)p;
+    return a + len <= lo || a >= hi;
+}
+
+void *cr_staging_get(size_t bytes)
+{
+    size_t max = cr_config()->staging_max;
+    if (bytes <= S.cap)
+        return S.buf;
+    if (bytes > max)
+        return NULL;
+    size_t cap = S.cap * 2 > bytes ? S.cap * 2 : bytes;
+    if (cap > max)
+        cap = max;
+    cap = (cap + CR_PAGE_SIZE - 1) & ~(size_t)(CR_PAGE_SIZE - 1);
+    if (S.buf)
+        munmap(S.buf, S.cap);
+    S.buf = NULL;
+    S.cap = 0;
+    void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (p == MAP_FAILED) {
+        cr_warn("cannot map a %zu-byte checkpoint staging buffer (%s): writing this "
+                "checkpoint synchronously", cap, strerror(errno));
+        return NULL;
+    }
+    if (!outside_region(p, cap)) {
+        /* Impossible while the region reserves its whole range; refuse
+         * rather than stage into tracked memory. */
+        cr_err("staging buffer %p+%zu lies in the persistent region", p, cap);
+        munmap(p, cap);
+        return NULL;
+    }
+    if (madvise(p, cap, MADV_DONTFORK) != 0)
+        cr_dbg("madvise(MADV_DONTFORK) on the staging buffer: %s", strerror(errno));
+    S.buf = p;
+    S.cap = cap;
+    cr_dbg("checkpoint staging buffer: %zu bytes", cap);
+    return p;
+}
+
+size_t cr_staging_size(void)
+{
+    return S.cap;
+}
+
+void cr_staging_forget(void)
+{
+    /* fork() child: the mapping was not inherited (MADV_DONTFORK). */
+    S.buf = NULL;
+    S.cap = 0;
+}

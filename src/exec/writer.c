@@ -1,0 +1,225 @@
+/*
+ * writer.c - the background writer of asynchronous checkpoints: one plain
+ * pthread per process that puts the staged extents of an epoch into its
+ * file and finishes it (tables + fsync) while the application runs on.
+ *
+ * Contract with engine.c: at most one job at a time. cr_writer_submit()
+ * hands over the index publication of the previous epoch (its commit was
+ * agreed at this checkpoint; writing the index costs two fsyncs, which the
+ * application should not wait for) and an epoch already begun (cr_epoch_begin ran on the application
+ * thread: it is collective and calls HDF5) with its extents and the staged
+ * bytes; cr_writer_wait() returns the job's local status, after which the
+ * caller commits (collectively, on the application thread). The writer
+ * itself only calls cr_index_pub_run, cr_epoch_put and cr_epoch_finish,
+ * which use neither HDF5 nor MPI nor state the application thread changes, so it never enters either concurrently with the application.
+ *
+ * The thread is not a persistent thread: it runs on an ordinary pthread
+ * stack, touches no persistent memory (it reads the staging buffer, outside
+ * the region) and is not part of the checkpoint rendezvous. Every signal is
+ * blocked in it, so signals meant for the application (the stop signals of
+ * mpi-wrap/jobctl.c, SIGSEGV of the mprotect tracker excepted since it is
+ * synchronous) are never delivered on it.
+ *
+ * Placement (hwloc): the writer binds itself to the last PU of the CPUs the
+ * process may run on. MPI launchers and OpenMP runtimes fill PUs from the
+ * first one, so the last is the one most often idle (with SMT it is the
+ * sibling thread of the last core, which shares no L1/L2 with the first
+ * cores). The writer mostly sleeps in pwrite/fsync, so when that PU is
+ * busy the cost is a few context switches. When the process may use a
+ * single PU there is nothing to choose and the binding is left alone.
+ *
+ * Fork: a fork() child has no writer thread; the atfork handlers keep the
+ * writer's lock consistent and make the child start one afresh if it ever
+ * needs it. Shutdown: cr_writer_stop() waits for the job and joins.
+ */
+#include "exec/exec.h"
+
+#include <errno.h>
+#include <hwloc.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/fault.h"
+#include "common/log.h"
+#include "store/store.h"
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t tid;
+    int running;                 /* thread started and not joined            */
+    int quit;
+    int has_job, done;
+    struct cr_write_job job;
+    int status;
+    double seconds;
+    int atfork;
+} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void place(void)
+{
+    hwloc_topology_t topo;
+    if (hwloc_topology_init(&topo) < 0)
+        return;
+    hwloc_bitmap_t set = hwloc_bitmap_alloc();
+    if (!set || hwloc_topology_load(topo) < 0 ||
+        hwloc_get_cpubind(topo, set, HWLOC_CPUBIND_PROCESS) < 0)
+        goto out;
+    if (hwloc_bitmap_weight(set) <= 1)
+        goto out;
+    int last = hwloc_bitmap_last(set);
+    if (last < 0)
+        goto out;
+    hwloc_bitmap_only(set, (unsigned)last);
+    if (hwloc_set_cpubind(topo, set, HWLOC_CPUBIND_THREAD) < 0)
+        cr_dbg("checkpoint writer: cannot bind to PU %d: %s", last, strerror(errno));
+    else
+        cr_dbg("checkpoint writer bound to PU %d", last);
+out:
+    hwloc_bitmap_free(set);
+    hwloc_topology_destroy(topo);
+}
+
+static int run_job(const struct cr_write_job *j)
+{
+    const uint8_t *src = j->data;
+    int rc = cr_index_pub_run(j->pub);
+    if (rc)
+        cr_errc(rc, "cannot publish the checkpoint index (the epoch being written "
+                "will not be committed)");
+    for (size_t i = 0; i < j->n && rc == 0; i++) {
+        if (j->ext[i].flags & CR_EXTENT_ZERO)
+            continue;
+        rc = cr_epoch_put(j->ep, i, src);
+        src += j->ext[i].len;
+        if (rc == 0)
+            (void)cr_fault("writer-put");
+    }
+    if (rc == 0)
+        rc = cr_epoch_finish(j->ep);
+    if (rc == 0)
+        (void)cr_fault("writer-finished");
+    return rc;
+}
+
+static void *writer_main(void *unused)
+{
+    place();
+    pthread_mutex_lock(&W.mu);
+    for (;;) {
+        while (!W.has_job && !W.quit)
+            pthread_cond_wait(&W.cv, &W.mu);
+        if (!W.has_job)
+            break;
+        struct cr_write_job j = W.job;
+        pthread_mutex_unlock(&W.mu);
+        double t0 = now();
+        int rc = run_job(&j);
+        double dt = now() - t0;
+        pthread_mutex_lock(&W.mu);
+        W.status = rc;
+        W.seconds = dt;
+        W.has_job = 0;
+        W.done = 1;
+        pthread_cond_broadcast(&W.cv);
+    }
+    pthread_mutex_unlock(&W.mu);
+    return NULL;
+}
+
+static void fork_prepare(void) { pthread_mutex_lock(&W.mu); }
+static void fork_parent(void) { pthread_mutex_unlock(&W.mu); }
+static void fork_child(void)
+{
+    pthread_mutex_init(&W.mu, NULL);
+    pthread_cond_init(&W.cv, NULL);
+    W.running = W.quit = W.has_job = W.done = 0;
+    cr_staging_forget();
+}
+
+static int start(void)
+{
+    if (!W.atfork) {
+        int rc = pthread_atfork(fork_prepare, fork_parent, fork_child);
+        if (rc) {
+            cr_errc(-rc, "pthread_atfork for the checkpoint writer");
+            return -rc;
+        }
+        W.atfork = 1;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&W.tid, NULL, writer_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        cr_errc(-rc, "cannot start the checkpoint writer thread");
+        return -rc;
+    }
+    W.running = 1;
+    W.quit = 0;
+    return 0;
+}
+
+int cr_writer_submit(const struct cr_write_job *job)
+{
+    pthread_mutex_lock(&W.mu);
+    int rc = W.has_job ? CR_ESTATE : 0;
+    if (rc == 0 && !W.running)
+        rc = start();
+    if (rc == 0) {
+        W.job = *job;
+        W.done = 0;
+        W.has_job = 1;
+        pthread_cond_broadcast(&W.cv);
+    }
+    pthread_mutex_unlock(&W.mu);
+    return rc;
+}
+
+int cr_writer_wait(double *seconds)
+{
+    pthread_mutex_lock(&W.mu);
+    while (W.has_job)
+        pthread_cond_wait(&W.cv, &W.mu);
+    int rc = W.done ? W.status : CR_ESTATE;
+    if (seconds)
+        *seconds = W.done ? W.seconds : 0;
+    W.done = 0;
+    pthread_mutex_unlock(&W.mu);
+    return rc;
+}
+
+int cr_writer_busy(void)
+{
+    pthread_mutex_lock(&W.mu);
+    int busy = W.has_job;
+    pthread_mutex_unlock(&W.mu);
+    return busy;
+}
+
+void cr_writer_stop(void)
+{
+    pthread_mutex_lock(&W.mu);
+    if (!W.running) {
+        pthread_mutex_unlock(&W.mu);
+        return;
+    }
+    W.quit = 1;
+    pthread_cond_broadcast(&W.cv);
+    pthread_mutex_unlock(&W.mu);
+    pthread_join(W.tid, NULL);    /* the loop finishes a job before quitting */
+    pthread_mutex_lock(&W.mu);
+    W.running = 0;
+    pthread_mutex_unlock(&W.mu);
+}
