@@ -330,6 +330,7 @@ static int reset_region(void)
 
 int cr_engine_restore(struct cr_thread_record **recs, size_t *n)
 {
+    double t0 = now();
     const struct cr_config *cfg = cr_config();
     struct stat sb;
     if (stat(cfg->dir, &sb) != 0)
@@ -368,6 +369,8 @@ int cr_engine_restore(struct cr_thread_record **recs, size_t *n)
      * epoch newer than the one restored (after a fallback) or onto pages
      * the restore itself wrote. */
     E.force_full = 1;
+    E.stats.restore_seconds = now() - t0;
+    E.stats.restore_full_seconds = E.stats.restore_seconds;
     cr_info("restored checkpoint epoch %llu from %s (%zu threads)",
             (unsigned long long)got, cfg->dir, *n);
     return 0;

@@ -130,6 +130,10 @@ struct cr_checkpoint_stats {
     double   last_seconds;    /* wall time of the last one (collector)   */
     uint64_t total_bytes;
     double   total_seconds;
+    double   restore_seconds; /* restart: time restoring before the program
+                                 resumed (0 if this process did not restart) */
+    double   restore_full_seconds; /* restart: until every page was back (lazy
+                                 restore: known once the prefetch finished) */
 };
 CR_API int cr_checkpoint_stats(struct cr_checkpoint_stats *out, size_t size);
 

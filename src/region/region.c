@@ -329,6 +329,19 @@ unlock:
     return rc;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23    /* Linux 5.14; Debian 12's headers have it, older may not */
+#endif
+
+int cr_region_populate(void *addr, size_t len)
+{
+    if (!cr_region_contains(addr, len))
+        return -EFAULT;
+    if (madvise(addr, len, MADV_POPULATE_WRITE) != 0)
+        return cr_neg_errno();
+    return 0;
+}
+
 /* ---- collections ------------------------------------------------------------- */
 
 /* Merges extents into maximal runs of equal flags and interleaves the

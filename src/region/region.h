@@ -71,6 +71,15 @@ CR_MUST_CHECK int cr_region_grow(size_t new_size);
  * them once with CR_EXTENT_ZERO instead of as written. */
 CR_MUST_CHECK int cr_region_discard(void *addr, size_t len);
 
+/* Back [addr, addr+len) (inside the usable part) with memory now, as if
+ * written, in one call (MADV_POPULATE_WRITE, Linux >= 5.14): a restore that
+ * is about to fill the range saves one page fault per page, which is what
+ * dominates restoring into fresh memory on virtual machines (measured here:
+ * 1 GiB touched page by page 8.8-17.5 s, populated 0.56-1.4 s). The pages
+ * count as written. -EINVAL if the kernel lacks it (the caller just goes
+ * on: the faults then happen one by one). */
+CR_MUST_CHECK int cr_region_populate(void *addr, size_t len);
+
 /* Report every extent written or discarded since the previous collection
  * and start a new epoch, atomically per page: a page written while this runs
  * is reported now or by the next collection, never lost. fn may be NULL to

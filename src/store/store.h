@@ -152,6 +152,9 @@ struct cr_restore_target {
     void *(*map)(void *arg, uintptr_t addr, size_t len);
     int   (*zero)(void *arg, uintptr_t addr, size_t len);
     void *arg;
+    /* optional: called on the reading thread just before [dst, dst+len) is
+     * read into (the region backs it with memory in one call) */
+    void  (*populate)(void *arg, void *dst, size_t len);
 };
 CR_MUST_CHECK int cr_restore_pages_to(struct cr_restore *r, const struct cr_restore_target *t);
 void cr_restore_close(struct cr_restore *r);
