@@ -27,6 +27,7 @@ struct var {
 static const char *const tracker_names[] = { "auto", "uffd-async", "uffd-sync", "mprotect", NULL };
 /* Index = bit mask: bit 0 SIGUSR1, bit 1 SIGTERM (mpi-wrap/jobctl.c). */
 static const char *const stop_signal_names[] = { "none", "usr1", "term", "usr1,term", NULL };
+static const char *const restore_names[] = { "eager", "lazy", NULL };
 static const char *const log_names[] = { "none", "error", "warn", "info", "debug", NULL };
 
 #define F(field) offsetof(struct cr_config, field)
@@ -59,6 +60,8 @@ static const struct var vars[] = {
       "mean time between failures of the job in seconds, for Young/Daly's interval sqrt(2*cost*MTBF)" },
     { "CRMPI_STOP_SIGNALS", T_ENUM, "usr1", F(stop_signals), stop_signal_names,
       "signals asking for checkpoint-and-stop (crmpi_should_exit): none, usr1, term or usr1,term" },
+    { "CRMPI_RESTORE", T_ENUM, "eager", F(restore), restore_names,
+      "restart: eager (read and verify everything, then resume) or lazy (resume at once; pages are fetched on first touch and by a background prefetch)" },
 };
 #undef F
 

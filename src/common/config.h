@@ -35,7 +35,9 @@ struct cr_config {
     unsigned ckpt_interval;   /* CRMPI_CKPT_INTERVAL: seconds, 0 = Young/Daly   */
     unsigned mtbf;            /* CRMPI_MTBF: mean time between failures, s      */
     int      stop_signals;    /* CRMPI_STOP_SIGNALS: bit 0 SIGUSR1, bit 1 SIGTERM */
+    int      restore;         /* CRMPI_RESTORE: enum cr_restore_mode            */
 };
+enum cr_restore_mode { CR_RESTORE_EAGER = 0, CR_RESTORE_LAZY };
 
 /* Parse the environment into *cfg (defaults for unset variables).
  * Returns 0, or -EINVAL after logging which variable is wrong. */

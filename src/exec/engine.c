@@ -45,6 +45,7 @@ static struct {
     struct cr_coll *coll;
     int force_full;
     int marker_pending;          /* a "finished" marker awaits our first commit */
+    int lazy_refused;            /* restored eagerly because of the lazy marker  */
     struct cr_extent *ext;
     size_t n, cap;
     struct cr_checkpoint_stats stats;
@@ -158,7 +159,11 @@ static void remove_marker(void);
 int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
 {
     double t0 = now();
-    int rc = open_store();
+    /* A lazy restore still under way: this (full) epoch needs every page. */
+    int rc = cr_lazy_wait(&E.stats.restore_full_seconds);
+    if (rc)
+        goto failed;
+    rc = open_store();
     if (rc)
         goto failed;
     int full = E.force_full || cr_store_next_is_full(E.st);
@@ -186,6 +191,10 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
     E.force_full = 0;
     if (E.marker_pending)
         remove_marker();
+    if (E.lazy_refused) {
+        cr_lazy_marker_remove();
+        E.lazy_refused = 0;
+    }
     E.stats.checkpoints++;
     E.stats.last_bytes = bytes;
     E.stats.last_extents = E.n;
@@ -304,6 +313,19 @@ static int restore_epoch(uint64_t epoch, uint64_t *got, struct cr_thread_record 
     }
     *n = info.nthreads;
     rc = cr_restore_threads(r, *recs, info.nthreads);
+    if (rc == 0 && cr_config()->restore == CR_RESTORE_LAZY && !E.lazy_refused) {
+        if (cr_lazy_marker_present()) {
+            cr_warn("%s: the last lazy restore found corrupt data: restoring eagerly",
+                    cr_config()->dir);
+            E.lazy_refused = 1;
+        } else {
+            rc = cr_lazy_start(r, info.nlinks, *recs, info.nthreads);
+            if (rc == 0)
+                return 0;     /* r belongs to the lazy restore now */
+            cr_info("lazy restore not possible here (%s): restoring eagerly", cr_strerror(rc));
+            rc = 0;
+        }
+    }
     if (rc == 0)
         rc = cr_restore_pages(r);
     if (rc) {

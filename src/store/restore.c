@@ -207,7 +207,7 @@ static int try_epoch(struct cr_store *st, uint64_t epoch, struct cr_restore **ou
             goto free_r;
         }
     r->info = (struct cr_restore_info){ .epoch = epoch, .region_base = top->row.region_base,
-        .region_size = top->row.region_size, .nthreads = top->row.nthreads };
+        .region_size = top->row.region_size, .nthreads = top->row.nthreads, .nlinks = n };
     for (size_t i = 0; i < n; i++)
         r->info.data_bytes += r->link[i].row.data_bytes;
     free(chain);
@@ -558,4 +558,139 @@ int cr_restore_pages(struct cr_restore *r)
     static const struct cr_restore_target region = { region_map, region_zero, NULL,
                                                      region_populate };
     return cr_restore_pages_to(r, &region);
+}
+
+/* ---- lazy restore: pieces and single-extent fetches ----------------------- */
+
+struct span { uintptr_t lo, hi; };
+
+static int push_piece(struct cr_restore_piece **v, size_t *n, size_t *cap,
+                      const struct cr_restore_piece *p)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 256;
+        struct cr_restore_piece *q = realloc(*v, c * sizeof *q);
+        if (!q)
+            return -ENOMEM;
+        *v = q;
+        *cap = c;
+    }
+    (*v)[(*n)++] = *p;
+    return 0;
+}
+
+/* Parts of link l's extents not in cov (sorted, disjoint) become pieces. */
+static int uncovered(const struct chain_link *l, uint32_t li, const struct span *cov, size_t nc,
+                     struct cr_restore_piece **v, size_t *n, size_t *cap)
+{
+    size_t ci = 0;
+    for (uint64_t i = 0; i < l->row.nextents; i++) {
+        const struct cr_index_row *x = &l->rows[i];
+        uintptr_t a = (uintptr_t)x->addr, b = a + (uintptr_t)x->len, cur = a;
+        struct cr_restore_piece p = { .link = li, .ext = i,
+                                      .zero = !!(x->flags & CR_EXTENT_ZERO) };
+        while (ci < nc && cov[ci].hi <= a)
+            ci++;
+        for (size_t k = ci; k < nc && cov[k].lo < b; k++) {
+            if (cov[k].lo > cur) {
+                p.addr = cur;
+                p.len = cov[k].lo - cur;
+                if (push_piece(v, n, cap, &p))
+                    return -ENOMEM;
+            }
+            cur = CR_MAX(cur, cov[k].hi);
+        }
+        if (cur < b) {
+            p.addr = cur;
+            p.len = b - cur;
+            if (push_piece(v, n, cap, &p))
+                return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* cov := cov union the extents of l (both sorted; result sorted, merged). */
+static int cover(const struct chain_link *l, struct span **cov, size_t *nc)
+{
+    struct span *o = malloc((*nc + l->row.nextents + 1) * sizeof *o);
+    if (!o)
+        return -ENOMEM;
+    size_t i = 0, j = 0, k = 0;
+    while (i < *nc || j < l->row.nextents) {
+        struct span s;
+        if (j == l->row.nextents || (i < *nc && (*cov)[i].lo <= l->rows[j].addr))
+            s = (*cov)[i++];
+        else
+            s = (struct span){ (uintptr_t)l->rows[j].addr,
+                               (uintptr_t)(l->rows[j].addr + l->rows[j].len) }, j++;
+        if (k && s.lo <= o[k - 1].hi)
+            o[k - 1].hi = CR_MAX(o[k - 1].hi, s.hi);
+        else
+            o[k++] = s;
+    }
+    free(*cov);
+    *cov = o;
+    *nc = k;
+    return 0;
+}
+
+static int piece_cmp(const void *a, const void *b)
+{
+    const struct cr_restore_piece *x = a, *y = b;
+    return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+int cr_restore_pieces(struct cr_restore *r, struct cr_restore_piece **out, size_t *n)
+{
+    struct cr_restore_piece *v = NULL;
+    struct span *cov = NULL;
+    size_t nv = 0, cap = 0, nc = 0;
+    int rc = 0;
+    for (size_t li = r->n; li-- > 0 && rc == 0;) {
+        rc = uncovered(&r->link[li], (uint32_t)li, cov, nc, &v, &nv, &cap);
+        if (rc == 0 && li > 0)
+            rc = cover(&r->link[li], &cov, &nc);
+    }
+    free(cov);
+    if (rc) {
+        free(v);
+        return rc;
+    }
+    qsort(v, nv, sizeof *v, piece_cmp);
+    *out = v;
+    *n = nv;
+    return 0;
+}
+
+void cr_restore_extent(const struct cr_restore *r, uint32_t link, uint64_t ext,
+                       uintptr_t *addr, size_t *len)
+{
+    const struct cr_index_row *x = &r->link[link].rows[ext];
+    *addr = (uintptr_t)x->addr;
+    *len = (size_t)x->len;
+}
+
+uint64_t cr_restore_link_epoch(const struct cr_restore *r, uint32_t link)
+{
+    return r->link[link].f.h.epoch;
+}
+
+int cr_restore_fetch(struct cr_restore *r, uint32_t link, uint64_t ext, void *buf)
+{
+    if (link >= r->n || ext >= r->link[link].row.nextents)
+        return -EINVAL;
+    const struct chain_link *l = &r->link[link];
+    const struct cr_index_row *x = &l->rows[ext];
+    if (x->flags & CR_EXTENT_ZERO) {
+        memset(buf, 0, (size_t)x->len);
+        return 0;
+    }
+    int rc = cr_pread_full(l->f.fd, buf, (size_t)x->len,
+                           l->f.h.ds[CR_DS_ID_PAGES].offset + x->offset, l->f.path, CR_DS_PAGES);
+    if (rc < 0)
+        return rc;
+    if (cr_crc32c(0, buf, (size_t)x->len) != x->data_crc)
+        return extent_bad(r, l, ext);
+    return 0;
 }
