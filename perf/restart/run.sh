@@ -29,10 +29,12 @@ BUILD=${BUILD:-$ROOT/build}
 OUT=${CRMPI_PERF_OUT:-$ROOT/perf/results}
 MODES=${MODES:-"eager lazy"}
 case "${1:-default}" in
-  --quick) SIZES1="64M 256M"; SIZES4="64M"; REPS=1 ;;
-  default) SIZES1="64M 256M 1G 4G"; SIZES4="64M 256M 1G"; REPS=3 ;;
+  --quick) d1="64M 256M"; d4="64M"; dr=1 ;;
+  default) d1="64M 256M 1G 4G"; d4="64M 256M 1G"; dr=3 ;;
   *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
 esac
+# SIZES1 / SIZES4 / REPS override the lists (e.g. a shorter run on a busy machine)
+SIZES1=${SIZES1:-$d1}; SIZES4=${SIZES4:-$d4}; REPS=${REPS:-$dr}
 cmake --build "$BUILD" -j2 --target bench_restart >/dev/null
 B=$BUILD/perf/restart/bench_restart
 WORK=${CRMPI_BENCH_DIR:-$BUILD/bench-restart}
@@ -59,6 +61,10 @@ run_all() {
   rm -f "$WORK"/out.*
 }
 
+TXT=$OUT/restart.txt
+exec > >(tee "$TXT")
+echo "# perf/restart/run.sh ${1:-default} on $(date -u +%F): $(uname -r), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(df -hT "$WORK" | awk 'NR==2{print $2" on "$1}'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# medians of $REPS run(s); files in $WORK"
 echo "nranks,bytes_per_rank,mode,cache,resume_s,full_s,restore_s,raw_s,rawmem_s,eager_vs_raw,eager_vs_rawmem" > "$CSV"
 printf "%-3s %-5s %-6s %-5s %9s %9s %9s %9s %9s %8s %8s\n" np size mode cache resume_s full_s \
   restore_s raw_s rawmem_s full/raw full/rawmem
