@@ -5,8 +5,10 @@
  * checksum of the chain - index rows, thread rows, rank rows - was checked
  * by cr_restore_open) and:
  *  1. computes the final pieces of the image (newer epochs hide older ones);
- *  2. fills, by plain copies, the pages already present in the region (its
- *     header page: missing-page faults never happen there);
+ *  2. drops the pages a fresh start before the restore left in the region
+ *     (libcrmpi restores from inside MPI_Init) and fills the header page,
+ *     which stays present, by a plain copy: missing-page faults happen only
+ *     on pages that are not present;
  *  3. puts the restored range in userfaultfd missing mode on the tracker's
  *     own fd (a range belongs to one userfaultfd; cr_region_missing_begin);
  *  4. starts a fault thread that serves a missing page by reading its
@@ -361,6 +363,16 @@ int cr_lazy_start(struct cr_restore *r, size_t nlinks, const struct cr_thread_re
     free(rows);
     if (short_of_memory)
         goto free_all;
+    /* Pages already present would never fault. With libcrmpi the restore
+     * runs after a fresh start (main called MPI_Init), so heap metadata,
+     * argv copies and main's stack are present with the fresh run's
+     * contents: drop them (they read as zeros until the checkpoint's
+     * contents are fetched), and copy in the header page, which stays. */
+    if (L.size > PAGE) {
+        rc = cr_region_discard((void *)(L.base + PAGE), L.size - PAGE);
+        if (rc)
+            goto free_all;
+    }
     rc = fill_present(L.base, PAGE);
     if (rc)
         goto free_all;
