@@ -196,7 +196,7 @@ static double ckpt_read(void)
     double t = now();
     struct cr_store *st;
     struct cr_restore *r;
-    struct cr_restore_target tg = { map, zero, NULL };
+    struct cr_restore_target tg = { map, zero, NULL, NULL };
     int rc = cr_store_open(&st, dir, coll, NULL);
     if (rc == 0)
         rc = cr_restore_open(st, 0, &r);

@@ -28,6 +28,7 @@ static const char *const tracker_names[] = { "auto", "uffd-async", "uffd-sync", 
 /* Index = bit mask: bit 0 SIGUSR1, bit 1 SIGTERM (mpi-wrap/jobctl.c). */
 static const char *const stop_signal_names[] = { "none", "usr1", "term", "usr1,term", NULL };
 static const char *const ckpt_mode_names[] = { "async", "sync", NULL };
+static const char *const restore_names[] = { "eager", "lazy", NULL };
 static const char *const log_names[] = { "none", "error", "warn", "info", "debug", NULL };
 
 #define F(field) offsetof(struct cr_config, field)
@@ -68,6 +69,8 @@ static const struct var vars[] = {
       "async: copy dirty pages to a staging buffer, write in the background, commit at the next checkpoint/wait/exit; sync: write and commit inside the call (same value on every rank)" },
     { "CRMPI_STAGING_MAX", T_SIZE, "1G", F(staging_max), NULL,
       "largest staging buffer of async checkpoints per process; a checkpoint with more dirty bytes is written synchronously" },
+    { "CRMPI_RESTORE", T_ENUM, "eager", F(restore), restore_names,
+      "restart: eager (read and verify everything, then resume) or lazy (resume at once; pages are fetched on first touch and by a background prefetch)" },
 };
 #undef F
 

@@ -44,7 +44,9 @@ struct cr_config {
     int      stop_signals;    /* CRMPI_STOP_SIGNALS: bit 0 SIGUSR1, bit 1 SIGTERM */
     int      ckpt_mode;       /* CRMPI_CKPT_MODE (enum cr_ckpt_mode)            */
     size_t   staging_max;     /* CRMPI_STAGING_MAX: bytes of the staging buffer */
+    int      restore;         /* CRMPI_RESTORE: enum cr_restore_mode            */
 };
+enum cr_restore_mode { CR_RESTORE_EAGER = 0, CR_RESTORE_LAZY };
 
 /* Parse the environment into *cfg (defaults for unset variables).
  * Returns 0, or -EINVAL after logging which variable is wrong. */

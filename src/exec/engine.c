@@ -64,6 +64,7 @@ static struct {
     struct cr_coll *coll;
     int force_full;
     int marker_pending;          /* a "finished" marker awaits our first commit */
+    int lazy_refused;            /* restored eagerly because of the lazy marker  */
     struct cr_extent *ext;
     size_t n, cap;
     struct cr_checkpoint_stats stats;
@@ -230,6 +231,10 @@ static int commit_pending(int deferred)
         (void)cr_fault("marker-removing");
         remove_marker();
     }
+    if (E.lazy_refused) {       /* a committed epoch of this run: lazy may be tried again */
+        cr_lazy_marker_remove();
+        E.lazy_refused = 0;
+    }
     return 0;
 }
 
@@ -333,7 +338,10 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
      * call's result (identical on every rank); the next call takes a full
      * epoch, and the job goes on from the last committed one. */
     E.stats.last_commit_seconds = 0;
-    int rc = commit_pending(1);
+    /* A lazy restore still under way: this (full) epoch needs every page. */
+    int rc = cr_lazy_wait(&E.stats.restore_full_seconds);
+    if (rc == 0)
+        rc = commit_pending(1);
     if (rc)
         goto failed;
     rc = open_store();
@@ -535,6 +543,19 @@ static int restore_epoch(uint64_t epoch, uint64_t *got, struct cr_thread_record 
     }
     *n = info.nthreads;
     rc = cr_restore_threads(r, *recs, info.nthreads);
+    if (rc == 0 && cr_config()->restore == CR_RESTORE_LAZY && !E.lazy_refused) {
+        if (cr_lazy_marker_present()) {
+            cr_warn("%s: the last lazy restore found corrupt data: restoring eagerly",
+                    cr_config()->dir);
+            E.lazy_refused = 1;
+        } else {
+            rc = cr_lazy_start(r, info.nlinks, *recs, info.nthreads);
+            if (rc == 0)
+                return 0;     /* r belongs to the lazy restore now */
+            cr_info("lazy restore not possible here (%s): restoring eagerly", cr_strerror(rc));
+            rc = 0;
+        }
+    }
     if (rc == 0)
         rc = cr_restore_pages(r);
     if (rc) {
@@ -561,6 +582,7 @@ static int reset_region(void)
 
 int cr_engine_restore(struct cr_thread_record **recs, size_t *n)
 {
+    double t0 = now();
     const struct cr_config *cfg = cr_config();
     struct stat sb;
     if (stat(cfg->dir, &sb) != 0)
@@ -599,6 +621,8 @@ int cr_engine_restore(struct cr_thread_record **recs, size_t *n)
      * epoch newer than the one restored (after a fallback) or onto pages
      * the restore itself wrote. */
     E.force_full = 1;
+    E.stats.restore_seconds = now() - t0;
+    E.stats.restore_full_seconds = E.stats.restore_seconds;
     cr_info("restored checkpoint epoch %llu from %s (%zu threads)",
             (unsigned long long)got, cfg->dir, *n);
     return 0;

@@ -200,6 +200,22 @@ int cr_writer_busy(void);
 /* Wait for the job, then end and join the thread. */
 void cr_writer_stop(void);
 
+/* ---- lazy.c ------------------------------------------------------------------ */
+struct cr_restore;
+/* Lazy restore (see lazy.c): takes ownership of r on success (0); the
+ * program may resume at once. -ENOTSUP: the tracker cannot serve missing
+ * pages (the caller restores eagerly; r is still the caller's). */
+CR_MUST_CHECK int cr_lazy_start(struct cr_restore *r, size_t nlinks,
+                                const struct cr_thread_record *rec, size_t nrec);
+/* If a lazy restore is under way: wait until every page is in, end missing
+ * mode, stop its threads. Call with every persistent thread stopped (the
+ * checkpoint collector). *full_seconds: from its start to the last page. */
+CR_MUST_CHECK int cr_lazy_wait(double *full_seconds);
+/* The "restore-eager" marker a lazy restore leaves when it found corrupt
+ * data: the next start restores eagerly; removed by its first commit. */
+int cr_lazy_marker_present(void);
+void cr_lazy_marker_remove(void);
+
 /* ---- start.c --------------------------------------------------------------- */
 /* Run main as a persistent program (see start.c). flags: CR_EXEC_DEFER_RESTORE
  * leaves the restore to a later cr_exec_restore() call (libcrmpi: from

@@ -154,6 +154,10 @@ struct cr_checkpoint_stats {
     double   last_commit_seconds; /* waiting for the writer + commit     */
     double   total_write_seconds;
     int      writing;         /* the writer is still busy with the pending one */
+    double   restore_seconds; /* restart: time restoring before the program
+                                 resumed (0 if this process did not restart) */
+    double   restore_full_seconds; /* restart: until every page was back (lazy
+                                 restore: known once the prefetch finished) */
 };
 CR_API int cr_checkpoint_stats(struct cr_checkpoint_stats *out, size_t size);
 

@@ -66,6 +66,9 @@ static struct {
     int       zero_pending;     /* some zero bit may be set */
     struct cr_page_bitmap zero; /* discarded since the last collection */
     struct cr_tracker trk;
+    size_t    missing_len;      /* [base, base+missing_len) in missing mode */
+    void    (*discard_hook)(void *arg, uintptr_t addr, size_t len);
+    void     *discard_arg;
 } R = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static struct cr_region_header *header(void) { return (struct cr_region_header *)R.base; }
@@ -251,6 +254,7 @@ int cr_region_close(void)
     }
     __atomic_store_n(&R.open, 0, __ATOMIC_RELEASE);
     R.trk.ops->fini(&R.trk);
+    R.missing_len = 0;
     int rc = 0;
     if (munmap((void *)R.base, R.max) != 0) {
         rc = cr_neg_errno();
@@ -313,6 +317,8 @@ int cr_region_discard(void *addr, size_t len)
                (unsigned long)(R.base + CR_PAGE_SIZE), (unsigned long)(R.base + R.size));
         goto unlock;
     }
+    if (R.discard_hook)
+        R.discard_hook(R.discard_arg, a, len);
     if (madvise(addr, len, MADV_DONTNEED) != 0) {
         rc = cr_neg_errno();
         cr_perr("madvise(MADV_DONTNEED) of [%#lx, %#lx) failed", (unsigned long)a,
@@ -327,6 +333,62 @@ int cr_region_discard(void *addr, size_t len)
 unlock:
     pthread_mutex_unlock(&R.lock);
     return rc;
+}
+
+int cr_region_missing_begin(size_t len, int *uffd)
+{
+    if (!cr_region_is_open())
+        return -EBADF;
+    pthread_mutex_lock(&R.lock);
+    int rc = -EINVAL;
+    len = cr_align_up(len, CR_PAGE_SIZE);
+    if (R.missing_len || len == 0 || len > R.size)
+        goto unlock;
+    rc = -ENOTSUP;
+    if (!R.trk.ops->missing_begin)
+        goto unlock;
+    rc = R.trk.ops->missing_begin(&R.trk, R.base, R.base + len, uffd);
+    if (rc == 0)
+        R.missing_len = len;
+unlock:
+    pthread_mutex_unlock(&R.lock);
+    return rc;
+}
+
+int cr_region_missing_end(void)
+{
+    if (!cr_region_is_open())
+        return -EBADF;
+    pthread_mutex_lock(&R.lock);
+    int rc = 0;
+    if (R.missing_len) {
+        rc = R.trk.ops->missing_end(&R.trk, R.base, R.base + R.missing_len);
+        if (rc == 0)
+            R.missing_len = 0;
+    }
+    pthread_mutex_unlock(&R.lock);
+    return rc;
+}
+
+void cr_region_set_discard_hook(void (*fn)(void *arg, uintptr_t addr, size_t len), void *arg)
+{
+    pthread_mutex_lock(&R.lock);
+    R.discard_hook = fn;
+    R.discard_arg = arg;
+    pthread_mutex_unlock(&R.lock);
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23    /* Linux 5.14; Debian 12's headers have it, older may not */
+#endif
+
+int cr_region_populate(void *addr, size_t len)
+{
+    if (!cr_region_contains(addr, len))
+        return -EFAULT;
+    if (madvise(addr, len, MADV_POPULATE_WRITE) != 0)
+        return cr_neg_errno();
+    return 0;
 }
 
 /* ---- collections ------------------------------------------------------------- */
@@ -345,15 +407,28 @@ static int emit(struct merger *m, uintptr_t addr, size_t len, uint32_t flags)
 {
     if (!m->fn)
         return 0;
+    /* Zero extents carry no data: no limit. Data extents are cut at
+     * CR_EXTENT_MAX so a lazy restore verifies a faulting page's extent
+     * without reading much more than the page. */
+    size_t cap = flags & CR_EXTENT_ZERO ? SIZE_MAX : CR_EXTENT_MAX;
     if (m->pend.len && m->pend.flags == flags && m->pend.addr + m->pend.len == addr) {
-        m->pend.len += len;
-        return 0;
+        size_t take = CR_MIN(cap - m->pend.len, len);
+        m->pend.len += take;
+        addr += take;
+        len -= take;
+        if (len == 0)
+            return 0;
     }
-    int rc = 0;
-    if (m->pend.len)
-        rc = m->fn(&m->pend, m->arg);
-    m->pend = (struct cr_extent){ addr, len, flags };
-    return rc;
+    while (len) {
+        int rc = m->pend.len ? m->fn(&m->pend, m->arg) : 0;
+        size_t take = CR_MIN(cap, len);
+        m->pend = (struct cr_extent){ addr, take, flags };
+        if (rc)
+            return rc;
+        addr += take;
+        len -= take;
+    }
+    return 0;
 }
 
 static int emit_zeros_until(struct merger *m, uintptr_t limit)

@@ -48,6 +48,14 @@ struct cr_tracker_ops {
     /* Called after MADV_DONTNEED dropped [addr, addr+len): forget that the
      * pages were written or populated and re-arm them. */
     int  (*discard)(struct cr_tracker *t, uintptr_t addr, size_t len);
+    /* Optional (lazy restore): also register [start, end) for missing-page
+     * faults on the tracker's own userfaultfd, returned in *uffd, which the
+     * caller serves with cr_uffd_copy/zeropage. -ENOTSUP when the tracker
+     * cannot (not uffd-async, or a user-mode-only fd). */
+    int  (*missing_begin)(struct cr_tracker *t, uintptr_t start, uintptr_t end, int *uffd);
+    /* End missing mode on [start, end) with no application thread running:
+     * pages filled since missing_begin count as populated and written. */
+    int  (*missing_end)(struct cr_tracker *t, uintptr_t start, uintptr_t end);
     /* Stop tracking (the region is about to be unmapped). */
     void (*fini)(struct cr_tracker *t);
 };

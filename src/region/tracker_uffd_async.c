@@ -47,6 +47,7 @@
 
 struct async_state {
     int uffd;
+    int user_mode_only;
     int pagemap;
     struct cr_page_region *vec;
     size_t vec_len;
@@ -92,7 +93,7 @@ static int async_init(struct cr_tracker *t)
     struct async_state *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
-    int rc = cr_uffd_open(WANT_FEATURES, 1, &why);
+    int rc = cr_uffd_open_ex(WANT_FEATURES, 1, &why, &s->user_mode_only);
     if (rc < 0) {
         cr_errc(rc, "uffd-async: %s", why);
         goto free_state;
@@ -200,6 +201,36 @@ static int async_discard(struct cr_tracker *t, uintptr_t addr, size_t len)
     return cr_uffd_wp(s->uffd, addr, len, 1, 0);
 }
 
+/* Missing mode for a lazy restore, on our own fd (a range can be
+ * registered with one userfaultfd only). Async WP keeps working meanwhile:
+ * only missing faults reach the fd. A user-mode-only fd cannot serve
+ * faults the kernel takes on our behalf (read(2) into a missing page). */
+static int async_missing_begin(struct cr_tracker *t, uintptr_t start, uintptr_t end, int *uffd)
+{
+    struct async_state *s = t->priv;
+    if (s->user_mode_only)
+        return -ENOTSUP;
+    int rc = cr_uffd_register_missing_wp(s->uffd, start, end - start);
+    if (rc == 0)
+        *uffd = s->uffd;
+    return rc;
+}
+
+/* Pages filled by UFFDIO_COPY carry no uffd-wp bit, i.e. read as written:
+ * fold them into the populated bitmap first (nothing runs, so nothing is
+ * missed), then re-register in WP mode only (unregistering clears every
+ * uffd-wp bit) and arm the whole range again, as after a collection. */
+static int async_missing_end(struct cr_tracker *t, uintptr_t start, uintptr_t end)
+{
+    struct async_state *s = t->priv;
+    int rc = async_walk(s, start, end, 0, NULL, NULL);
+    if (rc == 0)
+        rc = cr_uffd_unregister(s->uffd, start, end - start);
+    if (rc == 0)
+        rc = async_add_range(t, start, end - start);
+    return rc;
+}
+
 static void async_fini(struct cr_tracker *t)
 {
     struct async_state *s = t->priv;
@@ -222,5 +253,7 @@ const struct cr_tracker_ops cr_tracker_uffd_async = {
     .collect = async_collect,
     .collect_populated = async_collect_populated,
     .discard = async_discard,
+    .missing_begin = async_missing_begin,
+    .missing_end = async_missing_end,
     .fini = async_fini,
 };

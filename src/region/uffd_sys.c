@@ -122,6 +122,12 @@ static int uffd_new(int flags, const char **why)
 
 int cr_uffd_open(uint64_t want, int user_mode_only_ok, const char **why)
 {
+    int user_only;
+    return cr_uffd_open_ex(want, user_mode_only_ok, why, &user_only);
+}
+
+int cr_uffd_open_ex(uint64_t want, int user_mode_only_ok, const char **why, int *user_mode_only)
+{
     int flags = O_CLOEXEC | O_NONBLOCK;
     int fd = uffd_new(flags, why);
     if (fd == -EPERM && user_mode_only_ok) {
@@ -157,7 +163,80 @@ int cr_uffd_open(uint64_t want, int user_mode_only_ok, const char **why)
         close(fd);
         return rc;
     }
+    *user_mode_only = !!(flags & UFFD_USER_MODE_ONLY);
     return fd;
+}
+
+int cr_uffd_register_missing_wp(int fd, uintptr_t addr, size_t len)
+{
+    struct uffdio_register reg = {
+        .range = { .start = addr, .len = len },
+        .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+    };
+    if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0) {
+        int err = -errno;
+        cr_perr("UFFDIO_REGISTER(MISSING|WP) of [%#lx, %#lx) failed", (unsigned long)addr,
+                (unsigned long)(addr + len));
+        return err;
+    }
+    return 0;
+}
+
+int cr_uffd_unregister(int fd, uintptr_t addr, size_t len)
+{
+    struct uffdio_range r = { .start = addr, .len = len };
+    if (ioctl(fd, UFFDIO_UNREGISTER, &r) < 0) {
+        int err = -errno;
+        cr_perr("UFFDIO_UNREGISTER of [%#lx, %#lx) failed", (unsigned long)addr,
+                (unsigned long)(addr + len));
+        return err;
+    }
+    return 0;
+}
+
+/* UFFDIO_COPY / ZEROPAGE may stop early (EAGAIN: the mm changed, or a
+ * signal): continue after the bytes done, reported in the result field. */
+int cr_uffd_copy(int fd, uintptr_t dst, const void *src, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        struct uffdio_copy c = { .dst = dst + done, .src = (uintptr_t)src + done,
+                                 .len = len - done, .mode = 0 };
+        if (ioctl(fd, UFFDIO_COPY, &c) == 0)
+            return 0;
+        int err = errno;
+        if (c.copy > 0)
+            done += (size_t)c.copy;
+        if (err == EAGAIN || err == EINTR)
+            continue;
+        if (err == EEXIST)
+            return -EEXIST;
+        cr_perr("UFFDIO_COPY to [%#lx, %#lx) failed", (unsigned long)(dst + done),
+                (unsigned long)(dst + len));
+        return -err;
+    }
+    return 0;
+}
+
+int cr_uffd_zeropage(int fd, uintptr_t addr, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        struct uffdio_zeropage z = { .range = { .start = addr + done, .len = len - done } };
+        if (ioctl(fd, UFFDIO_ZEROPAGE, &z) == 0)
+            return 0;
+        int err = errno;
+        if (z.zeropage > 0)
+            done += (size_t)z.zeropage;
+        if (err == EAGAIN || err == EINTR)
+            continue;
+        if (err == EEXIST)
+            return -EEXIST;
+        cr_perr("UFFDIO_ZEROPAGE of [%#lx, %#lx) failed", (unsigned long)(addr + done),
+                (unsigned long)(addr + len));
+        return -err;
+    }
+    return 0;
 }
 
 int cr_uffd_register_wp(int fd, uintptr_t addr, size_t len)

@@ -31,6 +31,26 @@
  * Returns the fd (>= 0), or -errno with *why set to a static explanation. */
 int cr_uffd_open(uint64_t want, int user_mode_only_ok, const char **why);
 
+/* Like cr_uffd_open; *user_mode_only tells whether the fd only sees faults
+ * raised in user mode (then a missing page touched by the kernel itself,
+ * e.g. read(2) into it, fails with EFAULT instead of reaching a handler). */
+int cr_uffd_open_ex(uint64_t want, int user_mode_only_ok, const char **why, int *user_mode_only);
+
+/* ---- missing mode (lazy restore) ------------------------------------------ */
+/* Register [addr, addr+len) for missing-page faults and write-protection at
+ * once (a range belongs to one userfaultfd only: the lazy restore shares the
+ * tracker's). */
+int cr_uffd_register_missing_wp(int fd, uintptr_t addr, size_t len);
+/* Drop every registration of [addr, addr+len) (the kernel clears the pages'
+ * uffd-wp bits and wakes threads blocked on faults there). */
+int cr_uffd_unregister(int fd, uintptr_t addr, size_t len);
+/* Atomically fill missing pages [dst, dst+len) with a copy of src (outside
+ * registered memory) and wake the threads waiting on them. -EEXIST when a
+ * page of the range is already present (pages before it were filled). */
+int cr_uffd_copy(int fd, uintptr_t dst, const void *src, size_t len);
+/* Map the zero page at missing pages [addr, addr+len); -EEXIST as above. */
+int cr_uffd_zeropage(int fd, uintptr_t addr, size_t len);
+
 /* Register [addr, addr+len) in write-protect mode. */
 int cr_uffd_register_wp(int fd, uintptr_t addr, size_t len);
 /* Write-protect (protect=1) or un-protect [addr, addr+len); un-protecting

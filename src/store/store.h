@@ -146,6 +146,7 @@ struct cr_restore_info {
     size_t    region_size;
     size_t    nthreads;
     size_t    data_bytes;     /* bytes of page data over the whole chain   */
+    size_t    nlinks;         /* epochs in the chain (full first)          */
 };
 /* Collective. epoch == 0: newest valid committed epoch. CR_ENOCKPT when the
  * directory has none; other CR_E* when no committed epoch is usable (the
@@ -171,8 +172,36 @@ struct cr_restore_target {
     void *(*map)(void *arg, uintptr_t addr, size_t len);
     int   (*zero)(void *arg, uintptr_t addr, size_t len);
     void *arg;
+    /* optional: called on the reading thread just before [dst, dst+len) is
+     * read into (the region backs it with memory in one call) */
+    void  (*populate)(void *arg, void *dst, size_t len);
 };
 CR_MUST_CHECK int cr_restore_pages_to(struct cr_restore *r, const struct cr_restore_target *t);
 void cr_restore_close(struct cr_restore *r);
+
+/* ---- lazy restore: the chain's final contents, fetched extent by extent --- */
+/* A range of the restored image whose final contents come from one source:
+ * extent `ext` of chain link `link` (0 = the full epoch), or zeros. Ranges
+ * of the region no piece covers never had contents. */
+struct cr_restore_piece {
+    uintptr_t addr;
+    size_t    len;
+    uint32_t  link;
+    uint32_t  zero;           /* reads as zeros (discarded in that epoch)   */
+    uint64_t  ext;            /* index row of that link                     */
+};
+/* The pieces of this rank's image, sorted by address, disjoint (newer links
+ * hide older ones). *out is malloc'd. */
+CR_MUST_CHECK int cr_restore_pieces(struct cr_restore *r, struct cr_restore_piece **out,
+                                    size_t *n);
+/* Where extent ext of link lies in memory, and its length. */
+void cr_restore_extent(const struct cr_restore *r, uint32_t link, uint64_t ext,
+                       uintptr_t *addr, size_t *len);
+/* Read extent ext of link into buf (its length) and check its CRC:
+ * CR_ECORRUPT (logged with file, epoch and extent) on a mismatch. Safe from
+ * any one thread at a time. */
+CR_MUST_CHECK int cr_restore_fetch(struct cr_restore *r, uint32_t link, uint64_t ext, void *buf);
+/* Epoch number of a chain link. */
+uint64_t cr_restore_link_epoch(const struct cr_restore *r, uint32_t link);
 
 #endif

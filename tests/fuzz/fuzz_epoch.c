@@ -139,7 +139,7 @@ static int restore_once(struct cr_store *st)
     if (info.nthreads <= 8 && cr_restore_threads(r, t, 8) < 0)
         __builtin_trap();
     struct scratch_target st_arg = { info.region_base };
-    struct cr_restore_target tg = { s_map, s_zero, &st_arg };
+    struct cr_restore_target tg = { s_map, s_zero, &st_arg, NULL };
     rc = cr_restore_pages_to(r, &tg);
     cr_restore_close(r);
     return rc;

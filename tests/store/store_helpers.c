@@ -109,7 +109,7 @@ int th_restore(struct cr_store *st, uint64_t epoch, uint8_t *out, size_t npages,
 {
     struct cr_restore *r;
     struct target tg = { out, npages };
-    struct cr_restore_target t = { t_map, t_zero, &tg };
+    struct cr_restore_target t = { t_map, t_zero, &tg, NULL };
     memset(out, 0xEE, npages * CR_PAGE_SIZE);
     int rc = cr_restore_open(st, epoch, &r);
     if (rc < 0)

@@ -183,6 +183,49 @@ static void test_incremental_chain_applies_in_order(void)
     cr_store_close(st);
 }
 
+/* Lazy restore's view: the pieces of a chain (newer epochs hide older ones),
+ * each fetched from its own extent, rebuild exactly the newest image. */
+static void test_pieces_rebuild_newest_image_of_chain(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(5, 8, 10);
+    cr_store_close(st);
+    st = open_store(8, 10);
+    struct cr_restore *r = NULL;
+    CU_ASSERT_EQUAL_FATAL(cr_restore_open(st, 0, &r), 0);
+    struct cr_restore_info info;
+    cr_restore_info(r, &info);
+    CU_ASSERT_EQUAL(info.nlinks, 5);
+    struct cr_restore_piece *pc = NULL;
+    size_t n = 0;
+    CU_ASSERT_EQUAL_FATAL(cr_restore_pieces(r, &pc, &n), 0);
+    CU_ASSERT_TRUE(n > 0);
+    memset(out, 0, sizeof out);     /* no piece: never had contents */
+    uint8_t *tmp = malloc(sizeof out);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tmp);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            CU_ASSERT_TRUE(pc[i - 1].addr + pc[i - 1].len <= pc[i].addr);
+        CU_ASSERT_TRUE(pc[i].addr >= TH_BASE && pc[i].addr + pc[i].len <= TH_BASE + sizeof out);
+        if (pc[i].zero) {
+            memset(out + (pc[i].addr - TH_BASE), 0, pc[i].len);
+            continue;
+        }
+        uintptr_t ea;
+        size_t elen;
+        cr_restore_extent(r, pc[i].link, pc[i].ext, &ea, &elen);
+        CU_ASSERT_TRUE(ea <= pc[i].addr && pc[i].addr + pc[i].len <= ea + elen);
+        CU_ASSERT_EQUAL(cr_restore_fetch(r, pc[i].link, pc[i].ext, tmp), 0);
+        memcpy(out + (pc[i].addr - TH_BASE), tmp + (pc[i].addr - ea), pc[i].len);
+    }
+    CU_ASSERT_EQUAL(memcmp(out, snap[5], sizeof out), 0);
+    CU_ASSERT_EQUAL(cr_restore_fetch(r, 99, 0, tmp), -EINVAL);
+    free(tmp);
+    free(pc);
+    cr_restore_close(r);
+    cr_store_close(st);
+}
+
 static void test_gc_keeps_whole_chains_and_removes_leftovers(void)
 {
     fresh();
@@ -666,6 +709,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_roundtrip_empty_epoch_no_extents_no_threads),
     CUTEST(test_hdf5_reads_the_same_bytes),
     CUTEST(test_incremental_chain_applies_in_order),
+    CUTEST(test_pieces_rebuild_newest_image_of_chain),
     CUTEST(test_gc_keeps_whole_chains_and_removes_leftovers),
     CUTEST(test_gc_keep_two_retains_previous_chain),
     CUTEST(test_gc_never_deletes_the_next_epoch_reusing_a_leftover_name),
