@@ -40,21 +40,21 @@
 #include "common/log.h"
 #include "cr.h"
 
-#define MAX_SEGS 64
 #define CHUNK 4096
 
 struct seg { uintptr_t addr; size_t len; size_t off; };
 
 struct cr_globals {
-    uint32_t nseg;
+    size_t nseg;
     size_t total;
-    struct seg seg[MAX_SEGS];
     unsigned char *copy;        /* total bytes, persistent heap */
+    struct seg seg[];
 };
 
-struct range { uintptr_t lo, hi; };
+/* The pieces while the executable is scanned (glibc memory, temporary). */
+struct pieces { struct cr_range *v; size_t n, cap; };
 
-struct main_info { uintptr_t base; struct range relro; int found; };
+struct main_info { uintptr_t base; struct cr_range relro; int found; };
 
 static int find_main(struct dl_phdr_info *info, size_t size, void *arg)
 {
@@ -101,39 +101,54 @@ static int excluded_name(const char *n)
     return 0;
 }
 
-/* Add [lo, hi) to g minus the copy-relocated ranges cut[0..ncut). */
-static int add_range(struct cr_globals *g, uintptr_t lo, uintptr_t hi,
-                     const struct range *cut, size_t ncut)
+static int push(struct pieces *P, uintptr_t lo, uintptr_t hi)
 {
-    while (lo < hi) {
-        uintptr_t end = hi;
-        for (size_t i = 0; i < ncut; i++) {
-            if (cut[i].lo <= lo && lo < cut[i].hi) {
-                lo = cut[i].hi;        /* inside an excluded object: skip it */
-                i = (size_t)-1;
-                continue;
-            }
-            if (cut[i].lo > lo && cut[i].lo < end)
-                end = cut[i].lo;
-        }
-        if (lo >= hi)
-            break;
-        if (end > hi)
-            end = hi;
-        if (g->nseg == MAX_SEGS) {
-            cr_err("transparent mode: more than %d global ranges in the executable", MAX_SEGS);
-            return CR_EUNSUPPORTED;
-        }
-        g->seg[g->nseg++] = (struct seg){ lo, end - lo, g->total };
-        g->total += end - lo;
-        lo = end;
+    if (P->n == P->cap) {
+        size_t cap = P->cap ? 2 * P->cap : 16;
+        struct cr_range *v = realloc(P->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        P->v = v;
+        P->cap = cap;
     }
+    P->v[P->n++] = (struct cr_range){ lo, hi };
     return 0;
+}
+
+static int range_cmp(const void *a, const void *b)
+{
+    const struct cr_range *x = a, *y = b;
+    return (x->lo > y->lo) - (x->lo < y->lo);
+}
+
+/* The cuts come in relocation-table order, which is not address order, and
+ * the linker packs the copied objects next to each other: walking them
+ * sorted is what keeps a piece from ending before it starts. */
+int cr_globals_subtract(uintptr_t lo, uintptr_t hi, struct cr_range *cut, size_t ncut,
+                        struct cr_range **out, size_t *nout)
+{
+    struct pieces P = { *out, *nout, *nout };
+    int rc = 0;
+    qsort(cut, ncut, sizeof *cut, range_cmp);
+    for (size_t i = 0; i < ncut && lo < hi && rc == 0; i++) {
+        if (cut[i].hi <= lo)
+            continue;
+        if (cut[i].lo >= hi)
+            break;
+        if (cut[i].lo > lo)
+            rc = push(&P, lo, cut[i].lo);
+        lo = cut[i].hi;          /* > lo: skip the library's object */
+    }
+    if (rc == 0 && lo < hi)
+        rc = push(&P, lo, hi);
+    *out = P.v;
+    *nout = P.n;
+    return rc;
 }
 
 /* The copy relocations of the executable, as address ranges. */
 static size_t copy_relocs(int fd, const ElfW(Shdr) *sh, size_t nsh, uintptr_t base,
-                          struct range **out)
+                          struct cr_range **out)
 {
     size_t n = 0, cap = 0;
     *out = NULL;
@@ -151,7 +166,7 @@ static size_t copy_relocs(int fd, const ElfW(Shdr) *sh, size_t nsh, uintptr_t ba
             size_t len = s < nsym ? sym[s].st_size : 0;
             if (n == cap) {
                 cap = cap ? 2 * cap : 16;
-                struct range *r = realloc(*out, cap * sizeof *r);
+                struct cr_range *r = realloc(*out, cap * sizeof *r);
                 if (!r)
                     break;
                 *out = r;
@@ -168,7 +183,7 @@ static size_t copy_relocs(int fd, const ElfW(Shdr) *sh, size_t nsh, uintptr_t ba
     return n;
 }
 
-static int scan_exe(struct cr_globals *g)
+static int scan_exe(struct pieces *P)
 {
     struct main_info m = { 0 };
     dl_iterate_phdr(find_main, &m);
@@ -181,7 +196,7 @@ static int scan_exe(struct cr_globals *g)
     ElfW(Ehdr) eh;
     ElfW(Shdr) *sh = NULL;
     char *names = NULL;
-    struct range *cut = NULL;
+    struct cr_range *cut = NULL;
     if (read_at(fd, &eh, sizeof eh, 0) || memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
         eh.e_shentsize != sizeof *sh || eh.e_shstrndx >= eh.e_shnum) {
         cr_err("transparent mode: /proc/self/exe has no usable section headers");
@@ -204,7 +219,7 @@ static int scan_exe(struct cr_globals *g)
         uintptr_t lo = m.base + s->sh_addr, hi = lo + s->sh_size;
         if (lo < m.relro.hi && hi > m.relro.lo)
             continue;
-        rc = add_range(g, lo, hi, cut, ncut);
+        rc = cr_globals_subtract(lo, hi, cut, ncut, &P->v, &P->n);
     }
     free(cut);
     free(names);
@@ -217,9 +232,6 @@ close_fd:
 int cr_globals_create(struct cr_globals **out)
 {
     *out = NULL;
-    struct cr_globals *g = crcalloc(1, sizeof *g);
-    if (!g)
-        return -ENOMEM;
     Dl_info self;
     struct main_info m = { 0 };
     dl_iterate_phdr(find_main, &m);
@@ -227,27 +239,39 @@ int cr_globals_create(struct cr_globals **out)
         (uintptr_t)self.dli_fbase == m.base) {
         cr_info("transparent mode: the runtime is linked into the executable; its globals "
                 "are not checkpointed");
-        *out = g;
-        return 0;
+        *out = crcalloc(1, sizeof **out);
+        return *out ? 0 : -ENOMEM;
     }
-    int rc = scan_exe(g);
-    if (rc == 0 && g->total) {
-        g->copy = crmalloc(g->total);
-        if (!g->copy)
-            rc = -ENOMEM;
+    struct pieces P = { 0 };
+    int rc = scan_exe(&P);
+    if (rc)
+        goto free_pieces;
+    rc = -ENOMEM;
+    struct cr_globals *g = crcalloc(1, sizeof *g + P.n * sizeof *g->seg);
+    if (!g)
+        goto free_pieces;
+    for (size_t i = 0; i < P.n; i++) {
+        g->seg[i] = (struct seg){ P.v[i].lo, P.v[i].hi - P.v[i].lo, g->total };
+        g->total += g->seg[i].len;
     }
-    if (rc) {
+    g->nseg = P.n;
+    if (g->total && !(g->copy = crmalloc(g->total))) {
+        cr_err("transparent mode: no room in the persistent heap for a copy of the "
+               "executable's globals (%zu bytes)", g->total);
         crfree(g);
-        return rc;
+        goto free_pieces;
     }
-    cr_dbg("globals: %u ranges, %zu bytes", g->nseg, g->total);
+    cr_dbg("globals: %zu ranges, %zu bytes", g->nseg, g->total);
     *out = g;
-    return 0;
+    rc = 0;
+free_pieces:
+    free(P.v);
+    return rc;
 }
 
 void cr_globals_save(struct cr_globals *g)
 {
-    for (uint32_t i = 0; g->copy && i < g->nseg; i++) {
+    for (size_t i = 0; g->copy && i < g->nseg; i++) {
         const unsigned char *src = (const unsigned char *)g->seg[i].addr;
         unsigned char *dst = g->copy + g->seg[i].off;
         for (size_t o = 0; o < g->seg[i].len; o += CHUNK) {
@@ -263,7 +287,7 @@ int cr_globals_restore(const struct cr_globals *g)
 {
     if (!g)
         return CR_ECORRUPT;
-    for (uint32_t i = 0; g->copy && i < g->nseg; i++)
+    for (size_t i = 0; g->copy && i < g->nseg; i++)
         memcpy((void *)g->seg[i].addr, g->copy + g->seg[i].off, g->seg[i].len);
     return 0;
 }

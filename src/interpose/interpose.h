@@ -45,6 +45,13 @@ CR_MUST_CHECK int cr_transparent_restored(void);
 CR_MUST_CHECK int cr_transparent_checkpoint(void);
 
 /* ---- globals.c ---- */
+#include <stdint.h>
+struct cr_range { uintptr_t lo, hi; };
+/* Append to (*out, *nout) (realloc'd, glibc memory) the pieces of [lo, hi)
+ * outside every cut[i] (sorted in place; may overlap, touch, and come in
+ * any order). 0 or -ENOMEM. */
+CR_MUST_CHECK int cr_globals_subtract(uintptr_t lo, uintptr_t hi, struct cr_range *cut,
+                                      size_t ncut, struct cr_range **out, size_t *nout);
 struct cr_globals;
 CR_MUST_CHECK int cr_globals_create(struct cr_globals **out);
 void cr_globals_save(struct cr_globals *g);
