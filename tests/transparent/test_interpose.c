@@ -246,6 +246,157 @@ static void test_forked_child_allocates_from_glibc(void)
     free(inherited);
 }
 
+/* ---- codes we did not write: C library calls that allocate for the caller --- */
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* What the C library does for the caller; returns how many checks failed
+ * and stores the blocks it handed back in out[0..3]. Run from main, from a
+ * persistent thread and from a plain pthread. */
+static int libc_work(void *out[4])
+{
+    int bad = 0;
+    char *tmp = cutest_tmpdir("libc");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/lines", tmp);
+    /* printf family with a 1 MiB field (vfprintf takes a work buffer) */
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return 100;
+    enum { BIG = 1 << 20 };
+    bad += fprintf(f, "%*d\nshort\n", BIG, 42) != BIG + 7;
+    bad += fclose(f) != 0;
+    /* getline grows its buffer with realloc */
+    f = fopen(path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    bad += getline(&line, &cap, f) != BIG + 1;
+    bad += !line || strtol(line, NULL, 10) != 42;
+    bad += getline(&line, &cap, f) != 6 || strcmp(line, "short\n") != 0;
+    fclose(f);
+    /* qsort of 1 MiB (glibc's merge sort takes a malloc'd buffer) */
+    enum { N = 1 << 18 };
+    int *v = malloc(N * sizeof *v);
+    for (int i = 0; i < N; i++)
+        v[i] = (int)((i * 2654435761u) % 1000003u);
+    qsort(v, N, sizeof *v, cmp_int);
+    for (int i = 1; i < N; i++)
+        bad += v[i - 1] > v[i];
+    /* asprintf, open_memstream, strdup */
+    char *as = NULL;
+    bad += asprintf(&as, "%s-%d", "value", 7) != 7 || strcmp(as, "value-7");
+    char *ms = NULL;
+    size_t msz = 0;
+    FILE *m = open_memstream(&ms, &msz);
+    for (int i = 0; i < 10000; i++)
+        fprintf(m, "%d,", i);
+    fclose(m);
+    bad += msz < 10000 || strncmp(ms, "0,1,2,", 6) != 0;
+    out[0] = line;
+    out[1] = v;
+    out[2] = as;
+    out[3] = ms;
+    cutest_rmtree(tmp);
+    free(tmp);
+    return bad;
+}
+
+struct libc_run { void *out[4]; int bad; };
+
+static void *libc_thread(void *arg)
+{
+    struct libc_run *r = arg;
+    r->bad = libc_work(r->out);
+    return NULL;
+}
+
+static void check_libc_run(struct libc_run *r, int persistent)
+{
+    CU_ASSERT_EQUAL(r->bad, 0);
+    for (int i = 0; i < 4; i++) {
+        CU_ASSERT_PTR_NOT_NULL(r->out[i]);
+        CU_ASSERT_EQUAL(in_region(r->out[i]), persistent);
+        free(r->out[i]);
+    }
+}
+
+static void test_libc_calls_from_main_are_persistent(void)
+{
+    struct libc_run r = { 0 };
+    r.bad = libc_work(r.out);
+    check_libc_run(&r, expect_on);
+}
+
+static void test_libc_calls_from_persistent_thread(void)
+{
+    struct libc_run r = { 0 };
+    crthread_t t;
+    int rc = crthread_create(&t, libc_thread, &r);
+    if (!expect_on && rc)
+        return;
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(crthread_join(t, NULL), 0);
+    check_libc_run(&r, expect_on);
+}
+
+static void test_libc_calls_from_plain_pthread_go_to_glibc(void)
+{
+    struct libc_run r = { 0 };
+    pthread_t t;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, libc_thread, &r), 0);
+    pthread_join(t, NULL);
+    check_libc_run(&r, 0);
+}
+
+/* A persistent thread grows blocks a plain pthread allocated from glibc:
+ * they move into the persistent heap with their bytes. */
+static void *glibc_blocks(void *arg)
+{
+    unsigned char **b = arg;
+    for (int i = 0; i < 8; i++) {
+        b[i] = malloc((size_t)100 << i);
+        for (size_t k = 0; k < ((size_t)100 << i); k++)
+            b[i][k] = (unsigned char)(k * 13 + i);
+    }
+    return NULL;
+}
+
+static void *grow_blocks(void *arg)
+{
+    unsigned char **b = arg;
+    for (int i = 0; i < 8; i++)
+        b[i] = realloc(b[i], ((size_t)100 << i) * 3);
+    return NULL;
+}
+
+static void test_persistent_thread_reallocs_glibc_blocks(void)
+{
+    unsigned char *b[8] = { 0 };
+    pthread_t pt;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&pt, NULL, glibc_blocks, b), 0);
+    pthread_join(pt, NULL);
+    for (int i = 0; i < 8; i++)
+        CU_ASSERT_FALSE(in_region(b[i]));
+    crthread_t t;
+    int rc = crthread_create(&t, grow_blocks, b);
+    if (!expect_on && rc)
+        return;
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(crthread_join(t, NULL), 0);
+    for (int i = 0; i < 8; i++) {
+        CU_ASSERT_PTR_NOT_NULL_FATAL(b[i]);
+        CU_ASSERT_EQUAL(in_region(b[i]), expect_on);
+        CU_ASSERT(malloc_usable_size(b[i]) >= ((size_t)100 << i) * 3);
+        for (size_t k = 0; k < ((size_t)100 << i); k++)
+            CU_ASSERT_EQUAL_FATAL(b[i][k], (unsigned char)(k * 13 + i));
+        free(b[i]);
+    }
+}
+
 static CU_TestInfo tests[] = {
     CUTEST(test_forked_child_allocates_from_glibc),
     CUTEST(test_main_malloc_lands_in_region),
@@ -256,6 +407,10 @@ static CU_TestInfo tests[] = {
     CUTEST(test_alignment_functions_honour_alignment),
     CUTEST(test_glibc_internal_allocations_are_persistent),
     CUTEST(test_many_sizes_round_trip),
+    CUTEST(test_libc_calls_from_main_are_persistent),
+    CUTEST(test_libc_calls_from_persistent_thread),
+    CUTEST(test_libc_calls_from_plain_pthread_go_to_glibc),
+    CUTEST(test_persistent_thread_reallocs_glibc_blocks),
     CU_TEST_INFO_NULL,
 };
 
