@@ -30,6 +30,11 @@ p2 = subprocess.run([prog, "x", "y", "z", "w"], env=dict(env, TR_PHASE="2"),
 print(p2.stdout, p2.stderr, end="")
 if p2.returncode != 0 or "OK" not in p2.stdout:
     sys.exit("FAIL: phase 2 ended with %d" % p2.returncode)
+# Silent by default: a message means something went wrong (e.g. transparent
+# mode could not be set up and the program ran without it).
+for phase, p in (("1", p1), ("2", p2)):
+    if p.stderr:
+        sys.exit("FAIL: phase %s wrote to stderr:\n%s" % (phase, p.stderr))
 for path, what in ((outf, "stream"), (rawf, "descriptor")):
     want = "".join("line %d of the %s\n" % (i, what) for i in range(20))
     with open(path) as f:
