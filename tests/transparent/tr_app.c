@@ -10,10 +10,18 @@
  * a line with the energy to OUTFILE. At the end the program prints the
  * output file back and a checksum of the final state: the same bytes
  * whether or not it was killed and restarted (tests/transparent, killrun).
+ *
+ * Like codes we did not write, it leans on the C library allocating for it:
+ * a strdup'd label per step kept in a realloc'd array, a qsort of a copy of
+ * the particles (glibc sorts that size in a malloc'd buffer) for the median
+ * speed, a wide printf field every 50 steps, getline to read the file back,
+ * and a plain pthread started each step (not persistent: its scratch
+ * memory is glibc's) that sums the kinetic energy.
  */
 #include <cr.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +39,8 @@ static double *history;               /* grows by realloc */
 static size_t nhistory;
 static FILE *out;
 static uint64_t rng = 88172645463325252ULL;   /* global state in .data */
+static char **labels;                 /* strdup'd, one per step */
+static double ekin_thread;            /* written by a plain pthread */
 
 static double urand(void)
 {
@@ -93,6 +103,40 @@ static double step(void)
     return epot + ekin;
 }
 
+static int by_speed(const void *a, const void *b)
+{
+    const struct particle *p = a, *q = b;
+    double s = p->v[0] * p->v[0] + p->v[1] * p->v[1] + p->v[2] * p->v[2];
+    double t = q->v[0] * q->v[0] + q->v[1] * q->v[1] + q->v[2] * q->v[2];
+    return (s > t) - (s < t);
+}
+
+static double median_speed2(void)
+{
+    struct particle *copy = malloc((size_t)nparts * sizeof *copy);
+    memcpy(copy, parts, (size_t)nparts * sizeof *copy);
+    qsort(copy, (size_t)nparts, sizeof *copy, by_speed);
+    const double *v = copy[nparts / 2].v;
+    double m = v[0] * v[0] + v[1] * v[1] + v[2] * v[2];
+    free(copy);
+    return m;
+}
+
+/* A helper thread as a library or an OpenMP-less code would start one. */
+static void *kinetic(void *unused)
+{
+    double *e = malloc((size_t)nparts * sizeof *e);
+    double sum = 0;
+    for (int i = 0; i < nparts; i++) {
+        e[i] = 0.5 * (parts[i].v[0] * parts[i].v[0] + parts[i].v[1] * parts[i].v[1] +
+                      parts[i].v[2] * parts[i].v[2]);
+        sum += e[i];
+    }
+    free(e);
+    ekin_thread = sum;
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4) {
@@ -118,7 +162,19 @@ int main(int argc, char **argv)
         double e = step();
         history = realloc(history, (nhistory + 1) * sizeof *history);
         history[nhistory++] = e;
-        fprintf(out, "%d %.12e\n", s, e);
+        pthread_t helper;
+        if (pthread_create(&helper, NULL, kinetic, NULL) != 0 ||
+            pthread_join(helper, NULL) != 0) {
+            perror("tr_app: pthread");
+            return 1;
+        }
+        char label[64];
+        snprintf(label, sizeof label, "step-%d-%.6f", s, ekin_thread);
+        labels = realloc(labels, (size_t)(s + 1) * sizeof *labels);
+        labels[s] = strdup(label);
+        fprintf(out, "%d %.12e %.9e %.9e\n", s, e, ekin_thread, median_speed2());
+        if (s % 50 == 49)
+            fprintf(out, "%*d\n", 6000, s);
         if (s % 16 == 15)             /* a kick from the random stream */
             parts[(int)(urand() * nparts)].v[0] += urand() - 0.5;
         int rc = cr_checkpoint();
@@ -129,17 +185,23 @@ int main(int argc, char **argv)
     }
     fclose(out);
     out = fopen(argv[3], "r");
-    char line[256];
-    while (out && fgets(line, sizeof line, out))
+    char *line = NULL;
+    size_t cap = 0;
+    while (out && getline(&line, &cap, out) > 0)
         fputs(line, stdout);
+    free(line);
     if (out)
         fclose(out);
+    printf("last label %s\n", nsteps > 0 ? labels[nsteps - 1] : "-");
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < nhistory; i++) {
         uint64_t b;
         memcpy(&b, &history[i], sizeof b);
         h = (h ^ b) * 1099511628211ULL;
     }
+    for (int i = 0; i < nsteps; i++)
+        for (const char *c = labels[i]; *c; c++)
+            h = (h ^ (unsigned char)*c) * 1099511628211ULL;
     printf("steps %d history %zu hash %016llx\n", nsteps, nhistory, (unsigned long long)h);
     return 0;
 }
