@@ -265,8 +265,8 @@ static int restore_and_resume(void)
         refuse(rc);
     cr_exec_set_collector(cr_engine_checkpoint, NULL);
     cr_exec_set_self(0);
-    /* Main resumes at its checkpoint, outside any library wrapper (with
-     * libcrmpi this runs inside MPI_Init's, whose frame is abandoned). */
+    /* With libcrmpi this runs inside MPI_Init's wrapper, whose frame is
+     * abandoned; main's own depth comes back with its cr_checkpoint frame. */
     cr_lib_depth = 0;
     cr_ctx_resume(&RT.root->threads[0].ctx, CR_RESUME_RESTARTED);
 }
