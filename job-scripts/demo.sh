@@ -9,7 +9,7 @@
 #                       [--build-dir DIR] [--no-build]
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-np=4 steps=600 delay=5000 kill_after=3 build="$top/build" do_build=1
+np=4 steps=600 delay=5000 kill_after=1 build="$top/build" do_build=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --np) np=$2; shift ;;
@@ -43,10 +43,17 @@ echo "== 1. uninterrupted run (checkpoints into $work/ref)"
 ref=$(CRMPI_DIR="$work/ref" "${run[@]}" 2>"$work/ref.log")
 echo "   $ref"
 
-echo "== 2. the same job, one rank SIGKILLed after ${kill_after}s"
+echo "== 2. the same job, one rank SIGKILLed ${kill_after}s after its step 50"
 export CRMPI_DIR="$work/ckpt"
 "${run[@]}" >"$work/killed.out" 2>"$work/killed.log" &
 launcher=$!
+# Kill once the job has made progress (a loaded machine may take long to
+# start 4 ranks): after its "step 50" line, i.e. 50 committed checkpoints.
+for _ in $(seq 1200); do
+  grep -q "step [1-9]" "$work/killed.log" 2>/dev/null && break
+  kill -0 "$launcher" 2>/dev/null || break
+  sleep 0.5
+done
 sleep "$kill_after"
 victim=$(pgrep -f -n "^$app" || true)
 if [ -z "$victim" ]; then
@@ -55,7 +62,7 @@ if [ -z "$victim" ]; then
 fi
 kill -KILL "$victim"
 wait "$launcher" 2>/dev/null || true
-grep -h "step" "$work/killed.log" | tail -n 1 | sed 's/^/   last progress: /'
+{ grep -h "step" "$work/killed.log" || true; } | tail -n 1 | sed 's/^/   last progress: /'
 echo "   killed rank pid $victim; mpirun tore the job down"
 if [ -s "$work/killed.out" ]; then
   echo "demo.sh: the job finished before the kill; nothing was demonstrated" >&2
@@ -65,7 +72,7 @@ fi
 
 echo "== 3. the same mpirun command again"
 got=$("${run[@]}" 2>"$work/restart.log")
-grep -h "resumed" "$work/restart.log" | sed 's/^/   /'
+{ grep -h "resumed" "$work/restart.log" || true; } | sed 's/^/   /'
 echo "   $got"
 
 if ! grep -q "resumed" "$work/restart.log"; then

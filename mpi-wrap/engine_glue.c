@@ -9,9 +9,11 @@
  * (coll_mpi.h, a PMPI duplicate of MPI_COMM_WORLD), hands it to the engine
  * and asks the runtime to restore. When a committed checkpoint exists that
  * call does not return: main resumes inside crmpi_checkpoint(), where
- * cr_checkpoint() returns CR_RESTARTED. A checkpoint is cr_checkpoint(): the
- * rendezvous of the rank's persistent threads, whose last arriver writes the
- * epoch collectively through the same collective.
+ * cr_checkpoint() returns CR_RESTARTED. A checkpoint is the rendezvous of
+ * the rank's persistent threads (cr_exec_checkpoint_here): when all have
+ * stopped, the thread that called crmpi_checkpoint() writes the epoch
+ * collectively through the same collective, so MPI is only ever called from
+ * a thread the application's thread level allows.
  */
 #include "protocol.h"
 #include "wrap_support.h"
@@ -81,5 +83,5 @@ int crmpi_engine_checkpoint(void)
                "(main was not started by libcrmpi): nothing can be saved");
         return -ENOSYS;
     }
-    return cr_checkpoint();
+    return cr_exec_checkpoint_here();
 }

@@ -8,5 +8,8 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cmake -S "$top" -B "$top/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$top/build" -j"$(nproc)"
 cd "$top/build"
-# MPI and kill/restart tests oversubscribe the cores: run tests one at a time.
-ctest --output-on-failure --timeout 1200 "$@"
+# Two tests at a time (CRMPI_TEST_JOBS): the MPI and kill/restart tests
+# oversubscribe the cores anyway and spend much of their time starting and
+# restarting processes; tests that share a machine-wide resource (the Slurm
+# test cluster's ports) hold a CTest RESOURCE_LOCK.
+ctest --output-on-failure --timeout 1200 -j"${CRMPI_TEST_JOBS:-2}" "$@"

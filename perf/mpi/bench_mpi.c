@@ -10,7 +10,12 @@
  *   halo,<ckpt_every>,<microseconds per step (median of reps)>
  *   ckpt,<ranks>,<microseconds per crmpi_checkpoint (median)>
  *   ckpt_status,<ranks>,<status returned>
- * Usage: bench_mpi pingpong|halo|ckpt [--quick] [--ckpt-every K]
+ * and "burst": rank 1 sends bursts of 1-byte messages that rank 0 receives
+ * only after a barrier, so every receive finds its message already arrived
+ * and no time is spent polling: run under callgrind (wrapper_cost.sh), the
+ * instructions per MPI_Send/MPI_Recv are the layer's cost, independent of
+ * machine load.
+ * Usage: bench_mpi pingpong|halo|ckpt [--quick] [--ckpt-every K] [--max-bytes B]
  */
 #include <mpi.h>
 #ifdef WITH_CRMPI
@@ -20,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int rank, size, quick;
+static int rank, size, quick, max_bytes = 4 << 20;
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -39,7 +44,7 @@ static void pingpong(void)
     const int reps = quick ? 3 : 7;
     char *buf = malloc(4 << 20);
     memset(buf, 1, 4 << 20);                       /* warm */
-    for (int bytes = 1; bytes <= (4 << 20); bytes *= 4) {
+    for (int bytes = 1; bytes <= max_bytes; bytes *= 4) {
         int iters = bytes <= 4096 ? (quick ? 2000 : 10000) : bytes <= (256 << 10) ? 500 : 50;
         double t[16];
         for (int r = 0; r < reps + 1; r++) {
@@ -61,6 +66,24 @@ static void pingpong(void)
             printf("pingpong,%d,%.3f\n", bytes, median(t, reps));
     }
     free(buf);
+}
+
+static void burst(void)
+{
+    enum { BURST = 64, ROUNDS = 50 };
+    char b[BURST];
+    for (int r = 0; r < ROUNDS; r++) {
+        if (rank == 1)
+            for (int i = 0; i < BURST; i++)
+                MPI_Send(&b[i], 1, MPI_BYTE, 0, 7, MPI_COMM_WORLD);
+        MPI_Barrier(MPI_COMM_WORLD);
+        if (rank == 0)
+            for (int i = 0; i < BURST; i++)
+                MPI_Recv(&b[i], 1, MPI_BYTE, 1, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Barrier(MPI_COMM_WORLD);
+    }
+    if (rank == 0)
+        printf("burst,%d,%d\n", BURST, ROUNDS);
 }
 
 static int do_checkpoint(void)
@@ -155,6 +178,8 @@ int main(int argc, char **argv)
             quick = 1;
         else if (!strcmp(argv[i], "--ckpt-every") && i + 1 < argc)
             every = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--max-bytes") && i + 1 < argc)
+            max_bytes = atoi(argv[++i]);
     }
     if (!strcmp(what, "pingpong"))
         pingpong();
@@ -162,6 +187,8 @@ int main(int argc, char **argv)
         halo(every);
     else if (!strcmp(what, "ckpt"))
         ckpt();
+    else if (!strcmp(what, "burst"))
+        burst();
     MPI_Finalize();
     return 0;
 }

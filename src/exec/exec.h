@@ -86,6 +86,7 @@ struct cr_exec_rt {
     uint64_t gen;                /* completed checkpoint rounds                      */
     int result;                  /* status of the last round                         */
     cr_collector_fn collector;   /* NULL: cr_checkpoint is a no-op (disabled)        */
+    struct cr_pthread *collector_thread; /* this round's collector must run on it */
     void *collector_arg;
     size_t stack_size;           /* persistent stack size for new threads            */
     uintptr_t homes;             /* fixed area of the pthreads' own stacks           */
@@ -137,6 +138,11 @@ void cr_exec_block(struct cr_pthread *self, const struct cr_wait *w);
 /* With the lock held: if every live thread is stopped and at least one has
  * arrived, take the checkpoint now (the caller is on its home stack). */
 void cr_exec_maybe_checkpoint(void);
+/* cr_checkpoint(), but the collector of this round runs on the calling
+ * thread, whichever thread stops last: the MPI layer needs it, because
+ * writing an epoch calls MPI and MPI may only be called from the thread
+ * the application's thread level allows (crmpi_checkpoint's caller). */
+int cr_exec_checkpoint_here(void);
 /* Replace the collector (tests, and the engine at start). */
 void cr_exec_set_collector(cr_collector_fn fn, void *arg);
 

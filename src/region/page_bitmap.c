@@ -113,3 +113,31 @@ int cr_page_bitmap_report_union(const struct cr_page_bitmap *a, const struct cr_
         i = j;
     }
 }
+
+int cr_page_bitmap_collect(struct cr_page_bitmap *dirty, struct cr_page_bitmap *populated,
+                           uintptr_t start, uintptr_t end,
+                           const struct cr_page_bitmap_rearm *r, cr_extent_fn fn, void *arg)
+{
+    uintptr_t rs, re, at = start;
+    while (cr_page_bitmap_next_run(dirty, at, end, &rs, &re)) {
+        if (r->lock)
+            r->lock(r->arg);
+        /* Clear before re-arming: a write after the re-arm sets the bit
+         * again and is reported next time, never lost. */
+        cr_page_bitmap_clear_range(dirty, rs, re - rs);
+        int rc = r->rearm(r->arg, rs, re - rs);
+        if (rc < 0)
+            cr_page_bitmap_set_range(dirty, rs, re - rs);   /* report it next time */
+        if (r->unlock)
+            r->unlock(r->arg);
+        if (rc < 0)
+            return rc;
+        cr_page_bitmap_set_range(populated, rs, re - rs);
+        struct cr_extent e = { rs, re - rs, 0 };
+        rc = fn(&e, arg);
+        if (rc)
+            return rc;
+        at = re;
+    }
+    return 0;
+}

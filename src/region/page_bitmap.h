@@ -58,4 +58,22 @@ int cr_page_bitmap_next_run(const struct cr_page_bitmap *b, uintptr_t addr, uint
 int cr_page_bitmap_report_union(const struct cr_page_bitmap *a, const struct cr_page_bitmap *b,
                                 uintptr_t start, uintptr_t end, cr_extent_fn fn, void *arg);
 
+/* The collection loop of the bitmap-based trackers: for each run of set bits
+ * of `dirty` in [start, end), clear it and re-arm its pages with
+ * rearm(rearm_arg, addr, len) (which makes the next write to them set the
+ * bits again); then add the run to `populated` and report it to fn. When
+ * rearm fails the run's bits are set again (the pages are reported at the
+ * next collection) and its status is returned. `lock`/`unlock` (may be
+ * NULL) bracket clear + re-arm, for trackers whose fault handler thread sets
+ * bits and re-protects concurrently. */
+struct cr_page_bitmap_rearm {
+    int  (*rearm)(void *arg, uintptr_t addr, size_t len);
+    void (*lock)(void *arg);
+    void (*unlock)(void *arg);
+    void *arg;
+};
+int cr_page_bitmap_collect(struct cr_page_bitmap *dirty, struct cr_page_bitmap *populated,
+                           uintptr_t start, uintptr_t end,
+                           const struct cr_page_bitmap_rearm *r, cr_extent_fn fn, void *arg);
+
 #endif

@@ -144,25 +144,16 @@ static int mp_add_range(struct cr_tracker *t, uintptr_t addr, size_t len)
     return rc;
 }
 
+static int mp_rearm(void *unused, uintptr_t addr, size_t len)
+{
+    return protect(addr, len, PROT_READ);
+}
+
 static int mp_collect(struct cr_tracker *t, uintptr_t start, uintptr_t end,
                       cr_extent_fn fn, void *arg)
 {
-    uintptr_t rs, re, at = start;
-    while (cr_page_bitmap_next_run(&mp_dirty, at, end, &rs, &re)) {
-        cr_page_bitmap_clear_range(&mp_dirty, rs, re - rs);
-        int rc = protect(rs, re - rs, PROT_READ);
-        if (rc < 0) {
-            cr_page_bitmap_set_range(&mp_dirty, rs, re - rs);   /* report it next time */
-            return rc;
-        }
-        cr_page_bitmap_set_range(&mp_populated, rs, re - rs);
-        struct cr_extent e = { rs, re - rs, 0 };
-        rc = fn(&e, arg);
-        if (rc)
-            return rc;
-        at = re;
-    }
-    return 0;
+    static const struct cr_page_bitmap_rearm r = { .rearm = mp_rearm };
+    return cr_page_bitmap_collect(&mp_dirty, &mp_populated, start, end, &r, fn, arg);
 }
 
 static int mp_collect_populated(struct cr_tracker *t, uintptr_t start, uintptr_t end,

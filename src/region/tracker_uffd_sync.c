@@ -169,28 +169,22 @@ static int sync_add_range(struct cr_tracker *t, uintptr_t addr, size_t len)
     return cr_uffd_wp(s->uffd, addr, len, 1, 0);
 }
 
+static int sync_rearm(void *arg, uintptr_t addr, size_t len)
+{
+    struct sync_state *s = arg;
+    return cr_uffd_wp(s->uffd, addr, len, 1, 0);
+}
+static void sync_lock(void *arg) { pthread_mutex_lock(&((struct sync_state *)arg)->lock); }
+static void sync_unlock(void *arg) { pthread_mutex_unlock(&((struct sync_state *)arg)->lock); }
+
 static int sync_collect(struct cr_tracker *t, uintptr_t start, uintptr_t end,
                         cr_extent_fn fn, void *arg)
 {
     struct sync_state *s = t->priv;
-    uintptr_t rs, re, at = start;
-    while (cr_page_bitmap_next_run(&s->dirty, at, end, &rs, &re)) {
-        pthread_mutex_lock(&s->lock);
-        cr_page_bitmap_clear_range(&s->dirty, rs, re - rs);
-        int rc = cr_uffd_wp(s->uffd, rs, re - rs, 1, 0);
-        if (rc < 0)
-            cr_page_bitmap_set_range(&s->dirty, rs, re - rs);   /* report it next time */
-        pthread_mutex_unlock(&s->lock);
-        if (rc < 0)
-            return rc;
-        cr_page_bitmap_set_range(&s->populated, rs, re - rs);
-        struct cr_extent e = { rs, re - rs, 0 };
-        rc = fn(&e, arg);
-        if (rc)
-            return rc;
-        at = re;
-    }
-    return 0;
+    const struct cr_page_bitmap_rearm r = {
+        .rearm = sync_rearm, .lock = sync_lock, .unlock = sync_unlock, .arg = s,
+    };
+    return cr_page_bitmap_collect(&s->dirty, &s->populated, start, end, &r, fn, arg);
 }
 
 static int sync_collect_populated(struct cr_tracker *t, uintptr_t start, uintptr_t end,
