@@ -116,7 +116,7 @@ def parse(path):
 
 def emit_wrap(f, w):
     plain = [p.name for p in f.params]
-    w('%s\n{\n' % f.proto())
+    w('%s\n{\n    CRMPI_LIB_SCOPE;\n' % f.proto())
     ret_handle = f.ret in HANDLES
     if ret_handle:
         w('    %s r_ = %s;\n' % (f.ret, f.pmpi_call(
@@ -179,7 +179,7 @@ NULLS = {'comm': 'COMM', 'group': 'GROUP', 'type': 'DATATYPE', 'op': 'OP',
 
 def emit_refuse(f, w):
     plain = [p.name for p in f.params]
-    w('%s\n{\n' % f.proto())
+    w('%s\n{\n    CRMPI_LIB_SCOPE;\n' % f.proto())
     w('    if (crmpi_passthrough())\n        return %s;\n' % f.pmpi_call(plain))
     if f.ret == 'int':
         w('    return crmpi_refuse("%s");\n}\n\n' % f.name)

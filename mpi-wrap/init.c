@@ -159,17 +159,20 @@ static int init_thread(int *argc, char ***argv, int required, int *provided)
 
 int MPI_Init(int *argc, char ***argv)
 {
+    CRMPI_LIB_SCOPE;
     int provided;
     return init_thread(argc, argv, MPI_THREAD_SINGLE, &provided);
 }
 
 int MPI_Init_thread(int *argc, char ***argv, int required, int *provided)
 {
+    CRMPI_LIB_SCOPE;
     return init_thread(argc, argv, required, provided);
 }
 
 int MPI_Finalize(void)
 {
+    CRMPI_LIB_SCOPE;
     crmpi_jobctl_fini();
     if (crmpi_enabled_) {
         /* The last asynchronous checkpoint becomes the restart point here,

@@ -29,6 +29,7 @@ FREE_WRAPPER(Errhandler_free, MPI_Errhandler, VH_ERRH,  MPI_ERRHANDLER_NULL)
 
 int MPI_Type_commit(MPI_Datatype *type)
 {
+    CRMPI_LIB_SCOPE;
     struct vtype *v = crmpi_passthrough() ? NULL : (struct vtype *)vh_get(*type, VH_TYPE);
     if (!v)
         return PMPI_Type_commit(type);
@@ -40,6 +41,7 @@ int MPI_Type_commit(MPI_Datatype *type)
 
 int MPI_Op_create(MPI_User_function *fn, int commute, MPI_Op *op)
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Op_create(fn, commute, op);
     MPI_Op real;
@@ -49,6 +51,7 @@ int MPI_Op_create(MPI_User_function *fn, int commute, MPI_Op *op)
 
 int MPI_Comm_create_errhandler(MPI_Comm_errhandler_function *fn, MPI_Errhandler *errh)
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Comm_create_errhandler(fn, errh);
     MPI_Errhandler real;
@@ -70,6 +73,7 @@ static int record_errhandler(MPI_Comm comm, MPI_Errhandler errh)
 
 int MPI_Comm_set_errhandler(MPI_Comm comm, MPI_Errhandler errh)
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Comm_set_errhandler(comm, errh);
     int rc = PMPI_Comm_set_errhandler(vh_in_comm(comm), vh_in_errh(errh));
@@ -80,6 +84,7 @@ int MPI_Comm_set_errhandler(MPI_Comm comm, MPI_Errhandler errh)
 
 int MPI_Comm_get_errhandler(MPI_Comm comm, MPI_Errhandler *errh)
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Comm_get_errhandler(comm, errh);
     MPI_Errhandler real;
@@ -100,6 +105,7 @@ int MPI_Comm_get_errhandler(MPI_Comm comm, MPI_Errhandler *errh)
 int MPI_Type_get_contents(MPI_Datatype type, int max_integers, int max_addresses,
                           int max_datatypes, int ints[], MPI_Aint aints[], MPI_Datatype types[])
 {
+    CRMPI_LIB_SCOPE;
     struct vtype *v = crmpi_passthrough() ? NULL : (struct vtype *)vh_get(type, VH_TYPE);
     if (!v)
         return PMPI_Type_get_contents(type, max_integers, max_addresses, max_datatypes,

@@ -149,6 +149,7 @@ ISEND_WRAPPER(Irsend)
 int MPI_Recv(void *buf, int count, MPI_Datatype type, int source, int tag, MPI_Comm comm,
              MPI_Status *status)
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Recv(buf, count, type, source, tag, comm, status);
     struct mq_msg *m = crmpi_queue_take(comm, source, tag);
@@ -164,6 +165,7 @@ int MPI_Recv(void *buf, int count, MPI_Datatype type, int source, int tag, MPI_C
 int MPI_Irecv(void *buf, int count, MPI_Datatype type, int source, int tag, MPI_Comm comm,
               MPI_Request *req)
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Irecv(buf, count, type, source, tag, comm, req);
     struct vreq *r = vreq_new(VREQ_RECV);
@@ -196,6 +198,7 @@ int MPI_Sendrecv(const void *sendbuf, int sendcount, MPI_Datatype sendtype, int 
                  int sendtag, void *recvbuf, int recvcount, MPI_Datatype recvtype,
                  int source, int recvtag, MPI_Comm comm, MPI_Status *status)
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Sendrecv(sendbuf, sendcount, sendtype, dest, sendtag, recvbuf, recvcount,
                              recvtype, source, recvtag, comm, status);
@@ -228,6 +231,7 @@ int MPI_Sendrecv(const void *sendbuf, int sendcount, MPI_Datatype sendtype, int 
 int MPI_Sendrecv_replace(void *buf, int count, MPI_Datatype type, int dest, int sendtag,
                          int source, int recvtag, MPI_Comm comm, MPI_Status *status)
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Sendrecv_replace(buf, count, type, dest, sendtag, source, recvtag, comm,
                                      status);
@@ -259,6 +263,7 @@ int MPI_Sendrecv_replace(void *buf, int count, MPI_Datatype type, int dest, int 
 
 int MPI_Iprobe(int source, int tag, MPI_Comm comm, int *flag, MPI_Status *status)
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Iprobe(source, tag, comm, flag, status);
     struct mq_msg *m = crmpi_queue_peek(comm, source, tag);
@@ -272,6 +277,7 @@ int MPI_Iprobe(int source, int tag, MPI_Comm comm, int *flag, MPI_Status *status
 
 int MPI_Probe(int source, int tag, MPI_Comm comm, MPI_Status *status)
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Probe(source, tag, comm, status);
     struct mq_msg *m = crmpi_queue_peek(comm, source, tag);
@@ -320,6 +326,7 @@ static int take_matched(MPI_Comm comm, int source, int tag, MPI_Message *out, MP
 
 int MPI_Mprobe(int source, int tag, MPI_Comm comm, MPI_Message *message, MPI_Status *status)
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Mprobe(source, tag, comm, message, status);
     int t = take_matched(comm, source, tag, message, status);
@@ -336,6 +343,7 @@ int MPI_Mprobe(int source, int tag, MPI_Comm comm, MPI_Message *message, MPI_Sta
 int MPI_Improbe(int source, int tag, MPI_Comm comm, int *flag, MPI_Message *message,
                 MPI_Status *status)
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Improbe(source, tag, comm, flag, message, status);
     int t = take_matched(comm, source, tag, message, status);
@@ -353,6 +361,7 @@ int MPI_Improbe(int source, int tag, MPI_Comm comm, int *flag, MPI_Message *mess
 
 int MPI_Mrecv(void *buf, int count, MPI_Datatype type, MPI_Message *message, MPI_Status *status)
 {
+    CRMPI_LIB_SCOPE;
     struct vmsg *v = crmpi_passthrough() ? NULL : (struct vmsg *)vh_get(*message, VH_MSG);
     if (!v)
         return PMPI_Mrecv(buf, count, vh_in_type(type), message, status);
@@ -371,6 +380,7 @@ int MPI_Mrecv(void *buf, int count, MPI_Datatype type, MPI_Message *message, MPI
 int MPI_Imrecv(void *buf, int count, MPI_Datatype type, MPI_Message *message,
                MPI_Request *req)
 {
+    CRMPI_LIB_SCOPE;
     struct vmsg *v = crmpi_passthrough() ? NULL : (struct vmsg *)vh_get(*message, VH_MSG);
     if (!v)
         return PMPI_Imrecv(buf, count, vh_in_type(type), message, req);

@@ -87,7 +87,23 @@ static int settle(int stop, uint64_t *epoch, void *unused)
     return rc;
 }
 
+static int checkpoint(void);
+
+/* The protocol runs on the caller's persistent stack (drain, agreements,
+ * re-posting, job control): "in library" (interpose.h), so what MPI
+ * allocates meanwhile stays out of the persistent heap. The depth to
+ * return with is kept in this frame, which a restore brings back with the
+ * stack: a resumed main leaves with the depth it had when it called. */
 int crmpi_checkpoint(void)
+{
+    int depth = cr_lib_depth;
+    cr_lib_depth = depth + 1;
+    int rc = checkpoint();
+    cr_lib_depth = depth;
+    return rc;
+}
+
+static int checkpoint(void)
 {
     if (cr_config()->disable)
         return CRMPI_CHECKPOINTED;
@@ -122,7 +138,19 @@ int crmpi_checkpoint(void)
     return rc ? rc : CRMPI_CHECKPOINTED;
 }
 
+static int checkpoint_wait(void);
+
+/* In library scope like crmpi_checkpoint: the commit's MPI calls allocate. */
 int crmpi_checkpoint_wait(void)
+{
+    int depth = cr_lib_depth;
+    cr_lib_depth = depth + 1;
+    int rc = checkpoint_wait();
+    cr_lib_depth = depth;
+    return rc;
+}
+
+static int checkpoint_wait(void)
 {
     if (cr_config()->disable)
         return 0;

@@ -110,6 +110,7 @@ static MPI_Status *status_at(MPI_Status *arr, int i)
 
 int MPI_Wait(MPI_Request *req, MPI_Status *status)
 {
+    CRMPI_LIB_SCOPE;
     struct vreq *r = crmpi_passthrough() ? NULL : vreq_of(*req);
     if (!r)
         return PMPI_Wait(req, status);
@@ -123,6 +124,7 @@ int MPI_Wait(MPI_Request *req, MPI_Status *status)
 
 int MPI_Test(MPI_Request *req, int *flag, MPI_Status *status)
 {
+    CRMPI_LIB_SCOPE;
     struct vreq *r = crmpi_passthrough() ? NULL : vreq_of(*req);
     if (!r)
         return PMPI_Test(req, flag, status);
@@ -156,6 +158,7 @@ static int all_done(int n, MPI_Request reqs[], struct scratch *s, MPI_Status *st
 
 int MPI_Waitall(int n, MPI_Request reqs[], MPI_Status sts[])
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Waitall(n, reqs, sts);
     struct scratch s;
@@ -179,6 +182,7 @@ int MPI_Waitall(int n, MPI_Request reqs[], MPI_Status sts[])
 
 int MPI_Testall(int n, MPI_Request reqs[], int *flag, MPI_Status sts[])
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Testall(n, reqs, flag, sts);
     struct scratch s;
@@ -241,6 +245,7 @@ static int any_common(int n, MPI_Request reqs[], int *index, int *flag, MPI_Stat
 
 int MPI_Waitany(int n, MPI_Request reqs[], int *index, MPI_Status *status)
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Waitany(n, reqs, index, status);
     return any_common(n, reqs, index, NULL, status, 1);
@@ -248,6 +253,7 @@ int MPI_Waitany(int n, MPI_Request reqs[], int *index, MPI_Status *status)
 
 int MPI_Testany(int n, MPI_Request reqs[], int *index, int *flag, MPI_Status *status)
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Testany(n, reqs, index, flag, status);
     return any_common(n, reqs, index, flag, status, 0);
@@ -291,6 +297,7 @@ static int some_common(int n, MPI_Request reqs[], int *outcount, int indices[],
 
 int MPI_Waitsome(int n, MPI_Request reqs[], int *outcount, int indices[], MPI_Status sts[])
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Waitsome(n, reqs, outcount, indices, sts);
     return some_common(n, reqs, outcount, indices, sts, 1);
@@ -298,6 +305,7 @@ int MPI_Waitsome(int n, MPI_Request reqs[], int *outcount, int indices[], MPI_St
 
 int MPI_Testsome(int n, MPI_Request reqs[], int *outcount, int indices[], MPI_Status sts[])
 {
+    CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Testsome(n, reqs, outcount, indices, sts);
     return some_common(n, reqs, outcount, indices, sts, 0);
@@ -305,6 +313,7 @@ int MPI_Testsome(int n, MPI_Request reqs[], int *outcount, int indices[], MPI_St
 
 int MPI_Request_get_status(MPI_Request req, int *flag, MPI_Status *status)
 {
+    CRMPI_LIB_SCOPE;
     struct vreq *r = crmpi_passthrough() ? NULL : vreq_of(req);
     if (!r)
         return PMPI_Request_get_status(req, flag, status);
@@ -320,6 +329,7 @@ int MPI_Request_get_status(MPI_Request req, int *flag, MPI_Status *status)
  * settles it: its message still has to be counted. */
 int MPI_Request_free(MPI_Request *req)
 {
+    CRMPI_LIB_SCOPE;
     struct vreq *r = crmpi_passthrough() ? NULL : vreq_of(*req);
     if (!r)
         return PMPI_Request_free(req);
@@ -333,6 +343,7 @@ int MPI_Request_free(MPI_Request *req)
 
 int MPI_Cancel(MPI_Request *req)
 {
+    CRMPI_LIB_SCOPE;
     struct vreq *r = crmpi_passthrough() ? NULL : vreq_of(*req);
     if (!r)
         return PMPI_Cancel(req);

@@ -17,6 +17,14 @@
 #include "common/compiler.h"
 #include "common/errors.h"
 #include "vhandle.h"
+#include "interpose/interpose.h"
+
+/* Every MPI_* wrapper body runs "in library" (interpose.h): what MPI
+ * allocates for itself goes to the C library's heap, never the persistent
+ * one, and files it opens are not the application's. */
+static inline void crmpi_scope_leave_(int *unused) { (void)unused; cr_lib_leave(); }
+#define CRMPI_LIB_SCOPE \
+    int crmpi_scope_ __attribute__((cleanup(crmpi_scope_leave_), unused)) = (cr_lib_enter(), 0)
 
 extern int crmpi_enabled_;               /* set by MPI_Init when active */
 /* >0: the runtime is calling MPI. Process-wide, not per thread: the

@@ -57,6 +57,9 @@ static const struct var vars[] = {
       "check every heap invariant on every allocator call (slow; debugging)" },
     { "CRMPI_DISABLE", T_BOOL, "0", F(disable), NULL,
       "run without checkpoint/restart (checkpoint calls do nothing)" },
+    { "CRMPI_INTERPOSE", T_BOOL, "1", F(interpose), NULL,
+      "transparent mode: malloc of persistent threads from the persistent heap, "
+      "globals of the executable and open files restored" },
     { "CRMPI_FAULT", T_STR, "", F(fault), NULL,
       "fault injection for tests: POINT[@N][:ACTION] (see tests/README)" },
     { "CRMPI_CKPT_INTERVAL", T_UINT, "0", F(ckpt_interval), NULL,

@@ -38,6 +38,7 @@ struct cr_config {
     int      gc_inline;       /* CRMPI_GC_INLINE: delete old epochs in commit   */
     int      heap_check;      /* CRMPI_HEAP_CHECK: check heap on every op       */
     int      disable;         /* CRMPI_DISABLE: run without checkpoint/restart  */
+    int      interpose;       /* CRMPI_INTERPOSE: transparent mode (malloc, globals, files) */
     char     fault[256];      /* CRMPI_FAULT: fault-injection spec (tests)      */
     unsigned ckpt_interval;   /* CRMPI_CKPT_INTERVAL: seconds, 0 = Young/Daly   */
     unsigned mtbf;            /* CRMPI_MTBF: mean time between failures, s      */

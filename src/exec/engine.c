@@ -54,6 +54,7 @@
 #include "common/fault.h"
 #include "common/log.h"
 #include "heap/heap.h"
+#include "interpose/interpose.h"
 #include "region/region.h"
 #include "store/store.h"
 
@@ -348,6 +349,9 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
     if (rc)
         goto failed;
     int full = E.force_full || cr_store_next_is_full(E.st);
+    rc = cr_transparent_checkpoint();     /* globals + files into the heap */
+    if (rc)
+        goto failed;
     /* Free heap pages need not be saved: release them before a full epoch
      * (the allocator is idle, every persistent thread is stopped). Not
      * before incremental ones: trimming rewrites heap metadata (measured:

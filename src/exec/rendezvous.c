@@ -22,6 +22,7 @@
 #include "exec/exec.h"
 
 #include "common/log.h"
+#include "interpose/interpose.h"
 
 #define RT cr_exec_rt_
 
@@ -83,9 +84,15 @@ static int checkpoint(int here)
         RT.collector_thread = self;
         pthread_mutex_unlock(&RT.lock);
     }
+    /* The caller's library depth (interpose.h) lives in this frame, so a
+     * thread resumed by a restore continues with the depth it had here:
+     * 0 for the application, 1 inside crmpi_checkpoint(), whose restart
+     * path calls MPI again. */
+    int depth = cr_lib_depth;
     int v = cr_ctx_save(&self->ctx);
     if (v == 0)
         cr_exec_go_home(home_arrive, NULL);
+    cr_lib_depth = depth;
     if (v == CR_RESUME_RESTARTED)
         return CR_RESTARTED;
     if (v == CR_RESUME_DONE)

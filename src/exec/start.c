@@ -42,6 +42,7 @@
 #include "common/fault.h"
 #include "common/log.h"
 #include "heap/heap.h"
+#include "interpose/interpose.h"
 #include "region/region.h"
 #include "store/store.h"
 
@@ -261,6 +262,9 @@ static int restore_and_resume(void)
         cr_errc(rc, "the restored persistent heap is not usable");
         refuse(rc);
     }
+    rc = cr_transparent_restored();   /* globals and files, before anyone resumes */
+    if (rc)
+        refuse(rc);
     rc = resume_threads(rec, n);
     free(rec);
     if (rc)
@@ -268,6 +272,9 @@ static int restore_and_resume(void)
     cr_exec_set_collector(cr_engine_checkpoint, NULL);
     cr_exec_set_self(0);
     (void)cr_fault("restore-resuming");
+    /* With libcrmpi this runs inside MPI_Init's wrapper, whose frame is
+     * abandoned; main's own depth comes back with its cr_checkpoint frame. */
+    cr_lib_depth = 0;
     cr_ctx_resume(&RT.root->threads[0].ctx, CR_RESUME_RESTARTED);
 }
 
@@ -299,6 +306,9 @@ int cr_exec_main(int (*main)(int, char **, char **), int argc, char **argv, char
     }
     if (rc == 0)
         rc = fresh_start(main, argc, argv, envp);
+    /* Deferred: transparent mode starts once MPI_Init decided (home_restore). */
+    if (rc == 0 && !(flags & CR_EXEC_DEFER_RESTORE) && cr_transparent_fresh() != 0)
+        cr_err("transparent mode is off for this run");
     if (rc) {
         init_failure = rc;
         cr_err("running %s without checkpoint/restart: %s", argv[0], cr_strerror(rc));
@@ -320,6 +330,8 @@ static void *home_restore(void *unused)
 {
     cr_exec_set_coll(restore_coll);
     int rc = restore_and_resume();
+    if (rc == CR_ENOCKPT && cr_transparent_fresh() != 0)
+        cr_err("transparent mode is off for this run");
     /* Nothing to restore: back to the caller on its persistent stack. */
     cr_ctx_resume(&RT.root->threads[0].ctx, rc == CR_ENOCKPT ? CR_RESUME_DONE : rc);
 }

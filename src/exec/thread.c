@@ -15,6 +15,7 @@
  * (their return value is in the region) until joined.
  */
 #include "exec/exec.h"
+#include "interpose/interpose.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -234,7 +235,19 @@ static int home_attr(pthread_attr_t *attr, uint32_t id)
     return 0;
 }
 
+static int exec_spawn(struct cr_pthread *t, int resume);
+
+/* The runtime's allocations (spawn_arg, glibc's thread descriptors) stay
+ * out of the persistent heap (transparent mode, interpose.h). */
 int cr_exec_spawn(struct cr_pthread *t, int resume)
+{
+    cr_lib_enter();
+    int rc = exec_spawn(t, resume);
+    cr_lib_leave();
+    return rc;
+}
+
+static int exec_spawn(struct cr_pthread *t, int resume)
 {
     pthread_attr_t attr;
     struct spawn_arg *a = malloc(sizeof *a);

@@ -78,10 +78,11 @@ CR_API size_t cr_malloc_usable_size(void *ptr);
 /* ---- persistent threads and checkpoints ---------------------------------- */
 /* A program linked with -lcr runs main() on a persistent stack (the library
  * interposes __libc_start_main; the program needs no change). Threads made
- * with crthread_create() are persistent too. Only memory from crmalloc() and
- * the persistent stacks are restored: globals, malloc() memory and open
- * files are not. Programs that never call cr_checkpoint() behave as without
- * the library. */
+ * with crthread_create() are persistent too. Restored: crmalloc() memory,
+ * the persistent stacks and, in transparent mode (the default;
+ * CRMPI_INTERPOSE=0 turns it off), malloc() memory of persistent threads,
+ * the executable's globals and its open regular files. Programs that never
+ * call cr_checkpoint() behave as without the library. */
 
 /* Identifies a persistent thread; main is 0. */
 typedef uint32_t crthread_t;

@@ -112,7 +112,8 @@ CR_MUST_CHECK int cr_region_collect_populated(cr_extent_fn fn, void *arg);
 /* The first page of the region belongs to the region itself. It records the
  * usable size and a few root pointers through which each module finds its
  * persistent state after a restore. */
-enum cr_root_id { CR_ROOT_HEAP = 0, CR_ROOT_EXEC, CR_ROOT_MPI, CR_ROOT_USER, CR_ROOT_MAX = 16 };
+enum cr_root_id { CR_ROOT_HEAP = 0, CR_ROOT_EXEC, CR_ROOT_MPI, CR_ROOT_USER,
+                   CR_ROOT_TRANSPARENT, CR_ROOT_MAX = 16 };
 void *cr_region_root(enum cr_root_id id);
 void  cr_region_set_root(enum cr_root_id id, void *p);
 /* First byte after the header page: where other modules may allocate. */
