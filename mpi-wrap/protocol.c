@@ -94,13 +94,18 @@ static int checkpoint(void);
  * allocates meanwhile stays out of the persistent heap. The depth to
  * return with is kept in this frame, which a restore brings back with the
  * stack: a resumed main leaves with the depth it had when it called. */
-int crmpi_checkpoint(void)
+static int in_library(int (*fn)(void))
 {
     int depth = cr_lib_depth;
     cr_lib_depth = depth + 1;
-    int rc = checkpoint();
+    int rc = fn();
     cr_lib_depth = depth;
     return rc;
+}
+
+int crmpi_checkpoint(void)
+{
+    return in_library(checkpoint);
 }
 
 static int checkpoint(void)
@@ -143,11 +148,7 @@ static int checkpoint_wait(void);
 /* In library scope like crmpi_checkpoint: the commit's MPI calls allocate. */
 int crmpi_checkpoint_wait(void)
 {
-    int depth = cr_lib_depth;
-    cr_lib_depth = depth + 1;
-    int rc = checkpoint_wait();
-    cr_lib_depth = depth;
-    return rc;
+    return in_library(checkpoint_wait);
 }
 
 static int checkpoint_wait(void)
