@@ -17,7 +17,6 @@ command -v valgrind >/dev/null || { echo "wrapper_cost.sh: valgrind is not insta
 cmake --build "$build" -j2 --target bench_mpi_plain bench_mpi_crmpi >/dev/null
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-[ -n "${KEEP_TMP:-}" ] && trap - EXIT && echo "keeping $tmp" >&2
 export CRMPI_DIR=$tmp/ckpt CRMPI_LOG=none
 mpi=(mpiexec --oversubscribe --mca btl self,vader --mca btl_vader_single_copy_mechanism none)
 [ "$(id -u)" = 0 ] && mpi+=(--allow-run-as-root)

@@ -47,7 +47,7 @@ Commands:
   restart-node NODE  start NODE's slurmd again (ReturnToService=2 resumes it)
 
 Environment: CRMPI_SLURM_DIR (cluster directory), CRMPI_SLURM_PORT (first
-of 4 consecutive TCP ports; default: the first free block from 16817).
+of 4 consecutive TCP ports; default: the first free block from 46817).
 EOF
 }
 
@@ -128,12 +128,8 @@ $(tail -5 "$DIR/log/$name.out")"
 
 port_free() { ! ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qE "[:.]$1\$"; }
 
-# Below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by
-# default): there, any outgoing connection of a test running alongside
-# (mpirun's daemons open many) may take a node's port between this check
-# and its slurmd's bind, and that slurmd dies.
 pick_ports() {
-  local p=${CRMPI_SLURM_PORT:-16817} i ok
+  local p=${CRMPI_SLURM_PORT:-46817} i ok
   for ((tries = 0; tries < 50; tries++)); do
     ok=1
     for ((i = 0; i < 4; i++)); do port_free $((p + i)) || { ok=0; break; }; done
@@ -141,7 +137,7 @@ pick_ports() {
     [ -n "${CRMPI_SLURM_PORT:-}" ] && break
     p=$((p + 10))
   done
-  die "no 4 free consecutive TCP ports from ${CRMPI_SLURM_PORT:-16817}"
+  die "no 4 free consecutive TCP ports from ${CRMPI_SLURM_PORT:-46817}"
 }
 
 write_conf() {
