@@ -137,6 +137,30 @@ static CR_NORETURN void corrupt(uint32_t link)
     _exit(LAZY_EXIT_CORRUPT);
 }
 
+/* Zeros into [a, a+len). UFFDIO_ZEROPAGE refuses (EEXIST) a page that
+ * holds a uffd-wp PTE marker - what the write-protect tracker leaves on a
+ * page discarded (MADV_DONTNEED) or never populated - although such a page
+ * faults as missing; UFFDIO_COPY accepts markers, so those pages get a copy
+ * of a zero page. Without this, a fault there loops forever (zeropage
+ * EEXIST, wake, fault again). Returns 0 or -EEXIST when every page was
+ * already present, else a negative errno. */
+static int fill_zero(uintptr_t a, size_t len)
+{
+    static const uint8_t zeros[PAGE] __attribute__((aligned(PAGE)));
+    int rc = cr_uffd_zeropage(L.uffd, a, len);
+    if (rc != -EEXIST)
+        return rc;
+    int any = 0;
+    for (uintptr_t p = a; p < a + len; p += PAGE) {
+        rc = cr_uffd_copy(L.uffd, p, zeros, PAGE);
+        if (rc == 0)
+            any = 1;
+        else if (rc != -EEXIST)
+            return rc;
+    }
+    return any ? 0 : -EEXIST;
+}
+
 /* Fill the still unresolved pages of [a, a+len) from src, which holds the
  * contents of memory from address ea on (or with zeros). */
 static void fill_unresolved(uintptr_t a, size_t len, const uint8_t *src, uintptr_t ea, int zero)
@@ -150,7 +174,7 @@ static void fill_unresolved(uintptr_t a, size_t len, const uint8_t *src, uintptr
         uintptr_t b = a + PAGE;
         while (b < end && !is_resolved(b))
             b += PAGE;
-        int rc = zero ? cr_uffd_zeropage(L.uffd, a, b - a)
+        int rc = zero ? fill_zero(a, b - a)
                       : cr_uffd_copy(L.uffd, a, src + (a - ea), b - a);
         if (rc < 0 && rc != -EEXIST) {
             fprintf(stderr, "crmpi: lazy restore: cannot fill [%#lx, %#lx): %s\n",
@@ -208,7 +232,7 @@ static void serve(uintptr_t a)
      * discarded since it was filled. */
     if (a >= L.base && a < L.base + L.size && !is_resolved(a))
         fill_unresolved(a, PAGE, NULL, 0, 1);
-    else if (cr_uffd_zeropage(L.uffd, a, PAGE) == -EEXIST)
+    else if (fill_zero(a, PAGE) == -EEXIST)
         (void)cr_uffd_wake(L.uffd, a, PAGE);
     pthread_mutex_unlock(&L.mu);
 }

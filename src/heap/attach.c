@@ -87,7 +87,7 @@ static int build_root(void)
     memset(r->bins, 0xff, sizeof r->bins);
     fresh_caches(r);
     heap_proc.hwm = 0;
-    heap_proc.root = r;
+    heap_proc_set_root(r);
     /* Sanitizer state is per address, not per mapping: forget whatever an
      * earlier heap at these addresses left poisoned. */
     HEAP_ANN_OPEN((void *)L.root, end - L.root);
@@ -196,17 +196,17 @@ static int init_locked(enum cr_heap_mode mode)
     int rc = validate_root(cr_region_root(CR_ROOT_HEAP));
     if (rc)
         return rc;
-    heap_proc.root = cr_region_root(CR_ROOT_HEAP);
+    heap_proc_set_root(cr_region_root(CR_ROOT_HEAP));
     return cr_heap_after_restore();
 }
 
 int cr_heap_init(enum cr_heap_mode mode)
 {
     pthread_mutex_lock(&heap_init_lock);
-    heap_proc.root = NULL;
+    heap_proc_set_root(NULL);
     int rc = init_locked(mode);
     if (rc)
-        heap_proc.root = NULL;
+        heap_proc_set_root(NULL);
     pthread_mutex_unlock(&heap_init_lock);
     return rc;
 }
@@ -214,7 +214,7 @@ int cr_heap_init(enum cr_heap_mode mode)
 void cr_heap_detach(void)
 {
     pthread_mutex_lock(&heap_init_lock);
-    heap_proc.root = NULL;
+    heap_proc_set_root(NULL);
     __atomic_add_fetch(&heap_proc.gen, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&heap_init_lock);
 }
@@ -260,7 +260,7 @@ int heap_lazy_init(void)
         if (!rc)
             rc = init_locked(cr_region_root(CR_ROOT_HEAP) ? CR_HEAP_RESTORED : CR_HEAP_FRESH);
         if (rc)
-            heap_proc.root = NULL;
+            heap_proc_set_root(NULL);
     }
     pthread_mutex_unlock(&heap_init_lock);
     if (rc)

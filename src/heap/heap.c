@@ -27,11 +27,25 @@ static inline int heap_ready(void)
     return cr_likely(heap_proc.root != NULL) || heap_lazy_init() == 0;
 }
 
+void heap_proc_set_root(struct heap_root *r)
+{
+    /* Empty range first, so a concurrent cr_heap_owns never sees the old
+     * bounds with the new root or a half-updated pair as a wider range. */
+    __atomic_store_n(&heap_proc.pages_hi, 0, __ATOMIC_RELEASE);
+    heap_proc.root = r;
+    if (!r)
+        return;
+    __atomic_store_n(&heap_proc.pages_lo, r->pages_base, __ATOMIC_RELEASE);
+    __atomic_store_n(&heap_proc.pages_hi,
+                     r->pages_base + ((uintptr_t)r->max_pages << HEAP_PAGE_SHIFT),
+                     __ATOMIC_RELEASE);
+}
+
 int cr_heap_owns(const void *p)
 {
-    const struct heap_root *r = heap_proc.root;
-    return r && (uintptr_t)p >= r->pages_base &&
-           ((uintptr_t)p - r->pages_base) >> HEAP_PAGE_SHIFT < r->max_pages;
+    uintptr_t a = (uintptr_t)p;
+    return a < __atomic_load_n(&heap_proc.pages_hi, __ATOMIC_ACQUIRE) &&
+           a >= __atomic_load_n(&heap_proc.pages_lo, __ATOMIC_ACQUIRE);
 }
 
 int cr_heap_trim(void)

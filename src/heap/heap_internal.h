@@ -138,6 +138,12 @@ static inline unsigned heap_class_of(size_t size)
 /* ---- process-local attachment (heap.c) ---------------------------------- */
 struct heap_proc {
     struct heap_root *root;  /* NULL: not attached                          */
+    /* [pages_lo, pages_hi): the pages range of the attached root, copied
+     * out of the region. cr_heap_owns() runs on every interposed malloc of
+     * every thread and must not read region memory: during a lazy restore a
+     * read there maps the zero page before the page is filled (and the
+     * uffd fault thread itself calls malloc). */
+    uintptr_t pages_lo, pages_hi;
     uint32_t zero_gen;       /* this incarnation's "released = zero" tag     */
     uint32_t hwm;            /* highest top this process has seen            */
     int      check;          /* CRMPI_HEAP_CHECK                             */
@@ -146,6 +152,8 @@ struct heap_proc {
     pthread_mutex_t page_lock, shared_lock, check_lock;
 };
 extern struct heap_proc heap_proc;
+/* Attach to r (NULL: detach), keeping pages_lo/pages_hi in step. */
+void heap_proc_set_root(struct heap_root *r);
 extern pthread_mutex_t heap_init_lock;
 /* Attach on first use (attach.c): 0, or the error already logged. */
 int heap_lazy_init(void);
