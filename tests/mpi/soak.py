@@ -9,7 +9,8 @@ Usage: soak.py [options] -- MPIEXEC... -np N SOAK_APP STEPS SEED
    directory. While it runs, every --poll seconds the RSS of every rank and
    the number of files in the checkpoint directory are sampled; a random
    delay (uniform in [--min-delay, --max-delay]) after the run's first
-   checkpoint (so that every run makes progress) one random rank is
+   checkpoint (so that every run makes progress), or with --after-ckpts
+   after a random number of the run's checkpoints, one random rank is
    SIGKILLed, mpirun is given --grace seconds to take the others down, and the
    job is started again with the same command. Once --kills kills happened
    the job runs to its end.
@@ -41,6 +42,10 @@ def args(argv):
     p.add_argument('--kills', type=int, default=3)
     p.add_argument('--min-delay', type=float, default=3.0)
     p.add_argument('--max-delay', type=float, default=10.0)
+    p.add_argument('--after-ckpts', type=int, nargs=2, metavar=('LO', 'HI'),
+                   help='kill after a random number in [LO, HI] of this run\'s checkpoints '
+                        '(plus up to --max-delay seconds) instead of after a delay from '
+                        'its first: independent of how fast the machine is')
     p.add_argument('--grace', type=float, default=15.0)
     p.add_argument('--poll', type=float, default=0.25)
     p.add_argument('--timeout', type=float, default=3600.0, help='seconds for the whole soak')
@@ -135,13 +140,19 @@ def main(argv):
             # The kill timer starts at this run's first checkpoint, so every
             # run makes progress however long the restart takes.
             deadline = None
+            want = None
             killed = None
             run_rss = 0
             while p.poll() is None:
                 time.sleep(a.poll)
                 if deadline is None and kills < a.kills:
                     err.seek(0)
-                    if 'soak: checkpoint epoch' in err.read():
+                    seen = err.read().count('soak: checkpoint epoch')
+                    if a.after_ckpts and want is None:
+                        want = rnd.randint(*a.after_ckpts)
+                    if a.after_ckpts and seen >= want:
+                        deadline = time.time() + rnd.uniform(0, a.max_delay)
+                    elif not a.after_ckpts and seen:
                         deadline = time.time() + rnd.uniform(a.min_delay, a.max_delay)
                 ranks = [pid for pid, c in children(p.pid).items() if c == a.app]
                 for pid in ranks:
@@ -191,8 +202,12 @@ def main(argv):
     if kills < a.kills:
         bad.append('only %d kills' % kills)
     # One epoch per step in the final timeline (a kill just after a commit
-    # may keep rank 0 from reporting that epoch, so lines undercount).
-    if last_epoch < nsteps:
+    # may keep rank 0 from reporting that epoch, so lines undercount). Rank 0
+    # reports the last committed epoch: in async mode (the default) a
+    # checkpoint commits the previous one and the last is committed by
+    # MPI_Finalize, unreported.
+    async_mode = os.environ.get('CRMPI_CKPT_MODE', 'async') != 'sync'
+    if last_epoch < nsteps - async_mode:
         bad.append('the last checkpoint was epoch %d for %d steps' % (last_epoch, nsteps))
     if max_nfiles > max_files:
         bad.append('%d files in the checkpoint directory' % max_nfiles)
