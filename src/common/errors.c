@@ -14,7 +14,7 @@ static const struct { int code; const char *text; } cr_errors[] = {
     { CR_ERANKS,       "checkpoint was written by a job with another number of ranks" },
     { CR_ECOLLISION,   "the persistent region's fixed address is already in use" },
     { CR_ESTATE,       "call not valid in the current state" },
-    { CR_EUNSUPPORTED, "operation cannot be checkpointed" },
+    { CR_EUNSUPPORTED, "operation not supported here (cannot be checkpointed or rolled back)" },
     { CR_EFOREIGN,     "checkpoint belongs to another job" },
     { CR_EPERM_TRUST,  "checkpoint files are not owned by this user or are writable by others" },
     { CR_EINJECTED,    "failure injected for testing (CRMPI_FAULT)" },
@@ -27,6 +27,8 @@ CR_EXPORT const char *cr_strerror(int code)
         return "success";
     if (code == CR_RESTARTED)
         return "restarted from a checkpoint";
+    if (code == CR_ROLLEDBACK)
+        return "rolled back to a checkpoint";
     if (code > 0)
         return "unknown status";
     for (size_t i = 0; i < CR_ARRAY_SIZE(cr_errors); i++)

@@ -68,6 +68,9 @@ static struct {
     int lazy_refused;            /* restored eagerly because of the lazy marker  */
     struct cr_extent *ext;
     size_t n, cap;
+    uint64_t base;               /* epoch the tracker was last collected at (its
+                                    pages are the region's then): the rollback
+                                    target; 0 when unknown (a failed epoch)   */
     struct cr_checkpoint_stats stats;
 } E;
 
@@ -223,6 +226,7 @@ static int commit_pending(int deferred)
     if (rc) {
         cr_errc(rc, "checkpoint epoch %llu not committed", (unsigned long long)epoch);
         E.force_full = 1;    /* its pages are in no committed epoch */
+        E.base = 0;
         return rc;
     }
     E.stats.checkpoints++;
@@ -326,6 +330,7 @@ static void forked_child(void)
     P.ep = NULL;
     P.pub = NULL;
     E.force_full = 1;
+    E.base = 0;
 }
 
 int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
@@ -388,6 +393,8 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
         goto failed;
     (void)cr_fault("engine-committed");
     E.force_full = 0;
+    /* sync mode committed it already; async: P.ep until committed */
+    E.base = P.ep ? cr_epoch_number(P.ep) : E.stats.last_epoch;
     E.stats.last_async = P.ep && P.async;
     E.stats.last_bytes = bytes;
     E.stats.last_extents = E.n;
@@ -406,9 +413,41 @@ failed:
     (void)flush_pub();
     /* The tracker may have moved on: pages not saved now must be in the next. */
     E.force_full = 1;
+    E.base = 0;
     E.stats.failures++;
     E.stats.last_seconds = now() - t0;
     return rc;
+}
+
+int cr_engine_rollback_base(struct cr_store **st, uint64_t *epoch)
+{
+    int rc = cr_lazy_wait(&E.stats.restore_full_seconds);
+    if (rc == 0)
+        rc = commit_pending(0);
+    if (rc) {
+        E.stats.failures++;
+        E.base = 0;
+        return rc;
+    }
+    if (!E.st || !E.base)
+        return CR_ENOCKPT;
+    *st = E.st;
+    *epoch = E.base;
+    return 0;
+}
+
+void cr_engine_rollback_done(double seconds, uint64_t bytes, uint64_t pages)
+{
+    E.stats.rollbacks++;
+    E.stats.last_rollback_seconds = seconds;
+    E.stats.last_rollback_bytes = bytes;
+    E.stats.last_rollback_pages = pages;
+}
+
+void cr_engine_rollback_lost(void)
+{
+    E.force_full = 1;
+    E.base = 0;
 }
 
 CR_EXPORT int cr_checkpoint_wait(void)
@@ -625,6 +664,7 @@ int cr_engine_restore(struct cr_thread_record **recs, size_t *n)
      * epoch newer than the one restored (after a fallback) or onto pages
      * the restore itself wrote. */
     E.force_full = 1;
+    E.base = got;
     E.stats.restore_seconds = now() - t0;
     E.stats.restore_full_seconds = E.stats.restore_seconds;
     cr_info("restored checkpoint epoch %llu from %s (%zu threads)",

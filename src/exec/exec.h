@@ -17,6 +17,7 @@
  * Resume values passed through cr_ctx_resume():
  *   CR_RESUME_RESTARTED  the context is resumed in a new process (restart)
  *   CR_RESUME_DONE       the wait/checkpoint finished normally
+ *   CR_RESUME_ROLLEDBACK the context is resumed by cr_rollback() (rollback.c)
  *   negative             the checkpoint failed with that status
  */
 #ifndef CR_EXEC_H
@@ -31,12 +32,14 @@
 #include "common/compiler.h"
 
 struct cr_coll;
+struct cr_store;
 struct cr_thread_record;
 
 #define CR_MAX_THREADS      256
 #define CR_RESUME_RESTARTED 1
 #define CR_RESUME_DONE      2
 #define CR_HOME_RETURN      3      /* a thread left its persistent stack */
+#define CR_RESUME_ROLLEDBACK 4
 
 /* Thread states; the values of RUNNING/FINISHED match enum cr_thread_state. */
 enum { CR_T_FREE = 0, CR_T_RUNNING = 1, CR_T_FINISHED = 2 };
@@ -92,7 +95,16 @@ struct cr_exec_rt {
     uintptr_t homes;             /* fixed area of the pthreads' own stacks           */
     pthread_t pt[CR_MAX_THREADS];
     uint8_t has_pt[CR_MAX_THREADS];
+    /* rollback.c: a rollback was asked for this round; rollbacks done (a
+     * stopped thread that sees it change acts on rb_action); what each
+     * parked pthread does then; pthreads leaving after a rollback, not yet
+     * joined (1; 2 while being joined) */
+    int rb_req;
+    uint64_t rb_gen;
+    uint8_t rb_action[CR_MAX_THREADS];
+    uint8_t stale[CR_MAX_THREADS];
 };
+enum { CR_RB_RESUME = 1, CR_RB_EXIT = 2 };
 extern struct cr_exec_rt cr_exec_rt_;
 
 /* ---- thread.c -------------------------------------------------------------- */
@@ -119,9 +131,19 @@ void *cr_exec_home_result(void);
 /* Allocate / free a persistent stack (heap, or mmap when not persistent). */
 CR_MUST_CHECK int cr_exec_stack_alloc(size_t size, void **lo);
 void cr_exec_stack_free(void *lo, size_t size);
-/* Start a pthread for persistent thread t; resume: continue t->ctx
- * (restart), else run t->start on a fresh persistent stack. */
+/* Start a pthread for persistent thread t; resume: 0 runs t->start on a
+ * fresh persistent stack, else continue t->ctx with that resume value
+ * (CR_RESUME_RESTARTED, or CR_RESUME_ROLLEDBACK: the pthread first waits
+ * for the rollback round to end). */
 CR_MUST_CHECK int cr_exec_spawn(struct cr_pthread *t, int resume);
+
+/* Join the pthreads that leave after a rollback (not the caller's own);
+ * call without the runtime lock. */
+void cr_exec_reap_stale(void);
+/* In a stopped thread's home routine, lock held, once RT.rb_gen changed:
+ * unlock and continue as the rollback decided (resume the checkpoint's
+ * context or end the pthread). */
+CR_NORETURN void cr_exec_rollback_continue(struct cr_pthread *self);
 
 /* ---- sync.c ---------------------------------------------------------------- */
 /* A wait the calling persistent thread may block in while counting as
@@ -143,6 +165,8 @@ void cr_exec_maybe_checkpoint(void);
  * writing an epoch calls MPI and MPI may only be called from the thread
  * the application's thread level allows (crmpi_checkpoint's caller). */
 int cr_exec_checkpoint_here(void);
+/* cr_rollback()'s arrival (rollback.c); returns only on failure. */
+int cr_exec_rollback_arrive(void);
 /* Replace the collector (tests, and the engine at start). */
 void cr_exec_set_collector(cr_collector_fn fn, void *arg);
 
@@ -165,6 +189,24 @@ void cr_engine_mark_finished(void);
  * asynchronous epoch if the collective allows it here (a single process;
  * an MPI job commits in MPI_Finalize), then stop the writer thread. */
 void cr_engine_at_exit(void);
+
+/* For rollback.c, in the rollback collector (every persistent thread
+ * stopped): wait for a lazy restore, commit the pending epoch, and give the
+ * store and the epoch the region was last collected at (the last
+ * checkpoint). CR_ENOCKPT when there is none or it failed. */
+CR_MUST_CHECK int cr_engine_rollback_base(struct cr_store **st, uint64_t *epoch);
+/* The rollback collected the tracker but could not restore: the written
+ * pages are known to no one, the next epoch must be full and no rollback
+ * is possible before it. */
+void cr_engine_rollback_lost(void);
+/* A rollback finished: its figures for cr_checkpoint_stats. */
+void cr_engine_rollback_done(double seconds, uint64_t bytes, uint64_t pages);
+
+/* ---- rollback.c ------------------------------------------------------------ */
+/* The collector of a rollback round (rendezvous.c runs it instead of the
+ * checkpoint collector when RT.rb_req is set), runtime lock held. 0: done,
+ * RT's thread accounting reset and RT.rb_gen advanced; else nothing changed. */
+int cr_rollback_collect(struct cr_exec_root *root);
 
 /* ---- staging.c ------------------------------------------------------------- */
 /* A warm buffer of at least `bytes` bytes outside the region, kept for the
@@ -234,5 +276,8 @@ void cr_exec_defer_restore(void);
  * to restore (continue fresh), or a refusal status after which the caller
  * must not continue (the region may be partly overwritten). */
 CR_MUST_CHECK int cr_exec_restore(struct cr_coll *coll);
+/* Whether this process is a rank of an MPI job (libcrmpi: restore deferred
+ * to MPI_Init, or epochs written through an MPI collective). */
+int cr_exec_in_mpi_job(void);
 
 #endif

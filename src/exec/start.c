@@ -50,6 +50,7 @@
 #define REEXEC_ENV "CRMPI_REEXEC"
 
 static pid_t start_pid;
+static unsigned main_flags;      /* cr_exec_main's flags (DEFER_RESTORE: libcrmpi) */
 static int init_failure;         /* why cr_checkpoint() cannot work, if it cannot */
 
 static int aslr_enabled(void)
@@ -291,6 +292,7 @@ int cr_exec_main(int (*main)(int, char **, char **), int argc, char **argv, char
     }
     reexec_without_aslr(argv);
     start_pid = getpid();
+    main_flags = flags;
     if (on_exit(on_normal_exit, NULL) != 0)
         cr_warn("on_exit failed: a normal end will not be recorded");
     int rc = open_region();
@@ -321,6 +323,11 @@ int cr_exec_main(int (*main)(int, char **, char **), int argc, char **argv, char
     if (cr_ctx_save(cr_exec_home()) == 0)
         cr_ctx_start((char *)t->stack_lo + t->stack_size, main_trampoline, RT.root, leave_main);
     return (int)(intptr_t)cr_exec_home_result();
+}
+
+int cr_exec_in_mpi_job(void)
+{
+    return (main_flags & CR_EXEC_DEFER_RESTORE) || cr_exec_coll() != cr_coll_self();
 }
 
 /* Called by main (on its persistent stack), e.g. from MPI_Init in libcrmpi. */

@@ -29,9 +29,12 @@ static void *home_block(void *p)
     struct cr_pthread *self = cr_exec_self();
     pthread_mutex_lock(&RT.lock);
     RT.stopped++;
+    uint64_t rb = RT.rb_gen;
     cr_exec_maybe_checkpoint();
-    while (RT.busy || !w->ready(self, w->arg))
+    while (RT.rb_gen == rb && (RT.busy || !w->ready(self, w->arg)))
         pthread_cond_wait(&RT.cond, &RT.lock);
+    if (RT.rb_gen != rb)
+        cr_exec_rollback_continue(self);   /* w is gone with the frame rolled back */
     w->take(self, w->arg);
     RT.stopped--;
     pthread_cond_broadcast(&RT.cond);
@@ -54,7 +57,8 @@ void cr_exec_block(struct cr_pthread *self, const struct cr_wait *w)
             cr_exec_go_home(home_block, (void *)w);
         if (v == CR_RESUME_DONE)
             return;
-        /* CR_RESUME_RESTARTED: a new process; wait again from the restored state. */
+        /* CR_RESUME_RESTARTED (a new process) or CR_RESUME_ROLLEDBACK: wait
+         * again from the restored state. */
     }
 }
 

@@ -202,8 +202,15 @@ static void *thread_home(void *p)
     free(p);
     self_id = (int)a.t->id;
     if (cr_ctx_save(cr_exec_home()) == 0) {
+        if (a.resume == CR_RESUME_ROLLEDBACK) {
+            /* Spawned by the rollback collector: not before its round ends. */
+            pthread_mutex_lock(&RT.lock);
+            while (RT.busy)
+                pthread_cond_wait(&RT.cond, &RT.lock);
+            pthread_mutex_unlock(&RT.lock);
+        }
         if (a.resume)
-            cr_ctx_resume(&a.t->ctx, CR_RESUME_RESTARTED);
+            cr_ctx_resume(&a.t->ctx, a.resume);
         cr_ctx_start((char *)a.t->stack_lo + a.t->stack_size, thread_trampoline, a.t,
                      thread_exit_fallback);
     }
@@ -273,6 +280,41 @@ static int exec_spawn(struct cr_pthread *t, int resume)
 
 /* ---- public API ---------------------------------------------------------------- */
 
+/* ---- after a rollback (rollback.c) ------------------------------------------------ */
+
+void cr_exec_rollback_continue(struct cr_pthread *self)
+{
+    int action = RT.rb_action[self->id];
+    pthread_mutex_unlock(&RT.lock);
+    if (action == CR_RB_RESUME)
+        cr_ctx_resume(&self->ctx, CR_RESUME_ROLLEDBACK);
+    /* Created after the checkpoint: the thread does not exist there. Its
+     * pthread ends (joined by cr_exec_reap_stale). */
+    home_result = NULL;
+    cr_ctx_resume(&home_ctx, CR_HOME_RETURN);
+}
+
+void cr_exec_reap_stale(void)
+{
+    for (uint32_t i = 0; i < CR_MAX_THREADS; i++) {
+        pthread_mutex_lock(&RT.lock);
+        int mine = RT.stale[i] == 1 && (int)i != self_id;
+        if (mine)
+            RT.stale[i] = 2;          /* claimed: no one else joins it */
+        pthread_t pt = RT.pt[i];
+        pthread_mutex_unlock(&RT.lock);
+        if (!mine)
+            continue;
+        int rc = pthread_join(pt, NULL);
+        if (rc)
+            cr_errc(-rc, "pthread_join of a thread ended by a rollback (%u)", i);
+        pthread_mutex_lock(&RT.lock);
+        RT.stale[i] = 0;
+        RT.has_pt[i] = 0;
+        pthread_mutex_unlock(&RT.lock);
+    }
+}
+
 CR_EXPORT int crthread_create(crthread_t *thread, void *(*start)(void *), void *arg)
 {
     if (!thread || !start)
@@ -281,6 +323,7 @@ CR_EXPORT int crthread_create(crthread_t *thread, void *(*start)(void *), void *
     struct cr_pthread *self = cr_exec_self();
     if (!self)
         return CR_ESTATE;    /* only persistent threads create persistent threads */
+    cr_exec_reap_stale();     /* their slots become usable */
     void *stack;
     int rc = cr_exec_stack_alloc(RT.stack_size, &stack);
     if (rc)
@@ -400,8 +443,9 @@ CR_EXPORT int crthread_join(crthread_t thread, void **retval)
     cr_exec_block(self, &w);
     /* The slot is free now; the pthread that carried the thread (if it ran
      * in this process) is at most finishing its home routine. */
+    cr_exec_reap_stale();     /* a pthread ended by a rollback may hold the slot */
     pthread_mutex_lock(&RT.lock);
-    int has_pt = RT.has_pt[thread];
+    int has_pt = RT.has_pt[thread] && !RT.stale[thread];
     pthread_t pt = RT.pt[thread];
     pthread_mutex_unlock(&RT.lock);
     if (has_pt) {

@@ -43,6 +43,7 @@ extern "C" {
 
 #define CR_CHECKPOINTED 0   /* cr_checkpoint(): a checkpoint was taken       */
 #define CR_RESTARTED    1   /* cr_checkpoint(): resumed from a checkpoint    */
+#define CR_ROLLEDBACK   2   /* cr_checkpoint(): cr_rollback() came back here */
 
 /* crmpi's own error codes, below -256 so they never clash with -errno. */
 enum cr_error {
@@ -132,6 +133,28 @@ CR_API int cr_checkpoint(void) CR_WUR;
  * CR_E* (the previous committed checkpoint stays valid). */
 CR_API int cr_checkpoint_wait(void) CR_WUR;
 
+/* In-memory rollback (speculative execution): return the whole process to
+ * its last checkpoint without restarting it. Every live persistent thread
+ * must arrive (as for cr_checkpoint(); threads waiting in crthread_join,
+ * cr_mutex_lock or cr_cond_wait count as arrived). Then the pages written or
+ * discarded since that checkpoint get their contents at the checkpoint back
+ * (read from the checkpoint directory - the cost grows with the pages
+ * written since, not with the heap), and every thread continues from where
+ * it was at the checkpoint: the cr_checkpoint() call that took it returns
+ * CR_ROLLEDBACK; threads that were waiting wait again; threads created
+ * since end, threads finished since run again. A pending asynchronous
+ * checkpoint is committed first. Restored: crmalloc()/malloc() memory,
+ * persistent stacks, the executable's globals (transparent mode). Not
+ * undone: output already written, other processes, memory outside the
+ * region.
+ * On success it does not return. Errors (nothing was changed): CR_ESTATE
+ * (not a persistent thread, or persistence is off), CR_ENOCKPT (no
+ * checkpoint committed in this run or restored, or the last one failed),
+ * CR_EUNSUPPORTED (an MPI job - a rank cannot roll back alone -, or the
+ * application has files open through transparent mode), -errno / CR_E*
+ * reading the checkpoint (the next checkpoint is then full). */
+CR_API int cr_rollback(void) CR_WUR;
+
 /* Figures about the checkpoints this process took (for benchmarks and
  * monitoring). size: sizeof(struct cr_checkpoint_stats) as compiled by the
  * caller, so the struct can grow. Returns 0 or -EINVAL. The "last_" fields
@@ -159,6 +182,11 @@ struct cr_checkpoint_stats {
                                  resumed (0 if this process did not restart) */
     double   restore_full_seconds; /* restart: until every page was back (lazy
                                  restore: known once the prefetch finished) */
+    /* since cr_rollback */
+    uint64_t rollbacks;       /* done by this process                    */
+    double   last_rollback_seconds; /* threads stopped for the last one   */
+    uint64_t last_rollback_pages;   /* pages written since the checkpoint */
+    uint64_t last_rollback_bytes;   /* checkpoint bytes read back for them */
 };
 CR_API int cr_checkpoint_stats(struct cr_checkpoint_stats *out, size_t size);
 

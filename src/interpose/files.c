@@ -179,6 +179,14 @@ void cr_files_note_other(int fd, const char *what)
     cr_lib_leave();
 }
 
+int cr_files_in_use(const struct cr_files *f)
+{
+    int n = 0;
+    for (int i = 0; f && i < MAX_FILES; i++)
+        n += f->e[i].kind != F_FREE;
+    return n;
+}
+
 void cr_files_checkpoint(struct cr_files *f)
 {
     fflush(NULL);      /* empty every stream's write buffer into its file */

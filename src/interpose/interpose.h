@@ -44,6 +44,15 @@ CR_MUST_CHECK int cr_transparent_restored(void);
  * stopped): save the globals, flush streams, record file offsets/sizes. */
 CR_MUST_CHECK int cr_transparent_checkpoint(void);
 
+/* In-memory rollback (src/exec/rollback.c), all persistent threads stopped.
+ * rollback_check, before anything changes: CR_EUNSUPPORTED (reported) when
+ * application files are open now or were at the last checkpoint - their
+ * descriptors and glibc's list of streams live outside the region and
+ * would not follow. rolled_back, after the region's pages were put back:
+ * copy the checkpoint's globals back. */
+CR_MUST_CHECK int cr_transparent_rollback_check(void);
+CR_MUST_CHECK int cr_transparent_rolled_back(void);
+
 /* ---- globals.c ---- */
 #include <stdint.h>
 struct cr_range { uintptr_t lo, hi; };
@@ -62,6 +71,8 @@ struct cr_files;
 CR_MUST_CHECK int cr_files_create(struct cr_files **out);
 void cr_files_attach(struct cr_files *f);
 void cr_files_checkpoint(struct cr_files *f);
+/* Entries of the table in use (files and other descriptors noted). */
+int cr_files_in_use(const struct cr_files *f);
 CR_MUST_CHECK int cr_files_restore(struct cr_files *f);
 /* Called by the open/fopen wrappers (in application context). */
 void cr_files_note_open(int fd, const char *path, int flags, int mode, FILE *fp);

@@ -32,6 +32,7 @@ struct tr_root {
 };
 
 static struct tr_root *root;
+static int files_at_checkpoint;   /* entries in use at the last checkpoint/restore */
 
 int cr_interpose_enabled(void)
 {
@@ -83,6 +84,7 @@ int cr_transparent_restored(void)
     if (rc)
         return rc;
     root = r;
+    files_at_checkpoint = cr_files_in_use(r->files);
     cr_files_attach(r->files);
     cr_interpose_active_ = 1;
     return 0;
@@ -94,7 +96,32 @@ int cr_transparent_checkpoint(void)
         return 0;
     cr_lib_enter();
     cr_files_checkpoint(root->files);
+    files_at_checkpoint = cr_files_in_use(root->files);
     cr_globals_save(root->globals);
     cr_lib_leave();
     return 0;
+}
+
+int cr_transparent_rollback_check(void)
+{
+    if (!root)
+        return 0;
+    int now = cr_files_in_use(root->files);
+    if (now || files_at_checkpoint) {
+        cr_err("cr_rollback: the application has %d file(s) open through transparent mode "
+               "(%d at the last checkpoint); open files cannot be rolled back in memory",
+               now, files_at_checkpoint);
+        return CR_EUNSUPPORTED;
+    }
+    return 0;
+}
+
+int cr_transparent_rolled_back(void)
+{
+    if (!root)
+        return 0;
+    cr_lib_enter();
+    int rc = cr_globals_restore(root->globals);
+    cr_lib_leave();
+    return rc;
 }
