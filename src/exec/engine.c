@@ -71,6 +71,8 @@ static struct {
     uint64_t base;               /* epoch the tracker was last collected at (its
                                     pages are the region's then): the rollback
                                     target; 0 when unknown (a failed epoch)   */
+    int untracked;               /* lazily restored, no epoch since: pages the
+                                    restore filled are written untracked      */
     struct cr_checkpoint_stats stats;
 } E;
 
@@ -393,6 +395,7 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
         goto failed;
     (void)cr_fault("engine-committed");
     E.force_full = 0;
+    E.untracked = 0;
     /* sync mode committed it already; async: P.ep until committed */
     E.base = P.ep ? cr_epoch_number(P.ep) : E.stats.last_epoch;
     E.stats.last_async = P.ep && P.async;
@@ -419,7 +422,7 @@ failed:
     return rc;
 }
 
-int cr_engine_rollback_base(struct cr_store **st, uint64_t *epoch)
+int cr_engine_rollback_base(struct cr_store **st, uint64_t *epoch, int *untracked)
 {
     int rc = cr_lazy_wait(&E.stats.restore_full_seconds);
     if (rc == 0)
@@ -433,11 +436,13 @@ int cr_engine_rollback_base(struct cr_store **st, uint64_t *epoch)
         return CR_ENOCKPT;
     *st = E.st;
     *epoch = E.base;
+    *untracked = E.untracked;
     return 0;
 }
 
 void cr_engine_rollback_done(double seconds, uint64_t bytes, uint64_t pages)
 {
+    E.untracked = 0;
     E.stats.rollbacks++;
     E.stats.last_rollback_seconds = seconds;
     E.stats.last_rollback_bytes = bytes;
@@ -593,8 +598,10 @@ static int restore_epoch(uint64_t epoch, uint64_t *got, struct cr_thread_record 
             E.lazy_refused = 1;
         } else {
             rc = cr_lazy_start(r, info.nlinks, *recs, info.nthreads);
-            if (rc == 0)
+            if (rc == 0) {
+                E.untracked = 1;
                 return 0;     /* r belongs to the lazy restore now */
+            }
             cr_info("lazy restore not possible here (%s): restoring eagerly", cr_strerror(rc));
             rc = 0;
         }

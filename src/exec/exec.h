@@ -193,8 +193,12 @@ void cr_engine_at_exit(void);
 /* For rollback.c, in the rollback collector (every persistent thread
  * stopped): wait for a lazy restore, commit the pending epoch, and give the
  * store and the epoch the region was last collected at (the last
- * checkpoint). CR_ENOCKPT when there is none or it failed. */
-CR_MUST_CHECK int cr_engine_rollback_base(struct cr_store **st, uint64_t *epoch);
+ * checkpoint). *untracked: lazily restored and no epoch since, so the
+ * tracker does not know every page written since (the pages the lazy
+ * restore filled are not write-protected until the next collection).
+ * CR_ENOCKPT when there is none or it failed. */
+CR_MUST_CHECK int cr_engine_rollback_base(struct cr_store **st, uint64_t *epoch,
+                                          int *untracked);
 /* The rollback collected the tracker but could not restore: the written
  * pages are known to no one, the next epoch must be full and no rollback
  * is possible before it. */

@@ -153,6 +153,32 @@ static int add_dirty(const struct cr_extent *x, void *unused)
     return 0;
 }
 
+static int by_addr(const void *x, const void *y)
+{
+    const struct cr_extent *a = x, *b = y;
+    return a->addr < b->addr ? -1 : a->addr > b->addr;
+}
+
+/* Two collections' extents (populated + written): sorted, disjoint. */
+static int merge_dirty(void)
+{
+    if (W.nd == 0)
+        return 0;
+    qsort(W.dirty, W.nd, sizeof *W.dirty, by_addr);
+    size_t k = 0;
+    for (size_t i = 1; i < W.nd; i++) {
+        struct cr_extent *l = &W.dirty[k];
+        if (W.dirty[i].addr <= l->addr + l->len) {
+            uintptr_t end = CR_MAX(l->addr + l->len, W.dirty[i].addr + W.dirty[i].len);
+            l->len = end - l->addr;
+        } else {
+            W.dirty[++k] = W.dirty[i];
+        }
+    }
+    W.nd = k + 1;
+    return 0;
+}
+
 static int add_op(uintptr_t a, size_t len, const struct cr_restore_piece *p)
 {
     if (len == 0)
@@ -359,7 +385,8 @@ int cr_rollback_collect(struct cr_exec_root *root)
     double t0 = now();
     struct cr_store *st;
     uint64_t epoch;
-    int rc = cr_engine_rollback_base(&st, &epoch);
+    int untracked = 0;
+    int rc = cr_engine_rollback_base(&st, &epoch, &untracked);
     if (rc) {
         if (rc == CR_ENOCKPT)
             cr_err("cr_rollback: no checkpoint to roll back to (none taken or restored in this "
@@ -375,7 +402,11 @@ int cr_rollback_collect(struct cr_exec_root *root)
     for (uint32_t i = 0; i < CR_MAX_THREADS; i++)
         was_running[i] = root->threads[i].state == CR_T_RUNNING;
     W.nd = 0;
-    rc = cr_region_collect(add_dirty, NULL);
+    rc = untracked ? cr_region_collect_populated(add_dirty, NULL) : 0;
+    if (rc == 0)
+        rc = cr_region_collect(add_dirty, NULL);
+    if (rc == 0 && untracked)
+        rc = merge_dirty();
     uint8_t *stage = NULL;
     uint64_t bytes = 0;
     if (rc)

@@ -266,11 +266,14 @@ static int restore_and_resume(void)
     rc = cr_transparent_restored();   /* globals and files, before anyone resumes */
     if (rc)
         refuse(rc);
+    /* Before any thread resumes: one that reached cr_checkpoint() first
+     * would otherwise find no collector and return at once, without a
+     * rendezvous (seen with cr_rollback's kill test). */
+    cr_exec_set_collector(cr_engine_checkpoint, NULL);
     rc = resume_threads(rec, n);
     free(rec);
     if (rc)
         refuse(rc);
-    cr_exec_set_collector(cr_engine_checkpoint, NULL);
     cr_exec_set_self(0);
     (void)cr_fault("restore-resuming");
     /* With libcrmpi this runs inside MPI_Init's wrapper, whose frame is
