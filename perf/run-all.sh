@@ -6,7 +6,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 status=0
-for bench in region heap store exec mpi fast restart transparent; do
+for bench in region heap store exec mpi fast restart transparent rollback; do
   echo "=================== perf/$bench ==================="
   "$here/$bench/run.sh" "$@" || { echo "perf/$bench failed" >&2; status=1; }
 done
