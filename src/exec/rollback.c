@@ -12,7 +12,11 @@
  *     mode): CR_EUNSUPPORTED, nothing changed.
  *  2. the chain of that epoch is opened and its final pieces computed (the
  *     lazy restore's machinery: cr_restore_pieces, metadata only). Both are
- *     kept for the next rollback to the same epoch.
+ *     kept for the next rollback to the same epoch. (After a lazy restore
+ *     and before the next epoch, the tracker missed the writes to pages the
+ *     restore filled - they are not write-protected until the next
+ *     collection -, so every populated page is put back then: once, at the
+ *     cost of the whole image.)
  *  3. the tracker is collected: the pages written or discarded since that
  *     checkpoint. Only they differ from it. For each, the piece covering it
  *     says where its checkpoint contents are: an extent of one chain link,
@@ -28,7 +32,8 @@
  *     epoch stays incremental on it.
  *  5. process-local state that depends on the region is redone as after a
  *     restore: the heap (cr_heap_after_restore), the executable's globals
- *     (transparent mode).
+ *     (transparent mode: its saved copy is in the heap; copying it back
+ *     costs the size of the globals).
  *  6. threads: the control blocks in the region are those of the
  *     checkpoint now, with every thread's context saved then. A thread
  *     running at the checkpoint and carried by a parked pthread now resumes
