@@ -14,6 +14,9 @@
  * then leaves without marking the run finished (_exit), so that
  * Restarted (same command): prints restore,BYTES,restore_s (the engine's
  * restore time, eager) and leaves the same way.
+ * BENCH_PATTERN=contig writes PAGES consecutive pages instead of spread
+ * ones (default "spread": every page in another stored extent, the worst
+ * case for the rollback, which reads whole extents).
  * The loop state lives in memory outside the region (a rollback puts the
  * heap, the stacks and the globals back).
  */
@@ -36,6 +39,15 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static int contig;
+
+static size_t page_of(size_t k, int rep, size_t npages)
+{
+    if (contig)
+        return (k + (size_t)rep * 4099) % npages;
+    return (k * 40503 + (size_t)rep * 7) % npages;    /* distinct: 40503 is odd */
+}
+
 static struct {
     int v, rep;                  /* current measurement */
     double t0, memcpy_s;
@@ -56,6 +68,8 @@ int main(int argc, char **argv)
         maxp = pages[i] > maxp ? pages[i] : maxp;
     }
     size_t npages = bytes / PAGE;
+    const char *pattern = getenv("BENCH_PATTERN");
+    contig = pattern && !strcmp(pattern, "contig");
     O = mmap(NULL, sizeof *O, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     uint8_t *src = mmap(NULL, maxp * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     uint8_t *dst = mmap(NULL, maxp * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -90,7 +104,7 @@ int main(int argc, char **argv)
         /* the heap is back: check a word of every page written */
         size_t p = pages[O->v], bad = 0;
         for (size_t k = 0; k < p; k++) {
-            size_t pg = (k * 40503 + (size_t)O->rep * 7) % npages;
+            size_t pg = page_of(k, O->rep, npages);
             size_t w = pg * (PAGE / 8);
             bad += heap[w] != w * 0x9e3779b97f4a7c15ULL;
         }
@@ -115,7 +129,7 @@ int main(int argc, char **argv)
     }
     size_t p = pages[O->v];
     for (size_t k = 0; k < p; k++) {
-        size_t pg = (k * 40503 + (size_t)O->rep * 7) % npages;  /* distinct: 40503 is odd */
+        size_t pg = page_of(k, O->rep, npages);
         heap[pg * (PAGE / 8)] = ~0ULL;
     }
     double t = now();

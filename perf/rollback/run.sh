@@ -8,7 +8,8 @@
 #   --quick  64 MiB heap; 0.1% 1% 10%; 2 reps (smoke test)
 #
 # bench_rollback fills the heap, checkpoints once (committed), then per
-# fraction writes one word into that many distinct pages and rolls back
+# fraction writes one word into that many distinct pages (spread over the
+# heap, then consecutive: BENCH_PATTERN) and rolls back
 # (wall: from the call until the checkpoint call returns CR_ROLLEDBACK;
 # engine: the collector alone; memcpy: copying the same number of bytes
 # between two warm buffers outside the region; read: checkpoint bytes read
@@ -36,11 +37,14 @@ pages=""
 for f in $fracs; do pages="$pages $(awk -v f="$f" -v n="$npages" 'BEGIN{printf "%d", f*n}')"; done
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-CRMPI_DIR=$WORK/ckpt CRMPI_RESTORE=eager "$B" "$size" "$reps" $pages > "$WORK/run.csv"
-for i in 1 2 3; do
-  CRMPI_DIR=$WORK/ckpt CRMPI_RESTORE=eager "$B" "$size" "$reps" $pages >> "$WORK/run.csv"
+for pat in spread contig; do
+  rm -rf "$WORK/ckpt"
+  BENCH_PATTERN=$pat CRMPI_DIR=$WORK/ckpt "$B" "$size" "$reps" $pages | sed "s/^rollback,/$pat,/" > "$WORK/$pat.csv"
 done
-restore=$(grep '^restore,' "$WORK/run.csv" | cut -d, -f3 | median)
+for i in 1 2 3; do
+  CRMPI_DIR=$WORK/ckpt CRMPI_RESTORE=eager "$B" "$size" "$reps" $pages >> "$WORK/restore.csv"
+done
+restore=$(grep '^restore,' "$WORK/restore.csv" | cut -d, -f3 | median)
 
 TXT=$OUT/rollback.txt
 CSV=$OUT/rollback.csv
@@ -48,10 +52,13 @@ exec > >(tee "$TXT")
 echo "# perf/rollback/run.sh ${1:-default} on $(date -u +%F): $(uname -r), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, tracker $(CRMPI_LOG=info "$B" 4096 1 1 2>&1 >/dev/null | sed -n 's/.*dirty-page tracker: \([^ ]*\).*/\1/p' | head -1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# PRELIMINARY: the machine is shared (CI and other builds running): figures vary between runs"
 echo "# heap $((size >> 20)) MiB; medians of $reps rollbacks per row; full restore (eager, warm cache): median of 3 restarts = ${restore} s"
-echo "pages_written,fraction,rollback_s,engine_s,memcpy_s,bytes_read,rollback_vs_memcpy,restore_s,rollback_vs_restore" > "$CSV"
-printf "%8s %8s %11s %11s %11s %12s %10s %10s\n" pages frac rollback_s engine_s memcpy_s read_MiB rb/memcpy rb/restore
+echo "# spread: each written page in another stored extent (worst case: the rollback reads whole"
+echo "#   extents, up to 1 MiB, for their CRC); contig: the written pages are consecutive"
+echo "pattern,pages_written,fraction,rollback_s,engine_s,memcpy_s,bytes_read,rollback_vs_memcpy,restore_s,rollback_vs_restore" > "$CSV"
+printf "%-7s %8s %8s %11s %11s %11s %12s %10s %10s\n" pattern pages frac rollback_s engine_s memcpy_s read_MiB rb/memcpy rb/restore
+for pat in spread contig; do
 for p in $pages; do
-  rows=$(grep "^rollback,$p," "$WORK/run.csv")
+  rows=$(grep "^$pat,$p," "$WORK/$pat.csv")
   wall=$(echo "$rows" | cut -d, -f4 | median)
   eng=$(echo "$rows" | cut -d, -f5 | median)
   mc=$(echo "$rows" | cut -d, -f6 | median)
@@ -59,9 +66,10 @@ for p in $pages; do
   frac=$(awk -v p="$p" -v n="$npages" 'BEGIN{printf "%.4f", p/n}')
   r1=$(awk -v a="$wall" -v b="$mc" 'BEGIN{printf "%.1f", (b>0? a/b : 0)}')
   r2=$(awk -v a="$wall" -v b="$restore" 'BEGIN{printf "%.4f", (b>0? a/b : 0)}')
-  echo "$p,$frac,$wall,$eng,$mc,$rd,$r1,$restore,$r2" >> "$CSV"
-  printf "%8s %8s %11.6f %11.6f %11.6f %12.1f %10s %10s\n" "$p" "$frac" "$wall" "$eng" "$mc" \
+  echo "$pat,$p,$frac,$wall,$eng,$mc,$rd,$r1,$restore,$r2" >> "$CSV"
+  printf "%-7s %8s %8s %11.6f %11.6f %11.6f %12.1f %10s %10s\n" "$pat" "$p" "$frac" "$wall" "$eng" "$mc" \
     "$(awk -v b="$rd" 'BEGIN{print b/1048576}')" "$r1" "$r2"
+done
 done
 if command -v gnuplot >/dev/null; then
   gnuplot <<GP
@@ -73,8 +81,9 @@ set key top left
 set xlabel "pages written since the checkpoint (heap $((size >> 20)) MiB)"
 set ylabel "seconds"
 set title "cr_rollback vs memcpy of the written bytes vs full restore (preliminary, loaded machine)"
-plot "$CSV" every ::1 using 1:3 with linespoints title "cr_rollback", \
-     "$CSV" every ::1 using 1:5 with linespoints title "memcpy of the written bytes", \
-     "$CSV" every ::1 using 1:8 with lines title "full restore (restart)"
+plot "< grep ^spread $CSV" using 2:4 with linespoints title "cr_rollback, pages spread", \
+     "< grep ^contig $CSV" using 2:4 with linespoints title "cr_rollback, pages consecutive", \
+     "< grep ^spread $CSV" using 2:6 with linespoints title "memcpy of the written bytes", \
+     "< grep ^spread $CSV" using 2:9 with lines title "full restore (restart)"
 GP
 fi
