@@ -73,11 +73,11 @@ done
 done
 if command -v gnuplot >/dev/null; then
   gnuplot <<GP
-set terminal pngcairo size 800,500
+set terminal pngcairo size 800,500 noenhanced
 set output "$OUT/rollback.png"
 set datafile separator ","
 set logscale xy
-set key top left
+set key bottom right
 set xlabel "pages written since the checkpoint (heap $((size >> 20)) MiB)"
 set ylabel "seconds"
 set title "cr_rollback vs memcpy of the written bytes vs full restore (preliminary, loaded machine)"
