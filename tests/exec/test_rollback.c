@@ -258,6 +258,41 @@ static void test_threads_back(void)
     }
 }
 
+/* ---- refused with open files -------------------------------------------------------- */
+
+static void test_refused_with_open_files(void)
+{
+    char *dir = cutest_tmpdir("rollback_files");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/f", dir);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs("before\n", f);
+    int *x = malloc(sizeof *x);
+    CU_ASSERT_FATAL(x != NULL);
+    *x = 1;
+    CU_ASSERT_EQUAL(cr_checkpoint(), CR_CHECKPOINTED);
+    *x = 2;
+    CU_ASSERT_EQUAL(cr_rollback(), CR_EUNSUPPORTED);   /* nothing changed */
+    CU_ASSERT_EQUAL(*x, 2);
+    fclose(f);
+    /* closed now, but open at the last checkpoint: still refused */
+    CU_ASSERT_EQUAL(cr_rollback(), CR_EUNSUPPORTED);
+    CU_ASSERT_EQUAL(*x, 2);
+    /* a checkpoint without open files makes it possible again */
+    int rc = cr_checkpoint();
+    O->rc[0] = rc;
+    if (rc == CR_CHECKPOINTED) {
+        *x = 3;
+        O->rc[1] = cr_rollback();
+    }
+    CU_ASSERT_EQUAL(rc, CR_ROLLEDBACK);
+    CU_ASSERT_EQUAL(*x, 2);
+    free(x);
+    cutest_rmtree(dir);
+    free(dir);
+}
+
 /* ---- across restarts (rollback_app) ---------------------------------------------------- */
 
 static int run_app(const char *dir, const char *mode, int *killed)
@@ -299,6 +334,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_heap_globals_locals_back),
     CUTEST(test_repeated_rollbacks),
     CUTEST(test_threads_back),
+    CUTEST(test_refused_with_open_files),
     CUTEST(test_across_restarts_async),
     CUTEST(test_across_restarts_sync),
     CU_TEST_INFO_NULL,
