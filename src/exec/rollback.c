@@ -421,8 +421,19 @@ int cr_rollback_collect(struct cr_exec_root *root)
     double t1 = now();
     W.nd = 0;
     rc = untracked ? cr_region_collect_populated(add_dirty, NULL) : 0;
-    if (rc == 0)
-        rc = cr_region_collect(add_dirty, NULL);
+    /* Peek when the tracker can: the tracker is untouched until the pages
+     * are back (a failed read then loses nothing), and writing them back
+     * costs no write-protect faults. */
+    int peeked = 0;
+    if (rc == 0) {
+        size_t nd0 = W.nd;
+        rc = cr_region_peek(add_dirty, NULL);
+        peeked = rc == 0;
+        if (rc == -ENOTSUP) {
+            W.nd = nd0;
+            rc = cr_region_collect(add_dirty, NULL);
+        }
+    }
     if (rc == 0 && untracked)
         rc = merge_dirty();
     uint8_t *stage = NULL;
@@ -436,7 +447,8 @@ int cr_rollback_collect(struct cr_exec_root *root)
         rc = fetch(&stage, &bytes);
     double t3 = now();
     if (rc) {
-        cr_engine_rollback_lost();
+        if (!peeked)
+            cr_engine_rollback_lost();
         chain_close();
         return rc;
     }

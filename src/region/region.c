@@ -487,6 +487,28 @@ unlock:
     return rc;
 }
 
+int cr_region_peek(cr_extent_fn fn, void *arg)
+{
+    pthread_mutex_lock(&R.lock);
+    int rc = -EBADF;
+    if (!R.open)
+        goto unlock;
+    rc = -ENOTSUP;
+    if (!R.trk.ops->peek)
+        goto unlock;
+    uintptr_t end = R.base + R.size;
+    /* Like a collection, but nothing is re-armed and the discarded pages
+     * stay recorded (clearing the zero bit of a page written after its
+     * discard is what the collection would do as well). */
+    struct merger m = { .fn = fn, .arg = arg, .cursor = R.base, .with_zeros = R.zero_pending };
+    rc = R.trk.ops->peek(&R.trk, R.base, end, on_extent, &m);
+    if (!rc)
+        rc = finish(&m, end);
+unlock:
+    pthread_mutex_unlock(&R.lock);
+    return rc;
+}
+
 int cr_region_collect_populated(cr_extent_fn fn, void *arg)
 {
     pthread_mutex_lock(&R.lock);

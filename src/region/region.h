@@ -103,6 +103,11 @@ void cr_region_set_discard_hook(void (*fn)(void *arg, uintptr_t addr, size_t len
  * only re-base (used after a restore has written pages back). */
 CR_MUST_CHECK int cr_region_collect(cr_extent_fn fn, void *arg);
 
+/* What cr_region_collect would report now, without starting a new epoch
+ * (only for a caller that stops every writer and collects right after: an
+ * in-memory rollback). -ENOTSUP when the tracker cannot (uffd-async can). */
+CR_MUST_CHECK int cr_region_peek(cr_extent_fn fn, void *arg);
+
 /* Report every page that currently has contents (written at any time and not
  * discarded since): what a full checkpoint must save. Does not start a new
  * epoch. */

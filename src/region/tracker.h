@@ -42,6 +42,11 @@ struct cr_tracker_ops {
      * non-zero return of fn and returns it. */
     int  (*collect)(struct cr_tracker *t, uintptr_t start, uintptr_t end,
                     cr_extent_fn fn, void *arg);
+    /* Optional: report what collect() would, without re-arming (an in-memory
+     * rollback writes those pages back next, then collects: writing a
+     * re-armed page would cost a fault each). NULL: not available. */
+    int  (*peek)(struct cr_tracker *t, uintptr_t start, uintptr_t end,
+                 cr_extent_fn fn, void *arg);
     /* Report every page written at any time and not discarded since. */
     int  (*collect_populated)(struct cr_tracker *t, uintptr_t start, uintptr_t end,
                               cr_extent_fn fn, void *arg);

@@ -182,6 +182,12 @@ static int async_collect(struct cr_tracker *t, uintptr_t start, uintptr_t end,
     return async_walk(t->priv, start, end, 1, fn, arg);
 }
 
+static int async_peek(struct cr_tracker *t, uintptr_t start, uintptr_t end,
+                      cr_extent_fn fn, void *arg)
+{
+    return async_walk(t->priv, start, end, 0, fn, arg);
+}
+
 static int async_collect_populated(struct cr_tracker *t, uintptr_t start, uintptr_t end,
                                    cr_extent_fn fn, void *arg)
 {
@@ -251,6 +257,7 @@ const struct cr_tracker_ops cr_tracker_uffd_async = {
     .init = async_init,
     .add_range = async_add_range,
     .collect = async_collect,
+    .peek = async_peek,
     .collect_populated = async_collect_populated,
     .discard = async_discard,
     .missing_begin = async_missing_begin,
