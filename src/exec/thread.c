@@ -284,7 +284,9 @@ static int exec_spawn(struct cr_pthread *t, int resume)
 
 void cr_exec_rollback_continue(struct cr_pthread *self)
 {
-    int action = RT.rb_action[self->id];
+    /* self_id, not self->id: the control block is the checkpoint's now,
+     * zeros for a thread created since */
+    int action = RT.rb_action[self_id];
     pthread_mutex_unlock(&RT.lock);
     if (action == CR_RB_RESUME)
         cr_ctx_resume(&self->ctx, CR_RESUME_ROLLEDBACK);
@@ -369,12 +371,19 @@ CR_EXPORT crthread_t crthread_self(void)
     return t ? t->id : CRTHREAD_INVALID;
 }
 
-/* Leaving the persistent stack of a finished thread: on its home stack, let
- * a rendezvous that was only waiting for this thread go on, then go back to
- * the pthread's start routine. */
+/* Leaving the persistent stack of a finished thread: on its home stack,
+ * mark it finished and let a rendezvous that was only waiting for this
+ * thread go on, then go back to the pthread's start routine. Only once off
+ * that stack does the thread stop counting as live: a joiner may free the
+ * stack from then on, and a rollback rewrite its pages. */
 static void *home_after_exit(void *unused)
 {
+    struct cr_pthread *t = cr_exec_self();
     pthread_mutex_lock(&RT.lock);
+    t->retval = home_result;
+    t->state = CR_T_FINISHED;
+    RT.live--;
+    pthread_cond_broadcast(&RT.cond);
     cr_exec_maybe_checkpoint();
     pthread_mutex_unlock(&RT.lock);
     cr_ctx_resume(&home_ctx, CR_HOME_RETURN);
@@ -389,12 +398,6 @@ CR_EXPORT void crthread_exit(void *retval)
     }
     if (t->id == 0)
         exit(0);    /* main: ends the program like returning from main */
-    pthread_mutex_lock(&RT.lock);
-    t->retval = retval;
-    t->state = CR_T_FINISHED;
-    RT.live--;
-    pthread_cond_broadcast(&RT.cond);
-    pthread_mutex_unlock(&RT.lock);
     home_result = retval;
     cr_exec_go_home(home_after_exit, NULL);
 }

@@ -34,6 +34,7 @@ static struct outside {
     int thread_rc[8];
     int thread_ok[8];
     int thread_runs[8];
+    volatile int go;             /* main is about to roll back */
 } *O;
 
 static uint8_t g_bytes[3 * PAGE];         /* globals: put back by transparent mode */
@@ -190,6 +191,10 @@ static void *stacker(void *p)
             s[i] = 0;
         if (id == 3)
             return NULL;              /* finishes after the checkpoint */
+        /* Arrive only once main rolls back: arriving earlier could complete
+         * a checkpoint round with main waiting somewhere. */
+        while (!O->go)
+            usleep(1000);
         O->thread_ok[id] = cr_checkpoint() - 1000;   /* the rollback round: not reached */
         return NULL;
     }
@@ -204,10 +209,17 @@ static void *stacker(void *p)
 static void *latecomer(void *p)
 {
     O->thread_runs[5]++;
+    while (!O->go)
+        usleep(1000);
     for (;;)
         if (cr_checkpoint() < 0)
             O->thread_ok[5] = -3;
     return NULL;
+}
+
+static void *quick(void *p)
+{
+    return p;
 }
 
 static void test_threads_back(void)
@@ -222,17 +234,19 @@ static void test_threads_back(void)
     int rc = cr_checkpoint();
     O->rc[O->n++] = rc;
     if (rc == CR_CHECKPOINTED) {
-        void *r;
-        (void)crthread_join(t[3], &r);       /* thread 3 finishes meanwhile */
+        /* Thread 3 finishes meanwhile (not joined: the rollback starts it
+         * again on a new pthread); a latecomer is created. */
         crthread_t late;
         if (crthread_create(&late, latecomer, NULL) != 0)
             O->thread_ok[5] = -2;
         for (int i = 0; i < TW; i += 7)
             mine[i] = 1;
+        O->go = 1;
         int rr = cr_rollback();
         O->rc[O->n++] = rr;
         return;
     }
+    O->go = 0;
     CU_ASSERT_EQUAL(rc, CR_ROLLEDBACK);
     CU_ASSERT_EQUAL(O->n, 2);
     int ok = 1;
@@ -252,9 +266,10 @@ static void test_threads_back(void)
     /* The latecomer's slot is usable again. */
     for (int k = 0; k < 4; k++) {
         crthread_t x;
-        CU_ASSERT_EQUAL_FATAL(crthread_create(&x, stacker, (void *)(intptr_t)4), 0);
-        void *r;
+        CU_ASSERT_EQUAL_FATAL(crthread_create(&x, quick, (void *)(intptr_t)(7 + k)), 0);
+        void *r = NULL;
         CU_ASSERT_EQUAL(crthread_join(x, &r), 0);
+        CU_ASSERT_EQUAL((intptr_t)r, 7 + k);
     }
 }
 
