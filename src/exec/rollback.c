@@ -17,23 +17,24 @@
  *     restore filled - they are not write-protected until the next
  *     collection -, so every populated page is put back then: once, at the
  *     cost of the whole image.)
- *  3. the tracker is collected: the pages written or discarded since that
- *     checkpoint. Only they differ from it. For each, the piece covering it
+ *  3. the tracker is peeked (uffd-async: reported without re-arming; the
+ *     other trackers are collected): the pages written or discarded since
+ *     that checkpoint. Only they differ from it. For each, the piece covering it
  *     says where its checkpoint contents are: an extent of one chain link,
  *     read whole (it is the unit of the CRC) and CRC-checked, or zeros (a
  *     zero piece, or no piece: the page had no contents then). Everything
  *     is read into a buffer first, each needed extent once; a read failure
- *     leaves memory untouched, but the tracker has moved on, so the next
- *     epoch is full and no rollback is possible before it. The cost grows
+ *     leaves memory untouched (after a collection, not a peek, the tracker
+ *     has moved on: the next epoch is then full and no rollback is possible
+ *     before it). The cost grows
  *     with the pages written since (plus whole extents around them, at most
  *     CR_EXTENT_MAX each), never with the heap.
  *  4. the pages are written (zero ranges discarded) and the tracker is
  *     re-based: the region equals the checkpoint's epoch again, so the next
- *     epoch stays incremental on it. Writing a page the collection just
- *     re-armed costs a write-protect fault (uffd trackers: ~30 us per page
+ *     epoch stays incremental on it. Peeking matters: writing a page a
+ *     collection just re-armed costs a write-protect fault (~30 us per page
  *     measured on the 2-core VM, most of a rollback's time for consecutive
- *     pages); a tracker operation that reports without re-arming would
- *     spare it.
+ *     pages before the peek existed).
  *  5. process-local state that depends on the region is redone as after a
  *     restore: the heap (cr_heap_after_restore), the executable's globals
  *     (transparent mode: its saved copy is in the heap; copying it back
