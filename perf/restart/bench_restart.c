@@ -45,7 +45,7 @@ static double now_real(void)
 static uint64_t word(uint64_t i) { return i * 0x9e3779b97f4a7c15ULL ^ (i >> 7); }
 
 /* Persistent across the restart: on main's stack and in the heap. */
-static int run(size_t size)
+static int run(size_t size, int resuming)
 {
     uint64_t *a = crmalloc(size);
     if (!a) {
@@ -57,6 +57,18 @@ static int run(size_t size)
         a[i] = word(i);
     int rc = cr_checkpoint();
     if (rc == CR_CHECKPOINTED) {
+        if (resuming) {
+            fprintf(stderr, "bench_restart: nothing was restored from %s\n",
+                    getenv("CRMPI_DIR") ? getenv("CRMPI_DIR") : "crmpi-ckpt");
+            return 1;
+        }
+        /* Commit now: an asynchronous epoch is committed by the next
+         * checkpoint or at exit, and _exit runs no exit handler. */
+        rc = cr_checkpoint_wait();
+        if (rc) {
+            fprintf(stderr, "bench_restart: cr_checkpoint_wait: %s\n", cr_strerror(rc));
+            return 1;
+        }
         fflush(stdout);
         _exit(0);     /* no "finished" marker: the next start restarts */
     }
@@ -127,7 +139,7 @@ int main(int argc, char **argv)
     if (argc == 3 && !strcmp(argv[1], "rawmem"))
         return raw(argv[2], 1);
     if (argc == 3 && (!strcmp(argv[1], "ckpt") || !strcmp(argv[1], "resume")))
-        return run(strtoull(argv[2], NULL, 0));
+        return run(strtoull(argv[2], NULL, 0), !strcmp(argv[1], "resume"));
     fprintf(stderr, "usage: bench_restart ckpt|resume SIZE | raw FILE\n");
     return 2;
 }
