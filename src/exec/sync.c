@@ -92,7 +92,10 @@ CR_EXPORT int cr_mutex_destroy(cr_mutex_t *m)
 {
     if (!m)
         return -EINVAL;
-    return m->owner ? -EBUSY : 0;
+    pthread_mutex_lock(&RT.lock);
+    int busy = m->owner != 0;
+    pthread_mutex_unlock(&RT.lock);
+    return busy ? -EBUSY : 0;
 }
 
 CR_EXPORT int cr_mutex_lock(cr_mutex_t *m)
@@ -102,7 +105,12 @@ CR_EXPORT int cr_mutex_lock(cr_mutex_t *m)
         return -EINVAL;
     if (!self)
         return CR_ESTATE;
-    if (m->owner == self->id + 1)
+    /* owner is written under the runtime lock by whoever takes or frees the
+     * mutex: read it there too (ThreadSanitizer saw the unlocked read). */
+    pthread_mutex_lock(&RT.lock);
+    int mine = m->owner == self->id + 1;
+    pthread_mutex_unlock(&RT.lock);
+    if (mine)
         return -EDEADLK;
     struct cr_wait w = { mutex_free, mutex_take, m };
     cr_exec_block(self, &w);
@@ -170,7 +178,10 @@ CR_EXPORT int cr_cond_destroy(cr_cond_t *c)
 {
     if (!c)
         return -EINVAL;
-    return c->head != c->tail ? -EBUSY : 0;
+    pthread_mutex_lock(&RT.lock);
+    int busy = c->head != c->tail;
+    pthread_mutex_unlock(&RT.lock);
+    return busy ? -EBUSY : 0;
 }
 
 CR_EXPORT int cr_cond_wait(cr_cond_t *c, cr_mutex_t *m)
