@@ -105,18 +105,7 @@ static void set_resolved(uintptr_t a, size_t len)
 }
 
 /* First piece ending after a. */
-static size_t piece_at(uintptr_t a)
-{
-    size_t lo = 0, hi = L.npc;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (L.pc[mid].addr + L.pc[mid].len <= a)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
+static size_t piece_at(uintptr_t a) { return cr_restore_piece_at(L.pc, L.npc, a); }
 
 /* Corrupt data after the program resumed: see the file comment. */
 static CR_NORETURN void corrupt(uint32_t link)

@@ -219,18 +219,7 @@ static int add_op(uintptr_t a, size_t len, const struct cr_restore_piece *p)
 }
 
 /* First piece ending after a. */
-static size_t piece_at(uintptr_t a)
-{
-    size_t lo = 0, hi = W.npc;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (W.pc[mid].addr + W.pc[mid].len <= a)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
+static size_t piece_at(uintptr_t a) { return cr_restore_piece_at(W.pc, W.npc, a); }
 
 /* Split the dirty extents along the pieces. */
 static int plan(void)

@@ -194,6 +194,21 @@ struct cr_restore_piece {
  * hide older ones). *out is malloc'd. */
 CR_MUST_CHECK int cr_restore_pieces(struct cr_restore *r, struct cr_restore_piece **out,
                                     size_t *n);
+/* The first of n pieces (sorted, disjoint) that ends after address a; n if
+ * none does. The piece covers a only if its addr <= a. */
+static inline size_t cr_restore_piece_at(const struct cr_restore_piece *pc, size_t n,
+                                         uintptr_t a)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (pc[mid].addr + pc[mid].len <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
 /* Where extent ext of link lies in memory, and its length. */
 void cr_restore_extent(const struct cr_restore *r, uint32_t link, uint64_t ext,
                        uintptr_t *addr, size_t *len);

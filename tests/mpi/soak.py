@@ -20,8 +20,7 @@ Usage: soak.py [options] -- MPIEXEC... -np N SOAK_APP STEPS SEED
    directory never holds more than --max-files files (garbage collection
    works: CRMPI_KEEP committed epochs, their chains of at most
    CRMPI_FULL_EVERY epochs, one epoch being written, one left by a killed
-   writer, the index and its temporary; in async mode one more: the agreed
-   epoch whose index is still to be published), and the final run's last
+   writer, the index and its temporary), and the final run's last
    checkpoint (rank 0 reports each) is epoch STEPS or later: one committed
    epoch per step.
 Prints the figures and "soak: PASS" or "soak: FAIL".
@@ -110,12 +109,7 @@ def main(argv):
     base.pop('CRMPI_FAULT', None)
     full_every = int(base.get('CRMPI_FULL_EVERY', '8'))
     keep = int(base.get('CRMPI_KEEP', '2'))
-    # Async mode (the default) adds one: the previous epoch is agreed but its
-    # index is published by the writer's next job, so a kill can leave two
-    # unpublished epochs (that one and the one being written) until the next
-    # garbage collection. Seen: 15 files once in three 16-rank soaks.
-    async_mode = base.get('CRMPI_CKPT_MODE', 'async') != 'sync'
-    max_files = a.max_files or full_every + keep + 4 + async_mode
+    max_files = a.max_files or full_every + keep + 4
     print('soak: seed %d, %s' % (seed, ' '.join(a.cmd)), flush=True)
 
     t0 = time.time()
@@ -212,11 +206,9 @@ def main(argv):
         bad.append('only %d kills' % kills)
     # One epoch per step in the final timeline (a kill just after a commit
     # may keep rank 0 from reporting that epoch, so lines undercount). Rank 0
-    # reports the last committed epoch: in async mode (the default) a
-    # checkpoint commits the previous one and the last is committed by
-    # MPI_Finalize, unreported.
-    async_mode = os.environ.get('CRMPI_CKPT_MODE', 'async') != 'sync'
-    if last_epoch < nsteps - async_mode:
+    # reports the last committed epoch; the application commits its last
+    # checkpoint with crmpi_checkpoint_wait() before the answer.
+    if last_epoch < nsteps:
         bad.append('the last checkpoint was epoch %d for %d steps' % (last_epoch, nsteps))
     if max_nfiles > max_files:
         bad.append('%d files in the checkpoint directory: %s' % (max_nfiles, ' '.join(max_names)))

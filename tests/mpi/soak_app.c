@@ -180,6 +180,19 @@ int main(int argc, char **argv)
         }
         MPI_Waitall(st->nsend, st->rq, MPI_STATUSES_IGNORE);
     }
+    /* Commit the last checkpoint now (async mode commits it at the next
+     * checkpoint or in MPI_Finalize) and report it like the others, so the
+     * driver sees every step's epoch committed. */
+    int wrc = crmpi_checkpoint_wait();
+    if (wrc != 0) {
+        fprintf(stderr, "soak: crmpi_checkpoint_wait: %d\n", wrc);
+        MPI_Abort(MPI_COMM_WORLD, 3);
+    }
+    if (rank == 0) {
+        struct cr_checkpoint_stats cst;
+        if (cr_checkpoint_stats(&cst, sizeof cst) == 0)
+            fprintf(stderr, "soak: checkpoint epoch %llu\n", (unsigned long long)cst.last_epoch);
+    }
     uint64_t mine[3] = { st->msgs, st->bad, st->sum }, all[3] = { 0, 0, 0 }, x = 0;
     MPI_Reduce(mine, all, 2, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
     MPI_Reduce(&mine[2], &x, 1, MPI_UINT64_T, MPI_BXOR, 0, MPI_COMM_WORLD);
