@@ -160,9 +160,14 @@ static void open_region_for_asan(size_t size)
 #define open_region_for_asan(size) ((void)0)
 #endif
 
-static int collect(int full)
+/* deferred (async mode): a snapshot, whose re-arm is left to whoever
+ * writes the epoch (cr_staging_rearm): the writer thread, judging pages
+ * against the staged copy, or this thread before writing in place. */
+static int collect(int full, int deferred)
 {
     E.n = 0;
+    if (deferred)
+        return cr_region_snapshot(full, add_extent, NULL);
     if (!full)
         return cr_region_collect(add_extent, NULL);
     int rc = cr_region_collect_populated(add_extent, NULL);
@@ -296,14 +301,16 @@ static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint
     P.status = 0;
     E.stats.last_write_seconds = 0;
     if (staged) {
-        struct cr_write_job job = { P.pub, ep, E.ext, E.n, staged };
+        struct cr_write_job job = { 1, P.pub, ep, E.ext, E.n, staged };
         if (cr_writer_submit(&job) == 0) {
             P.pub = NULL;
             P.async = 1;
             return 0;
         }
         /* No thread: the staged copy serves as well as the region. */
-        rc = flush_pub();
+        rc = cr_staging_rearm(E.ext, E.n, staged);
+        int prc = flush_pub();
+        rc = rc ? rc : prc;
         for (size_t i = 0, off = 0; i < E.n && rc == 0; i++) {
             if (E.ext[i].flags & CR_EXTENT_ZERO)
                 continue;
@@ -370,7 +377,8 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
             cr_errc(rc, "cannot release the free pages of the heap (checkpoint continues)");
     }
     double tc = now();
-    rc = collect(full);
+    int deferred = cr_config()->ckpt_mode == CR_CKPT_ASYNC;
+    rc = collect(full, deferred);
     tc = now() - tc;
     if (rc) {
         cr_errc(rc, "cannot collect the written pages of the region");
@@ -385,10 +393,15 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
         if (!(E.ext[i].flags & CR_EXTENT_ZERO))
             bytes += E.ext[i].len;
     const uint8_t *staged = NULL;
-    if (cr_config()->ckpt_mode == CR_CKPT_ASYNC) {
+    if (deferred) {
         double ts = now();
         staged = stage(bytes);
+        /* Written in place instead: re-arm before anything else runs (the
+         * epoch then saves what the region holds from here on). */
+        rc = staged ? 0 : cr_staging_rearm(E.ext, E.n, NULL);
         E.stats.last_stage_seconds = now() - ts;
+        if (rc)
+            goto failed;
     }
     rc = write_epoch(full, rec, nrec, bytes, staged);
     if (rc)

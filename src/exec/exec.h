@@ -213,6 +213,7 @@ void cr_engine_rollback_done(double seconds, uint64_t bytes, uint64_t pages);
 int cr_rollback_collect(struct cr_exec_root *root);
 
 /* ---- staging.c ------------------------------------------------------------- */
+struct cr_extent;
 /* A warm buffer of at least `bytes` bytes outside the region, kept for the
  * next checkpoint; NULL when more than CRMPI_STAGING_MAX or unavailable
  * (the checkpoint is then written synchronously). */
@@ -220,6 +221,14 @@ void *cr_staging_get(size_t bytes);
 size_t cr_staging_size(void);
 /* In a fork() child: the buffer was not inherited. */
 void cr_staging_forget(void);
+/* The re-arm owed by a region snapshot (cr_region_rearm), judged against
+ * what the epoch saves of the snapshot's extents ext[0..n): with data (their
+ * non-zero bytes back to back, the staged copy) a page is unchanged when its
+ * contents equal its copy, so this may run while the application writes
+ * again; with data NULL (the epoch is then written from the region in
+ * place, after this call) a page is unchanged when the snapshot reported it.
+ * Changed pages are reported by the next collection. */
+CR_MUST_CHECK int cr_staging_rearm(const struct cr_extent *ext, size_t n, const uint8_t *data);
 
 /* ---- writer.c -------------------------------------------------------------- */
 /* One job for the background writer: publish the index of the previous
@@ -230,6 +239,7 @@ struct cr_epoch;
 struct cr_extent;
 struct cr_index_pub;
 struct cr_write_job {
+    int rearm;                   /* first cr_staging_rearm(ext, n, data) */
     struct cr_index_pub *pub;
     struct cr_epoch *ep;
     const struct cr_extent *ext;

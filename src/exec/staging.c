@@ -15,6 +15,11 @@
  * synchronously instead. MADV_DONTFORK keeps the buffer out of fork()
  * children: it would only make fork() copy more page tables, and a child
  * has no writer that could use it.
+ *
+ * The staged copy is also the reference of a deferred re-arm (see
+ * cr_region_snapshot): the blocking phase only scans for written pages, and
+ * the writer re-arms them afterwards, keeping for the next epoch those whose
+ * contents no longer equal their staged copy (written after the snapshot).
  */
 #include "exec/exec.h"
 
@@ -87,4 +92,61 @@ void cr_staging_forget(void)
     /* fork() child: the mapping was not inherited (MADV_DONTFORK). */
     S.buf = NULL;
     S.cap = 0;
+}
+
+/* ---- re-arming against what the epoch saves --------------------------------- */
+
+struct staged_ref {
+    const struct cr_extent *ext;
+    size_t n;
+    const uint8_t *data;         /* NULL: membership only */
+    size_t i;                    /* cursor: the re-arm visits pages in address order */
+    size_t off;                  /* offset of ext[i]'s bytes in data */
+};
+
+#if defined(__SANITIZE_THREAD__)
+/* The application may be writing the page while we read it (any write
+ * after its re-arm is tracked, so the outcome does not matter): a race by
+ * design, which ThreadSanitizer would report through memcmp. */
+__attribute__((no_sanitize("thread"))) static int page_equal(const void *a, const void *b)
+{
+    const volatile uint64_t *x = a, *y = b;
+    for (size_t k = 0; k < CR_PAGE_SIZE / sizeof *x; k++)
+        if (x[k] != y[k])
+            return 0;
+    return 1;
+}
+#else
+static int page_equal(const void *a, const void *b) { return memcmp(a, b, CR_PAGE_SIZE) == 0; }
+#endif
+
+static int staged_same(uintptr_t page, void *arg)
+{
+    struct staged_ref *r = arg;
+    if (r->i < r->n && page < r->ext[r->i].addr) {   /* not in order: start over */
+        r->i = 0;
+        r->off = 0;
+    }
+    while (r->i < r->n && r->ext[r->i].addr + r->ext[r->i].len <= page) {
+        if (!(r->ext[r->i].flags & CR_EXTENT_ZERO))
+            r->off += r->ext[r->i].len;
+        r->i++;
+    }
+    if (r->i == r->n || page < r->ext[r->i].addr)
+        return 0;                /* first written after the snapshot */
+    const struct cr_extent *e = &r->ext[r->i];
+    if (e->flags & CR_EXTENT_ZERO)
+        return 0;                /* discarded before it, written after */
+    if (!r->data)
+        return 1;
+    return page_equal((const void *)page, r->data + r->off + (page - e->addr));
+}
+
+int cr_staging_rearm(const struct cr_extent *ext, size_t n, const uint8_t *data)
+{
+    struct staged_ref r = { ext, n, data, 0, 0 };
+    int rc = cr_region_rearm(staged_same, &r);
+    if (rc)
+        cr_errc(rc, "cannot re-arm dirty-page tracking after a checkpoint");
+    return rc;
 }

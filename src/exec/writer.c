@@ -14,8 +14,10 @@
  * which use neither HDF5 nor MPI nor state the application thread changes, so it never enters either concurrently with the application.
  *
  * The thread is not a persistent thread: it runs on an ordinary pthread
- * stack, touches no persistent memory (it reads the staging buffer, outside
- * the region) and is not part of the checkpoint rendezvous. Every signal is
+ * stack, writes no persistent memory (it reads the staging buffer, outside
+ * the region, and, re-arming the dirty-page tracking, the region's pages
+ * it compares with their staged copies) and is not part of the checkpoint
+ * rendezvous. Every signal is
  * blocked in it, so signals meant for the application (the stop signals of
  * mpi-wrap/jobctl.c, SIGSEGV of the mprotect tracker excepted since it is
  * synchronous) are never delivered on it.
@@ -91,10 +93,13 @@ out:
 static int run_job(const struct cr_write_job *j)
 {
     const uint8_t *src = j->data;
-    int rc = cr_index_pub_run(j->pub);
-    if (rc)
-        cr_errc(rc, "cannot publish the checkpoint index (the epoch being written "
+    /* First, so that fewer pages written meanwhile land in the next epoch. */
+    int rc = j->rearm ? cr_staging_rearm(j->ext, j->n, j->data) : 0;
+    int prc = cr_index_pub_run(j->pub);
+    if (prc)
+        cr_errc(prc, "cannot publish the checkpoint index (the epoch being written "
                 "will not be committed)");
+    rc = rc ? rc : prc;
     for (size_t i = 0; i < j->n && rc == 0; i++) {
         if (j->ext[i].flags & CR_EXTENT_ZERO)
             continue;

@@ -525,6 +525,50 @@ unlock:
     return rc;
 }
 
+int cr_region_snapshot(int full, cr_extent_fn fn, void *arg)
+{
+    pthread_mutex_lock(&R.lock);
+    int rc = -EBADF;
+    if (!R.open)
+        goto unlock;
+    if (!R.trk.ops->snapshot) {          /* cannot defer: re-arm now */
+        pthread_mutex_unlock(&R.lock);
+        if (!full)
+            return cr_region_collect(fn, arg);
+        /* Re-base first: every page written before it is then populated,
+         * and every page written after it is tracked for the next epoch
+         * (in the other order a page first written in between would be
+         * in neither). */
+        rc = cr_region_collect(NULL, NULL);
+        return rc ? rc : cr_region_collect_populated(fn, arg);
+    }
+    uintptr_t end = R.base + R.size;
+    int zeros = !full && R.zero_pending;
+    struct merger m = { .fn = fn, .arg = arg, .cursor = R.base, .with_zeros = zeros };
+    rc = R.trk.ops->snapshot(&R.trk, R.base, end, full, on_extent, &m);
+    if (!rc)
+        rc = finish(&m, end);
+    /* A full snapshot saves every page with contents: the discarded ones
+     * read as zeros and need no record either way. */
+    if (!rc && R.zero_pending) {
+        cr_page_bitmap_clear_range(&R.zero, R.base, R.size);
+        R.zero_pending = 0;
+    }
+unlock:
+    pthread_mutex_unlock(&R.lock);
+    return rc;
+}
+
+int cr_region_rearm(int (*same)(uintptr_t page, void *arg), void *arg)
+{
+    pthread_mutex_lock(&R.lock);
+    int rc = -EBADF;
+    if (R.open)
+        rc = R.trk.ops->rearm ? R.trk.ops->rearm(&R.trk, R.base, R.base + R.size, same, arg) : 0;
+    pthread_mutex_unlock(&R.lock);
+    return rc;
+}
+
 /* ---- header and roots ---------------------------------------------------------- */
 
 void *cr_region_root(enum cr_root_id id)

@@ -113,6 +113,23 @@ CR_MUST_CHECK int cr_region_peek(cr_extent_fn fn, void *arg);
  * epoch. */
 CR_MUST_CHECK int cr_region_collect_populated(cr_extent_fn fn, void *arg);
 
+/* Two-phase collection, for checkpoints that let the application run on
+ * while they are written. cr_region_snapshot reports what cr_region_collect
+ * (full == 0) or cr_region_collect_populated (full == 1) would and starts a
+ * new epoch, like cr_region_collect, but may leave re-arming the tracking
+ * of the reported pages (the costly part on virtual machines) to
+ * cr_region_rearm, which may run on another thread while the application
+ * writes again. For every page rearm finds written since the last re-arm,
+ * same(page, arg) must say whether its contents still equal those at the
+ * snapshot (the caller keeps a copy of the reported pages): the pages it
+ * says no for are reported by the next collection, the others were only
+ * written before the snapshot or rewritten with the same bytes. A
+ * collection or snapshot while a re-arm is owed re-arms first, treating
+ * every written page as changed (more pages, never fewer). With a tracker
+ * that cannot defer, the snapshot re-arms at once and rearm does nothing. */
+CR_MUST_CHECK int cr_region_snapshot(int full, cr_extent_fn fn, void *arg);
+CR_MUST_CHECK int cr_region_rearm(int (*same)(uintptr_t page, void *arg), void *arg);
+
 /* ---- the header page and its root slots --------------------------------- */
 /* The first page of the region belongs to the region itself. It records the
  * usable size and a few root pointers through which each module finds its

@@ -47,6 +47,20 @@ struct cr_tracker_ops {
      * re-armed page would cost a fault each). NULL: not available. */
     int  (*peek)(struct cr_tracker *t, uintptr_t start, uintptr_t end,
                  cr_extent_fn fn, void *arg);
+    /* Optional, deferred re-arming (asynchronous checkpoints; see
+     * cr_region_snapshot): snapshot() reports what collect() (full == 0) or
+     * collect_populated() (full == 1) would and starts a new epoch, but
+     * leaves the written pages unarmed; rearm() arms them later, while the
+     * application may be writing again. For each page rearm() finds
+     * written, same(page, arg) tells whether its contents still equal those
+     * at the snapshot; the pages it says no for (all of them when same is
+     * NULL) count as written since. While a re-arm is owed, collect(),
+     * snapshot() and peek() report those pages as written (re-arming first
+     * with same == NULL where they re-arm). NULL: not available. */
+    int  (*snapshot)(struct cr_tracker *t, uintptr_t start, uintptr_t end, int full,
+                     cr_extent_fn fn, void *arg);
+    int  (*rearm)(struct cr_tracker *t, uintptr_t start, uintptr_t end,
+                  int (*same)(uintptr_t page, void *arg), void *arg);
     /* Report every page written at any time and not discarded since. */
     int  (*collect_populated)(struct cr_tracker *t, uintptr_t start, uintptr_t end,
                               cr_extent_fn fn, void *arg);

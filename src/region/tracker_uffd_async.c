@@ -27,6 +27,18 @@
  * reported as PAGE_IS_SWAPPED just like a page that really was swapped out.
  * So we keep a populated bitmap, fed by every collection and by a
  * non-re-arming scan in collect_populated().
+ *
+ * Deferred re-arming (snapshot/rearm): on paravirtualised VMs re-arming is
+ * the costly part of a collection (PM_SCAN_WP_MATCHING flushes the TLB of
+ * every 2 MiB block it changed, and each flush is a hypercall: measured
+ * 9 ms for 2621 scattered pages of 1 GiB here, against 0.3 ms for the scan
+ * alone). A snapshot only scans; the re-arm runs later while the
+ * application writes again, so it cannot tell a page written before the
+ * snapshot from one written after. It re-arms each written page first and
+ * then asks the caller whether the contents still equal the snapshot's
+ * (the caller kept a copy): a write before the re-arm shows in the
+ * contents, a write after it is tracked again. Pages that differ go into
+ * the `carry` bitmap, which the next collection reports with what it scans.
  */
 #include "tracker.h"
 #include "page_bitmap.h"
@@ -52,6 +64,10 @@ struct async_state {
     struct cr_page_region *vec;
     size_t vec_len;
     struct cr_page_bitmap populated;
+    struct cr_page_bitmap carry;   /* written since the last collection but
+                                      re-armed by a deferred re-arm      */
+    int carry_any;                 /* some carry bit may be set          */
+    int owed;                      /* a snapshot's re-arm is still owed  */
 };
 
 static int async_probe(const char **why)
@@ -115,9 +131,14 @@ static int async_init(struct cr_tracker *t)
     rc = cr_page_bitmap_init(&s->populated, t->base, t->max);
     if (rc < 0)
         goto free_vec;
+    rc = cr_page_bitmap_init(&s->carry, t->base, t->max);
+    if (rc < 0)
+        goto free_populated;
     t->priv = s;
     return 0;
 
+free_populated:
+    cr_page_bitmap_fini(&s->populated);
 free_vec:
     free(s->vec);
 close_pagemap:
@@ -176,16 +197,107 @@ static int async_walk(struct async_state *s, uintptr_t start, uintptr_t end, int
     return 0;
 }
 
+/* ---- deferred re-arming ------------------------------------------------------- */
+
+static int fold_carry(const struct cr_extent *e, void *arg)
+{
+    struct async_state *s = arg;
+    cr_page_bitmap_set_range(&s->carry, e->addr, e->len);
+    s->carry_any = 1;
+    return 0;
+}
+
+struct rearm_ctx {
+    struct async_state *s;
+    int (*same)(uintptr_t page, void *arg);
+    void *arg;
+};
+
+/* A page just re-armed: carried unless its contents equal the snapshot's. */
+static int rearm_extent(const struct cr_extent *e, void *arg)
+{
+    struct rearm_ctx *c = arg;
+    for (uintptr_t p = e->addr; p < e->addr + e->len; p += CR_PAGE_SIZE)
+        if (!c->same || !c->same(p, c->arg)) {
+            cr_page_bitmap_set(&c->s->carry, p);
+            c->s->carry_any = 1;
+        }
+    return 0;
+}
+
+static int async_rearm(struct cr_tracker *t, uintptr_t start, uintptr_t end,
+                       int (*same)(uintptr_t page, void *arg), void *arg)
+{
+    struct async_state *s = t->priv;
+    if (!s->owed)
+        return 0;
+    struct rearm_ctx c = { s, same, arg };
+    /* On failure the re-arm stays owed: the pages not re-armed yet still
+     * read as written, and the next collection re-arms and reports them. */
+    int rc = async_walk(s, start, end, 1, rearm_extent, &c);
+    if (rc == 0)
+        s->owed = 0;
+    return rc;
+}
+
+/* Report the carried pages with the scanned ones, in address order. */
+static int report_carry(struct async_state *s, uintptr_t start, uintptr_t end, int clear,
+                        cr_extent_fn fn, void *arg)
+{
+    int rc = fn ? cr_page_bitmap_report_union(&s->carry, NULL, start, end, fn, arg) : 0;
+    if (rc == 0 && clear) {
+        cr_page_bitmap_clear_range(&s->carry, start, end - start);
+        s->carry_any = 0;
+    }
+    return rc;
+}
+
 static int async_collect(struct cr_tracker *t, uintptr_t start, uintptr_t end,
                          cr_extent_fn fn, void *arg)
 {
-    return async_walk(t->priv, start, end, 1, fn, arg);
+    struct async_state *s = t->priv;
+    int rc = async_rearm(t, start, end, NULL, NULL);
+    if (rc)
+        return rc;
+    if (!s->carry_any)
+        return async_walk(s, start, end, 1, fn, arg);
+    rc = async_walk(s, start, end, 1, fold_carry, s);
+    return rc ? rc : report_carry(s, start, end, 1, fn, arg);
 }
 
 static int async_peek(struct cr_tracker *t, uintptr_t start, uintptr_t end,
                       cr_extent_fn fn, void *arg)
 {
-    return async_walk(t->priv, start, end, 0, fn, arg);
+    struct async_state *s = t->priv;
+    if (!s->carry_any)
+        return async_walk(s, start, end, 0, fn, arg);
+    /* Folding written pages into carry changes nothing: they are reported
+     * by the next collection either way. */
+    int rc = async_walk(s, start, end, 0, fold_carry, s);
+    return rc ? rc : report_carry(s, start, end, 0, fn, arg);
+}
+
+static int async_snapshot(struct cr_tracker *t, uintptr_t start, uintptr_t end, int full,
+                          cr_extent_fn fn, void *arg)
+{
+    struct async_state *s = t->priv;
+    int rc = async_rearm(t, start, end, NULL, NULL);
+    if (rc == 0)
+        rc = async_walk(s, start, end, 0, fold_carry, s);
+    if (rc)
+        return rc;
+    /* A full snapshot saves every populated page, the carried ones with
+     * them (written pages are populated; discard clears both bits). */
+    if (full)
+        rc = fn ? cr_page_bitmap_report_union(&s->populated, NULL, start, end, fn, arg) : 0;
+    else
+        rc = report_carry(s, start, end, 0, fn, arg);
+    if (rc)
+        return rc;
+    cr_page_bitmap_clear_range(&s->carry, start, end - start);
+    s->carry_any = 0;
+    s->owed = 1;
+    return 0;
 }
 
 static int async_collect_populated(struct cr_tracker *t, uintptr_t start, uintptr_t end,
@@ -204,6 +316,7 @@ static int async_discard(struct cr_tracker *t, uintptr_t addr, size_t len)
 {
     struct async_state *s = t->priv;
     cr_page_bitmap_clear_range(&s->populated, addr, len);
+    cr_page_bitmap_clear_range(&s->carry, addr, len);
     return cr_uffd_wp(s->uffd, addr, len, 1, 0);
 }
 
@@ -246,6 +359,7 @@ static void async_fini(struct cr_tracker *t)
     close(s->pagemap);
     free(s->vec);
     cr_page_bitmap_fini(&s->populated);
+    cr_page_bitmap_fini(&s->carry);
     free(s);
     t->priv = NULL;
 }
@@ -258,6 +372,8 @@ const struct cr_tracker_ops cr_tracker_uffd_async = {
     .add_range = async_add_range,
     .collect = async_collect,
     .peek = async_peek,
+    .snapshot = async_snapshot,
+    .rearm = async_rearm,
     .collect_populated = async_collect_populated,
     .discard = async_discard,
     .missing_begin = async_missing_begin,

@@ -602,6 +602,252 @@ static void test_writers_racing_collections_lose_nothing(void)
     close_region();
 }
 
+/* ---- two-phase collection: snapshot, then a deferred re-arm ---------------------- */
+
+/* A model of an asynchronous checkpoint: the pages a snapshot reports are
+ * copied right after it (the staging buffer), while writers may run on; the
+ * re-arm then judges each written page against its copy; img[] is the
+ * first word of each page in the newest saved image. Copies and compares
+ * read with atomic loads: writers race them by design. */
+struct model {
+    struct report rep;     /* the last snapshot's report */
+    uint64_t *copy;        /* npages pages */
+    uint64_t *img;         /* per page */
+    size_t npages;
+    size_t compared;
+};
+
+static void model_init(struct model *m, size_t npages)
+{
+    memset(m, 0, sizeof *m);
+    m->npages = npages;
+    m->copy = calloc(npages, PG);
+    m->img = calloc(npages, sizeof *m->img);
+    CU_ASSERT_FATAL(m->copy && m->img);
+}
+
+static void model_free(struct model *m)
+{
+    free(m->copy);
+    free(m->img);
+}
+
+static uint64_t *copy_of(struct model *m, size_t i) { return m->copy + i * (PG / 8); }
+
+static int same_as_copy(uintptr_t page, void *arg)
+{
+    struct model *m = arg;
+    size_t i = index_of((void *)page);
+    m->compared++;
+    if (i >= m->npages || m->rep.page[i] != 1)
+        return 0;
+    const uint64_t *a = (const uint64_t *)page, *b = copy_of(m, i);
+    for (size_t k = 0; k < PG / 8; k++)
+        if (__atomic_load_n(&a[k], __ATOMIC_RELAXED) != b[k])
+            return 0;
+    return 1;
+}
+
+/* Snapshot and stage; the caller re-arms (or not). */
+static void model_snapshot(struct model *m, int full)
+{
+    report_init(&m->rep);
+    CU_ASSERT_EQUAL(cr_region_snapshot(full, record, &m->rep), 0);
+    CU_ASSERT_EQUAL(m->rep.bad_order + m->rep.bad_overlap, 0);
+    for (size_t i = 0; i < m->npages; i++) {
+        if (m->rep.page[i] == 2)
+            m->img[i] = 0;
+        if (m->rep.page[i] != 1)
+            continue;
+        const uint64_t *a = (const uint64_t *)page_at(i);
+        uint64_t *b = copy_of(m, i);
+        for (size_t k = 0; k < PG / 8; k++)
+            b[k] = __atomic_load_n(&a[k], __ATOMIC_RELAXED);
+        m->img[i] = b[0];
+    }
+}
+
+static void model_rearm(struct model *m)
+{
+    CU_ASSERT_EQUAL(cr_region_rearm(same_as_copy, m), 0);
+    report_free(&m->rep);
+}
+
+/* After a snapshot: a page rewritten with other bytes, one rewritten with
+ * the same bytes, one written for the first time, one written after the
+ * re-arm. The next collection must report the first, third and fourth; the
+ * second only with a tracker that re-arms at once (it was written after
+ * that re-arm), never the untouched ones. */
+static void test_snapshot_rearm_reports_pages_changed_since(void)
+{
+    size_t npages = 64;
+    open_region(npages * PG);
+    struct model m;
+    model_init(&m, npages);
+    for (size_t i = 1; i <= 8; i++)
+        memset(page_at(i), (int)i, PG);
+    model_snapshot(&m, 0);
+    CU_ASSERT_EQUAL(m.rep.nwritten, 8);
+    CU_ASSERT_EQUAL(m.rep.nzero, 0);
+    memset(page_at(2), 0x77, PG);        /* changed */
+    memset(page_at(3), 3, PG);           /* the same bytes again */
+    memset(page_at(20), 1, PG);          /* new since the snapshot */
+    model_rearm(&m);
+    memset(page_at(30), 1, PG);          /* after the re-arm */
+    int deferring = tracker_kind == CR_TRACKER_UFFD_ASYNC;
+    uint8_t want[64] = { 0 };
+    want[2] = want[20] = want[30] = 1;
+    want[3] = !deferring;
+    struct report r;
+    collect(&r);
+    expect_exact(&r, want, npages);
+    report_free(&r);
+    collect(&r);                         /* and only once */
+    CU_ASSERT_EQUAL(r.nwritten + r.nzero, 0);
+    report_free(&r);
+    model_free(&m);
+    close_region();
+}
+
+/* A re-arm that never happens (the epoch failed before its writer ran)
+ * loses nothing: the next collection reports the snapshot's pages again
+ * (a deferring tracker cannot tell which changed) with the new ones. */
+static void test_snapshot_without_rearm_loses_nothing(void)
+{
+    open_region(64 * PG);
+    struct model m;
+    model_init(&m, 64);
+    for (size_t i = 1; i <= 4; i++)
+        page_at(i)[7] = 1;
+    model_snapshot(&m, 0);
+    CU_ASSERT_EQUAL(m.rep.nwritten, 4);
+    report_free(&m.rep);
+    page_at(2)[8] = 2;
+    page_at(9)[0] = 2;
+    int deferring = tracker_kind == CR_TRACKER_UFFD_ASYNC;
+    uint8_t want[64] = { 0 };
+    want[2] = want[9] = 1;
+    if (deferring)
+        want[1] = want[3] = want[4] = 1;
+    struct report r;
+    collect(&r);
+    expect_exact(&r, want, 64);
+    report_free(&r);
+    /* The same with a snapshot instead of a collection, then a re-arm. */
+    page_at(5)[0] = 5;
+    model_snapshot(&m, 0);
+    CU_ASSERT_EQUAL(m.rep.nwritten, 1);
+    CU_ASSERT_EQUAL(m.rep.page[5], 1);
+    model_rearm(&m);
+    collect(&r);
+    CU_ASSERT_EQUAL(r.nwritten + r.nzero, 0);
+    report_free(&r);
+    model_free(&m);
+    close_region();
+}
+
+/* Discards between a snapshot and its re-arm are reported as zeros; a full
+ * snapshot reports every populated page and nothing discarded. */
+static void test_snapshot_discard_and_full(void)
+{
+    open_region(64 * PG);
+    struct model m;
+    model_init(&m, 64);
+    for (size_t i = 1; i <= 10; i++)
+        memset(page_at(i), 0x5a, PG);
+    model_snapshot(&m, 0);
+    CU_ASSERT_EQUAL(m.rep.nwritten, 10);
+    CU_ASSERT_EQUAL(cr_region_discard(page_at(4), 2 * PG), 0);    /* 4, 5 */
+    page_at(5)[1] = 1;                                            /* written again */
+    model_rearm(&m);
+    struct report r;
+    collect(&r);
+    CU_ASSERT_EQUAL(r.page[4], 2);
+    CU_ASSERT_EQUAL(r.page[5], 1);
+    CU_ASSERT_EQUAL(r.nwritten + r.nzero, 2);
+    report_free(&r);
+
+    page_at(12)[0] = 1;
+    CU_ASSERT_EQUAL(cr_region_discard(page_at(7), PG), 0);
+    uint8_t want[64] = { 0 };
+    want[0] = 1;                                                   /* header */
+    for (size_t i = 1; i <= 12; i++)
+        want[i] = i != 4 && i != 7 && i != 11;
+    model_snapshot(&m, 1);
+    expect_exact(&m.rep, want, 64);
+    page_at(1)[9] = 3;                                            /* changed since */
+    model_rearm(&m);
+    collect(&r);
+    CU_ASSERT_EQUAL(r.page[1], 1);
+    CU_ASSERT_EQUAL(r.page[7], 0);        /* the full snapshot's discard is not repeated */
+    CU_ASSERT_EQUAL(r.nwritten + r.nzero, 1);
+    report_free(&r);
+    model_free(&m);
+    close_region();
+}
+
+/* Writers on both cores stamp pages while snapshot / stage / re-arm rounds
+ * run back to back, the re-arm racing the writers like the background
+ * writer does. After every round, each page's newest saved image holds at
+ * least the stamp published before that round's snapshot; at the end, with
+ * the writers stopped, exactly the last one. A write lost between a copy
+ * and its re-arm shows up as an image older than its page. */
+static void test_writers_racing_deferred_rearms_lose_nothing(void)
+{
+    size_t npages = 2048;
+    open_region(npages * PG);
+    struct model m;
+    model_init(&m, npages);
+    volatile int stop = 0;
+    uint64_t *last = calloc(npages, sizeof *last);
+    uint64_t *before = calloc(npages, sizeof *before);
+    struct writer w[2] = {
+        { 0, 1, npages / 2 - 1, &stop, last, 55, 0, 0 },
+        { 1, npages / 2, npages / 2, &stop, last, 66, 0, 0 },
+    };
+    pthread_t t[2];
+    for (int k = 0; k < 2; k++)
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&t[k], NULL, writer_main, &w[k]), 0);
+    size_t stale = 0, reported = 0, carried_checks = 0;
+    int rounds = 0, stopping = 0;
+    for (;;) {
+        if (!stopping && ((rounds >= 300 && reported >= 4000) || rounds >= 1000000)) {
+            stopping = 1;
+            __atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+            for (int k = 0; k < 2; k++)
+                pthread_join(t[k], NULL);
+        }
+        for (size_t i = 0; i < npages; i++)
+            before[i] = __atomic_load_n(&last[i], __ATOMIC_ACQUIRE);
+        model_snapshot(&m, rounds % 17 == 16);        /* now and then a full one */
+        reported += m.rep.nwritten;
+        for (size_t i = 1; i < npages; i++)
+            if (m.img[i] < before[i])
+                stale++;
+        size_t c0 = m.compared;
+        model_rearm(&m);
+        carried_checks += m.compared - c0;
+        rounds++;
+        if (stopping)
+            break;
+    }
+    model_snapshot(&m, 0);                            /* writers stopped: all saved */
+    model_rearm(&m);
+    for (size_t i = 1; i < npages; i++)
+        if (m.img[i] != last[i])
+            stale++;
+    CU_ASSERT_EQUAL(stale, 0);
+    CU_ASSERT(reported >= 4000);
+    if (tracker_kind == CR_TRACKER_UFFD_ASYNC)
+        CU_ASSERT(carried_checks >= 4000);   /* the re-arms really judged pages */
+    if (stale)
+        fprintf(stderr, "\n  [%s] %zu stale images\n", cr_tracker_kind_name(tracker_kind), stale);
+    free(last);
+    free(before);
+    model_free(&m);
+    close_region();
+}
+
 /* ---- growth, collision, reopen -------------------------------------------------- */
 
 static void test_growth_tracks_new_chunks(void)
@@ -877,6 +1123,10 @@ static int init_mprot(void) { tracker_kind = CR_TRACKER_MPROTECT;   return usabl
     CUTEST(test_populated_follows_live_data_not_region_size),      \
     CUTEST(test_concurrent_writers_on_both_cores_all_reported),    \
     CUTEST(test_writers_racing_collections_lose_nothing),          \
+    CUTEST(test_snapshot_rearm_reports_pages_changed_since),       \
+    CUTEST(test_snapshot_without_rearm_loses_nothing),             \
+    CUTEST(test_snapshot_discard_and_full),                        \
+    CUTEST(test_writers_racing_deferred_rearms_lose_nothing),      \
     CUTEST(test_growth_tracks_new_chunks),                         \
     CUTEST(test_collision_with_existing_mapping_is_clear_error),   \
     CUTEST(test_reopen_after_close_starts_fresh),                  \
