@@ -80,10 +80,12 @@ for k in sorted(byt):
     d, p, f = byt[k]
     print('%5d %7d %6g%% %12d %12d %12d %8.3f' % (k[0], k[1], k[2], d, p, f, f / d))
 print('\nbackground writer throughput vs raw write+fsync of the same bytes, MB/s:')
-print('%5s %7s %7s %9s %9s %7s' % ('ranks', 'MiB/rk', 'written', 'writer', 'raw', 'ratio'))
+print('(and the time the writer spent re-arming dirty-page tracking first, off the blocking phase)')
+print('%5s %7s %7s %9s %9s %7s %9s' % ('ranks', 'MiB/rk', 'written', 'writer', 'raw', 'ratio', 'rearm ms'))
 for k in sorted(wr):
-    a, r = wr[k]
-    print('%5d %7d %6g%% %9.1f %9.1f %7.2f' % (k[0], k[1], k[2], a, r, a / r if r else 0))
+    a, r = wr[k][:2]
+    ra = wr[k][2] if len(wr[k]) > 2 else float('nan')
+    print('%5d %7d %6g%% %9.1f %9.1f %7.2f %9.2f' % (k[0], k[1], k[2], a, r, a / r if r else 0, ra))
 print('\ncompute loop writing the pages (4 passes) after a checkpoint, ms: tracked heap vs malloc memory')
 print('%5s %7s %7s %9s %9s %9s' % ('ranks', 'MiB/rk', 'written', 'tracked', 'untracked', 'extra'))
 for k in sorted(tr):

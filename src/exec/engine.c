@@ -217,10 +217,12 @@ static int commit_pending(int deferred)
 {
     if (!P.ep)
         return 0;
-    double t0 = now(), wsec = 0;
-    int local = P.async ? cr_writer_wait(&wsec) : P.status;
-    if (P.async)
+    double t0 = now(), wsec = 0, rsec = 0;
+    int local = P.async ? cr_writer_wait(&wsec, &rsec) : P.status;
+    if (P.async) {
         E.stats.last_write_seconds = wsec;
+        E.stats.last_rearm_seconds = rsec;
+    }
     struct cr_epoch *ep = P.ep;
     uint64_t epoch = cr_epoch_number(ep);
     P.ep = NULL;
@@ -489,7 +491,7 @@ void cr_engine_at_exit(void)
     } else if (P.ep) {
         /* A collective commit cannot be started from an exit handler (the
          * other ranks are not there): the job ended without MPI_Finalize. */
-        (void)cr_writer_wait(NULL);
+        (void)cr_writer_wait(NULL, NULL);
         cr_warn("at exit: checkpoint epoch %llu was not committed (MPI_Finalize not "
                 "called); the previous one stays the restart point",
                 (unsigned long long)cr_epoch_number(P.ep));

@@ -249,8 +249,9 @@ struct cr_write_job {
 /* Hand a job over (starting the thread on first use). 0, CR_ESTATE (a job
  * is still running), or -errno when the thread cannot be started. */
 CR_MUST_CHECK int cr_writer_submit(const struct cr_write_job *job);
-/* Wait for the job: its put/finish status; *seconds, its write time. */
-int cr_writer_wait(double *seconds);
+/* Wait for the job: its put/finish status; *seconds, its write time (index
+ * publication, puts, finish); *rearm_seconds (may be NULL), its re-arm. */
+int cr_writer_wait(double *seconds, double *rearm_seconds);
 /* Whether a job is still being written. */
 int cr_writer_busy(void);
 /* Wait for the job, then end and join the thread. */

@@ -55,7 +55,7 @@ static struct {
     int has_job, done;
     struct cr_write_job job;
     int status;
-    double seconds;
+    double seconds, rearm_seconds;
     int atfork;
 } W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
@@ -90,11 +90,13 @@ out:
     hwloc_topology_destroy(topo);
 }
 
-static int run_job(const struct cr_write_job *j)
+static int run_job(const struct cr_write_job *j, double *rearm_seconds)
 {
     const uint8_t *src = j->data;
     /* First, so that fewer pages written meanwhile land in the next epoch. */
+    double t0 = now();
     int rc = j->rearm ? cr_staging_rearm(j->ext, j->n, j->data) : 0;
+    *rearm_seconds = now() - t0;
     int prc = cr_index_pub_run(j->pub);
     if (prc)
         cr_errc(prc, "cannot publish the checkpoint index (the epoch being written "
@@ -126,12 +128,13 @@ static void *writer_main(void *unused)
             break;
         struct cr_write_job j = W.job;
         pthread_mutex_unlock(&W.mu);
-        double t0 = now();
-        int rc = run_job(&j);
-        double dt = now() - t0;
+        double t0 = now(), rs = 0;
+        int rc = run_job(&j, &rs);
+        double dt = now() - t0 - rs;
         pthread_mutex_lock(&W.mu);
         W.status = rc;
         W.seconds = dt;
+        W.rearm_seconds = rs;
         W.has_job = 0;
         W.done = 1;
         pthread_cond_broadcast(&W.cv);
@@ -192,7 +195,7 @@ int cr_writer_submit(const struct cr_write_job *job)
     return rc;
 }
 
-int cr_writer_wait(double *seconds)
+int cr_writer_wait(double *seconds, double *rearm_seconds)
 {
     pthread_mutex_lock(&W.mu);
     while (W.has_job)
@@ -200,6 +203,8 @@ int cr_writer_wait(double *seconds)
     int rc = W.done ? W.status : CR_ESTATE;
     if (seconds)
         *seconds = W.done ? W.seconds : 0;
+    if (rearm_seconds)
+        *rearm_seconds = W.done ? W.rearm_seconds : 0;
     W.done = 0;
     pthread_mutex_unlock(&W.mu);
     return rc;

@@ -187,6 +187,10 @@ struct cr_checkpoint_stats {
     double   last_rollback_seconds; /* threads stopped for the last one   */
     uint64_t last_rollback_pages;   /* pages written since the checkpoint */
     uint64_t last_rollback_bytes;   /* checkpoint bytes read back for them */
+    /* since deferred re-arming */
+    double   last_rearm_seconds; /* the writer re-arming dirty-page tracking
+                                  for the last committed one (not part of
+                                  last_write_seconds)                     */
 };
 CR_API int cr_checkpoint_stats(struct cr_checkpoint_stats *out, size_t size);
 
