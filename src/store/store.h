@@ -114,6 +114,13 @@ CR_MUST_CHECK int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc
 /* Write the bytes of extent i (src points at its contents, extent.len bytes;
  * nothing for CR_EXTENT_ZERO extents). Thread-safe per epoch, no HDF5. */
 CR_MUST_CHECK int cr_epoch_put(struct cr_epoch *ep, size_t i, const void *src);
+/* The same for several extents whose bytes lie back to back at *src (the
+ * staged copy: zero extents take none), in one pwrite of at most a few MiB:
+ * puts extents from *next on, then advances *next past them (and past zero
+ * extents; == the number of extents when all are put) and *src past their
+ * bytes. Four-KiB extents put one by one cost a system call each, which on
+ * virtual machines costs more than writing the page. */
+CR_MUST_CHECK int cr_epoch_put_batch(struct cr_epoch *ep, size_t *next, const uint8_t **src);
 /* All extents put: write index/tables, fsync. No HDF5. */
 CR_MUST_CHECK int cr_epoch_finish(struct cr_epoch *ep);
 /* Collective. Commits if every rank's finish succeeded, then frees ep.

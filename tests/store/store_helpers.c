@@ -51,6 +51,33 @@ void th_thread_record(size_t i, uint64_t epoch, struct cr_thread_record *t)
         t->ctx[k] = (uint8_t)(k + i + epoch);
 }
 
+int th_batched_puts;
+
+/* The background writer's way: non-zero extents copied back to back. */
+static int put_staged(struct cr_epoch *ep, const struct th_mem *m, const struct cr_extent *x,
+                      size_t n)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += x[i].flags & CR_EXTENT_ZERO ? 0 : x[i].len;
+    uint8_t *staged = malloc(bytes + 1), *p = staged;
+    if (!staged)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!(x[i].flags & CR_EXTENT_ZERO)) {
+            memcpy(p, m->buf + (x[i].addr - TH_BASE), x[i].len);
+            p += x[i].len;
+        }
+    const uint8_t *src = staged;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0;)
+        rc = cr_epoch_put_batch(ep, &i, &src);
+    if (rc == 0 && src != staged + bytes)
+        rc = -EIO;                       /* not every staged byte was consumed */
+    free(staged);
+    return rc;
+}
+
 int th_write_epoch(struct cr_store *st, const struct th_mem *m, int full,
                    const uint8_t *dirty, const uint8_t *zeroed, size_t nthreads,
                    uint64_t *epoch)
@@ -72,8 +99,8 @@ int th_write_epoch(struct cr_store *st, const struct th_mem *m, int full,
         goto out;
     if (epoch)
         *epoch = cr_epoch_number(ep);
-    int local = 0;
-    for (size_t i = 0; i < n && !local; i++)
+    int local = th_batched_puts ? put_staged(ep, m, x, n) : 0;
+    for (size_t i = 0; i < n && !local && !th_batched_puts; i++)
         local = cr_epoch_put(ep, i, x[i].flags & CR_EXTENT_ZERO ? NULL :
                              m->buf + (x[i].addr - TH_BASE));
     if (!local)

@@ -25,6 +25,9 @@ struct th_mem {
 int th_write_epoch(struct cr_store *st, const struct th_mem *m, int full,
                    const uint8_t *dirty, const uint8_t *zeroed, size_t nthreads,
                    uint64_t *epoch);
+/* Nonzero: th_write_epoch stages the extents back to back and puts them
+ * with cr_epoch_put_batch, as the background writer does. */
+extern int th_batched_puts;
 /* Restore into out (npages pages, cleared first to 0xEE). */
 int th_restore(struct cr_store *st, uint64_t epoch, uint8_t *out, size_t npages,
                struct cr_restore_info *info, struct cr_thread_record *threads, size_t nthr);

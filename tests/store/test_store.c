@@ -183,6 +183,40 @@ static void test_incremental_chain_applies_in_order(void)
     cr_store_close(st);
 }
 
+/* The same chain with the background writer's batched puts of staged
+ * bytes (zero extents interleaved), and a batch after finish refused. */
+static void test_batched_puts_roundtrip(void)
+{
+    fresh();
+    th_batched_puts = 1;
+    struct cr_store *st = write_chain(6, 4, 10);
+    th_batched_puts = 0;
+    cr_store_close(st);
+    st = open_store(4, 10);
+    struct cr_restore_info info;
+    for (uint64_t e = 1; e <= 6; e++) {
+        CU_ASSERT_EQUAL(th_restore(st, e, out, NPAGES, &info, NULL, 0), 0);
+        CU_ASSERT_EQUAL(memcmp(out, snap[e], sizeof out), 0);
+    }
+    struct cr_extent x = { TH_BASE, PSZ, 0 };
+    struct cr_epoch_desc d = { .full = 0, .region_base = TH_BASE, .region_size = NPAGES * PSZ,
+                               .nextents = 1, .extents = &x };
+    struct cr_epoch *ep;
+    CU_ASSERT_EQUAL_FATAL(cr_epoch_begin(st, &d, &ep), 0);
+    size_t next = 0;
+    const uint8_t *src = NULL;
+    CU_ASSERT_EQUAL(cr_epoch_put_batch(ep, &next, &src), -EINVAL);    /* no bytes */
+    src = cur;
+    CU_ASSERT_EQUAL(cr_epoch_put_batch(ep, &next, &src), 0);
+    CU_ASSERT_EQUAL(next, 1);
+    CU_ASSERT_PTR_EQUAL(src, cur + PSZ);
+    CU_ASSERT_EQUAL(cr_epoch_put_batch(ep, &next, &src), 0);          /* nothing left */
+    next = 0;
+    CU_ASSERT_EQUAL(cr_epoch_put_batch(ep, &next, &src), CR_ESTATE);  /* twice */
+    CU_ASSERT_EQUAL(cr_epoch_commit(st, ep, cr_epoch_finish(ep)), 0);
+    cr_store_close(st);
+}
+
 /* Lazy restore's view: the pieces of a chain (newer epochs hide older ones),
  * each fetched from its own extent, rebuild exactly the newest image. */
 static void test_pieces_rebuild_newest_image_of_chain(void)
@@ -709,6 +743,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_roundtrip_empty_epoch_no_extents_no_threads),
     CUTEST(test_hdf5_reads_the_same_bytes),
     CUTEST(test_incremental_chain_applies_in_order),
+    CUTEST(test_batched_puts_roundtrip),
     CUTEST(test_pieces_rebuild_newest_image_of_chain),
     CUTEST(test_gc_keeps_whole_chains_and_removes_leftovers),
     CUTEST(test_gc_keep_two_retains_previous_chain),
