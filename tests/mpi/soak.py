@@ -7,9 +7,10 @@ The full size of issue #9 (16 ranks oversubscribed on 2 cores, 200
 checkpoints, 12 kills; about 2 minutes on an idle 2-core machine):
 
   tests/mpi/soak.py --workdir /tmp/soak --kills 12 --after-ckpts 3 14 -- \
-      mpirun --oversubscribe -np 16 build/tests/mpi/soak_app 200 7
+      mpirun --oversubscribe -np 16 $PWD/build/tests/mpi/soak_app 200 7
 
-(as root add --allow-run-as-root; CTest's mpi_soak_np8 is the small size).
+(from the top of the source tree; the job runs in --workdir, hence $PWD; as
+root add --allow-run-as-root; CTest's mpi_soak_np8 is the small size).
 
 1. Reference: the job runs once with CRMPI_DISABLE=1 (checkpoints are
    no-ops); its one-line answer must say bad=0.
