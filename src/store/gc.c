@@ -73,7 +73,7 @@ static void gc_unlink_all(const struct cr_gc *g)
         return;
     }
     for (size_t i = 0; i < g->n; i++) {
-        if (unlinkat(dfd, g->names[i], 0) < 0)
+        if (unlinkat(dfd, g->names[i], 0) < 0 && errno != ENOENT)   /* gone is fine */
             cr_perr("unlink(%s/%s)", g->dir, g->names[i]);
         else
             cr_dbg("%s: removed %s", g->dir, g->names[i]);
