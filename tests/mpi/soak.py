@@ -103,8 +103,9 @@ def file_bounds(full_every, keep, async_mode, nranks):
 
     Other files, one each: index and index.tmp (while the index is
     replaced), crmpi-job.last and crmpi-job.last.tmp (jobctl.c, the
-    launcher's record, rewritten after each checkpoint, at the same time as
-    the index on the writer thread), finished (the last run's normal end).
+    launcher's record, rewritten by rank 0 after each checkpoint while its
+    writer thread may be replacing the index), finished (the last run's
+    normal end).
     Lock probes: while an epoch file is created collectively, Open MPI's
     MPI-IO has every rank create and unlink "<epoch file>.locktest.<rank>"
     (swept if a kill leaves one): at most one per rank.
