@@ -65,7 +65,8 @@ void cr_epoch_path(const struct cr_store *st, uint64_t epoch, char *out, size_t 
 /* Add the committed epoch to the index, drop what CRMPI_KEEP no longer
  * needs, write the index and delete unneeded files (rank 0 only). */
 int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *e);
-/* gc.c: delete (in a helper thread) the epoch files st->ix does not name;
+/* gc.c: delete (in a helper thread) the epoch files st->ix does not name
+ * and MPI-IO's lock probes left beside epoch files (gc.c says whose);
  * cr_gc_wait returns once the previous sweep's deletions are done. */
 void cr_gc_sweep(struct cr_store *st);
 void cr_gc_wait(struct cr_store *st);
