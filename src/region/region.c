@@ -467,6 +467,19 @@ static int finish(struct merger *m, uintptr_t end)
     return rc;
 }
 
+/* After a tracker pass that started a new epoch (status rc): flush the
+ * merger and forget the discards reported. Lock held. */
+static int end_epoch(struct merger *m, int rc, uintptr_t end)
+{
+    if (!rc)
+        rc = finish(m, end);
+    if (!rc && R.zero_pending) {
+        cr_page_bitmap_clear_range(&R.zero, R.base, R.size);
+        R.zero_pending = 0;
+    }
+    return rc;
+}
+
 int cr_region_collect(cr_extent_fn fn, void *arg)
 {
     pthread_mutex_lock(&R.lock);
@@ -475,13 +488,7 @@ int cr_region_collect(cr_extent_fn fn, void *arg)
         goto unlock;
     uintptr_t end = R.base + R.size;
     struct merger m = { .fn = fn, .arg = arg, .cursor = R.base, .with_zeros = R.zero_pending };
-    rc = R.trk.ops->collect(&R.trk, R.base, end, on_extent, &m);
-    if (!rc)
-        rc = finish(&m, end);
-    if (!rc && R.zero_pending) {
-        cr_page_bitmap_clear_range(&R.zero, R.base, R.size);
-        R.zero_pending = 0;
-    }
+    rc = end_epoch(&m, R.trk.ops->collect(&R.trk, R.base, end, on_extent, &m), end);
 unlock:
     pthread_mutex_unlock(&R.lock);
     return rc;
@@ -545,15 +552,9 @@ int cr_region_snapshot(int full, cr_extent_fn fn, void *arg)
     uintptr_t end = R.base + R.size;
     int zeros = !full && R.zero_pending;
     struct merger m = { .fn = fn, .arg = arg, .cursor = R.base, .with_zeros = zeros };
-    rc = R.trk.ops->snapshot(&R.trk, R.base, end, full, on_extent, &m);
-    if (!rc)
-        rc = finish(&m, end);
     /* A full snapshot saves every page with contents: the discarded ones
      * read as zeros and need no record either way. */
-    if (!rc && R.zero_pending) {
-        cr_page_bitmap_clear_range(&R.zero, R.base, R.size);
-        R.zero_pending = 0;
-    }
+    rc = end_epoch(&m, R.trk.ops->snapshot(&R.trk, R.base, end, full, on_extent, &m), end);
 unlock:
     pthread_mutex_unlock(&R.lock);
     return rc;
