@@ -72,6 +72,8 @@ static const struct var vars[] = {
       "async: copy dirty pages to a staging buffer, write in the background, commit at the next checkpoint/wait/exit; sync: write and commit inside the call (same value on every rank)" },
     { "CRMPI_STAGING_MAX", T_SIZE, "1G", F(staging_max), NULL,
       "largest staging buffer of async checkpoints per process; a checkpoint with more dirty bytes is written synchronously" },
+    { "CRMPI_WRITER_NICE", T_UINT, "19", F(writer_nice), NULL,
+      "nice value (0-19) of the background checkpoint writer thread: where it shares a CPU with the computation, the computation runs first" },
     { "CRMPI_RESTORE", T_ENUM, "eager", F(restore), restore_names,
       "restart: eager (read and verify everything, then resume) or lazy (resume at once; pages are fetched on first touch and by a background prefetch)" },
 };

@@ -46,6 +46,7 @@ struct cr_config {
     int      ckpt_mode;       /* CRMPI_CKPT_MODE (enum cr_ckpt_mode)            */
     size_t   staging_max;     /* CRMPI_STAGING_MAX: bytes of the staging buffer */
     int      restore;         /* CRMPI_RESTORE: enum cr_restore_mode            */
+    unsigned writer_nice;     /* CRMPI_WRITER_NICE: nice value of the writer    */
 };
 enum cr_restore_mode { CR_RESTORE_EAGER = 0, CR_RESTORE_LAZY };
 

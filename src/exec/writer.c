@@ -22,6 +22,16 @@
  * mpi-wrap/jobctl.c, SIGSEGV of the mprotect tracker excepted since it is
  * synchronous) are never delivered on it.
  *
+ * Priority: the writer runs at nice CRMPI_WRITER_NICE (default 19; Linux
+ * nice values are per thread). A rank bound to one core (Open MPI binds
+ * to cores by default) keeps its writer on that core, and a writer at the
+ * application's priority, woken with the epoch, took the core from the
+ * rest of the checkpoint call (measured: 17 ms of a 19 ms call, 1 rank,
+ * 1 GiB, 1% written; 0.6-7 ms at nice 19): it re-arms dirty-page tracking
+ * first, which is CPU work. At nice 19 it uses the gaps of the computation;
+ * a checkpoint that finds it still busy waits for it, and it then has the
+ * core to itself, so no work is lost, only moved.
+ *
  * Placement (hwloc): the writer binds itself to the last PU of the CPUs the
  * process may run on. MPI launchers and OpenMP runtimes fill PUs from the
  * first one, so the last is the one most often idle (with SMT it is the
@@ -40,8 +50,12 @@
 #include <hwloc.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "common/config.h"
 #include "common/fault.h"
 #include "common/log.h"
 #include "store/store.h"
@@ -64,6 +78,16 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void lower_priority(void)
+{
+    unsigned nice = cr_config()->writer_nice;
+    if (nice > 19)
+        nice = 19;
+    if (nice && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), (int)nice) != 0)
+        cr_dbg("checkpoint writer: cannot lower its priority to nice %u: %s", nice,
+               strerror(errno));
 }
 
 static void place(void)
@@ -121,6 +145,7 @@ static int run_job(const struct cr_write_job *j, double *rearm_seconds)
 
 static void *writer_main(void *unused)
 {
+    lower_priority();
     place();
     pthread_mutex_lock(&W.mu);
     for (;;) {
