@@ -237,7 +237,7 @@ static int share_sizes(struct cr_store *st, const struct cr_epoch_desc *d, uint6
     memcpy(mine.host, st->host, CR_HOST_MAX);
     int rc = c->allgather(c, &mine, st->peers, sizeof mine);
     if (rc < 0)
-        return cr_coll_agree(c, rc);   /* with whoever still can */
+        return rc;    /* MPI failed the collective (logged): no round can agree now */
     const struct cr_begin_info *all = st->peers;
     int64_t worst = 0;
     for (int r = 0; r < c->size; r++)
