@@ -228,12 +228,17 @@ int crmpi_exit_code(void)
     return exit_agreed ? CRMPI_EXIT_STOPPED : 0;
 }
 
-/* Write dir/name atomically (temporary file, fsync, rename). */
+/* Write dir/name atomically (temporary file, fsync, rename). The temporary
+ * has a fixed name (only rank 0 of the one job using the directory writes
+ * these files): a writer killed before its rename leaves one that the next
+ * write truncates and renames, where a name per process (".tmp.<pid>")
+ * left one more file in the checkpoint directory for good at every such
+ * kill. */
 static int write_file(const char *dir, const char *name, const char *text)
 {
     char path[PATH_MAX + 64], tmp[PATH_MAX + 80];
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path ||
-        (size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= sizeof tmp)
+        (size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
         return -ENAMETOOLONG;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {

@@ -22,6 +22,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,7 +35,7 @@ struct cr_gc {
     pid_t owner;                   /* process that created the thread */
     char dir[PATH_MAX];
     size_t n;
-    char (*names)[32];
+    char (*names)[NAME_MAX + 1];
 };
 
 static int is_epoch_name(const char *name, uint64_t *epoch)
@@ -42,6 +43,23 @@ static int is_epoch_name(const char *name, uint64_t *epoch)
     unsigned long long v;
     int n = 0;
     if (sscanf(name, "epoch-%12llu.h5%n", &v, &n) != 1 || name[n] || strlen(name) != 21)
+        return 0;
+    *epoch = v;
+    return 1;
+}
+
+/* Open MPI's MPI-IO (OMPIO, sharedfp/lockedfile) probes whether the
+ * filesystem supports fcntl locks on every collective file open: each rank
+ * creates "<file>.locktest.<rank>" beside the file and unlinks it at once
+ * (seen by inotify during H5Fcreate of an epoch). A rank killed in between
+ * leaves its probe behind, and nothing but this sweep ever removes it. */
+static int is_lock_probe_name(const char *name, uint64_t *epoch)
+{
+    unsigned long long v;
+    unsigned rank;
+    int n = 0;
+    if (sscanf(name, "epoch-%12llu.h5.locktest.%u%n", &v, &rank, &n) != 2 || name[n] ||
+        strncmp(name + 21, ".locktest.", 10))
         return 0;
     *epoch = v;
     return 1;
@@ -55,7 +73,7 @@ static void gc_unlink_all(const struct cr_gc *g)
         return;
     }
     for (size_t i = 0; i < g->n; i++) {
-        if (unlinkat(dfd, g->names[i], 0) < 0)
+        if (unlinkat(dfd, g->names[i], 0) < 0 && errno != ENOENT)   /* gone is fine */
             cr_perr("unlink(%s/%s)", g->dir, g->names[i]);
         else
             cr_dbg("%s: removed %s", g->dir, g->names[i]);
@@ -101,9 +119,12 @@ void cr_gc_wait(struct cr_store *st)
     gc_free(g);
 }
 
-/* The epoch files older than `below` that ix does not name. Newer files
- * may be epochs still being written (asynchronous checkpoints create the
- * next epoch's file before the previous index is published). */
+/* The epoch files older than `below` that ix does not name, and the lock
+ * probes of those epoch numbers. Newer files may be epochs still being
+ * written (asynchronous checkpoints create the next epoch's file before the
+ * previous index is published). No sweep runs during an epoch file's
+ * creation (begin waits for the thread; the deferred sweep runs on the
+ * writer, which the next begin waits for), so no probe is in use. */
 static struct cr_gc *gc_collect(const char *dir, const struct cr_index *ix, uint64_t below)
 {
     struct cr_gc *g = calloc(1, sizeof *g);
@@ -118,8 +139,12 @@ static struct cr_gc *gc_collect(const char *dir, const struct cr_index *ix, uint
     struct dirent *de;
     while ((de = readdir(d))) {
         uint64_t ep;
-        if (!is_epoch_name(de->d_name, &ep) || ep >= below || cr_index_find(ix, ep))
+        if (is_epoch_name(de->d_name, &ep)) {
+            if (ep >= below || cr_index_find(ix, ep))
+                continue;
+        } else if (!is_lock_probe_name(de->d_name, &ep) || ep >= below) {
             continue;
+        }
         if (g->n == cap) {
             size_t ncap = cap ? 2 * cap : 8;
             void *p = realloc(g->names, ncap * sizeof *g->names);
@@ -139,7 +164,8 @@ static struct cr_gc *gc_collect(const char *dir, const struct cr_index *ix, uint
     return g;
 }
 
-/* Delete every epoch file the index does not name (rank 0). */
+/* Delete every epoch file the index does not name, and every lock probe
+ * (rank 0). */
 void cr_gc_sweep(struct cr_store *st)
 {
     cr_gc_wait(st);

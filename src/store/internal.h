@@ -89,7 +89,8 @@ int cr_store_index_next(const struct cr_store *st, const struct cr_index_entry *
                         struct cr_index *next);
 int cr_store_index_write(struct cr_store *st, const struct cr_index *next);
 void cr_store_index_adopt(struct cr_store *st, struct cr_index *next, int complete);
-/* gc.c: delete (in a helper thread) the epoch files st->ix does not name;
+/* gc.c: delete (in a helper thread) the epoch files st->ix does not name
+ * and MPI-IO's lock probes left beside epoch files (gc.c says whose);
  * cr_gc_wait returns once the previous sweep's deletions are done. */
 void cr_gc_sweep(struct cr_store *st);
 void cr_gc_wait(struct cr_store *st);

@@ -10,7 +10,8 @@
  * (the full epoch and the increments up to each kept one); it rewrites the
  * index first and deletes files afterwards, so a crash in between leaves
  * only unreferenced files, which the next collection removes (together with
- * uncommitted epochs left by crashed writers and a stale index.tmp).
+ * uncommitted epochs left by crashed writers and a stale index.tmp); opening
+ * the store collects them too, before the run writes anything.
  */
 #include "store/internal.h"
 #include "common/config.h"
@@ -184,6 +185,17 @@ int cr_store_open(struct cr_store **out, const char *dir, struct cr_coll *coll,
         cr_store_close(st);
         return rc;
     }
+    /* One job writes a directory, and none of its epochs is being written
+     * while it opens the store: every epoch file the index does not name
+     * is garbage now (a killed run's unpublished epochs, the files its
+     * interrupted sweep had not yet deleted, MPI-IO lock probes). Swept
+     * here, not at this run's first index publication (its second
+     * checkpoint in async mode), they never add up with the files this
+     * run creates before then; the first begin waits for the thread. Not
+     * when the index was unusable: its epochs may still be wanted by hand
+     * (the first commit of a new index sweeps them). */
+    if (coll->rank == 0 && !st->index_bad)
+        cr_gc_sweep(st);
     *out = st;
     return 0;
 }

@@ -3,26 +3,40 @@
 
 Usage: soak.py [options] -- MPIEXEC... -np N SOAK_APP STEPS SEED
 
+The full size of issue #9 (16 ranks oversubscribed on 2 cores, 200
+checkpoints, 12 kills; about 2 minutes on an idle 2-core machine):
+
+  tests/mpi/soak.py --workdir /tmp/soak --kills 12 --after-ckpts 3 14 -- \
+      mpirun --oversubscribe -np 16 $PWD/build/tests/mpi/soak_app 200 7
+
+(from the top of the source tree; the job runs in --workdir, hence $PWD; as
+root add --allow-run-as-root; CTest's mpi_soak_np8 is the small size).
+
 1. Reference: the job runs once with CRMPI_DISABLE=1 (checkpoints are
    no-ops); its one-line answer must say bad=0.
 2. Soak: the job runs with checkpoints on (CRMPI_LOG=error) in a fresh
    directory. While it runs, every --poll seconds the RSS of every rank and
-   the number of files in the checkpoint directory are sampled; a random
-   delay (uniform in [--min-delay, --max-delay]) after the run's first
-   checkpoint (so that every run makes progress), or with --after-ckpts
-   after a random number of the run's checkpoints, one random rank is
-   SIGKILLed, mpirun is given --grace seconds to take the others down, and the
-   job is started again with the same command. Once --kills kills happened
-   the job runs to its end.
+   the files in the checkpoint directory are sampled. One random rank is
+   SIGKILLed a random delay (uniform in [--min-delay, --max-delay]) after
+   the run's first checkpoint (so that every run makes progress), or with
+   --after-ckpts LO HI after a random number in [LO, HI] of the run's
+   checkpoints plus a random part of one step (the mean time between this
+   run's checkpoints, at most --max-delay), so that kills land anywhere in
+   a step (drain, write, compute) and cost a known number of steps; mpirun
+   is given --grace seconds to take the others down, and the job is started
+   again with the same command. Once --kills kills happened the job runs to
+   its end. A killed run advances the job by at most HI + 2 checkpoints (HI,
+   the part of a step, one of polling), so KILLS * (HI + 2) <= STEPS is
+   required: every kill then comes before the job ends.
 3. Checks: the final answer equals the reference (so no message was lost,
    duplicated or corrupted: the application checks every payload), the
    largest RSS of any rank stays under --max-rss-mib, the checkpoint
-   directory never holds more than --max-files files (garbage collection
-   works: CRMPI_KEEP committed epochs, their chains of at most
-   CRMPI_FULL_EVERY epochs, one epoch being written, one left by a killed
-   writer, the index and its temporary), and the final run's last
-   checkpoint (rank 0 reports each) is epoch STEPS or later: one committed
-   epoch per step.
+   directory stays within the bounds that file_bounds() derives from
+   CRMPI_FULL_EVERY, CRMPI_KEEP, CRMPI_CKPT_MODE and the number of ranks
+   (garbage collection works; no file name crmpi does not know of), it
+   holds no temporary, no lock probe and no uncommitted epoch beyond the
+   last one's at the end, and the final run's last checkpoint (rank 0
+   reports each) is epoch STEPS or later: one committed epoch per step.
 Prints the figures and "soak: PASS" or "soak: FAIL".
 """
 import argparse
@@ -51,7 +65,7 @@ def args(argv):
     p.add_argument('--timeout', type=float, default=3600.0, help='seconds for the whole soak')
     p.add_argument('--max-rss-mib', type=float, default=256.0)
     p.add_argument('--max-files', type=int, default=0,
-                   help='default: CRMPI_FULL_EVERY + CRMPI_KEEP + 4')
+                   help='bound on all files at once; default: derived (file_bounds)')
     p.add_argument('--seed', type=int, default=None)
     p.add_argument('--app', default='soak_app', help='command name of a rank')
     p.add_argument('cmd', nargs=argparse.REMAINDER)
@@ -61,6 +75,52 @@ def args(argv):
     if not a.cmd:
         p.error('no command')
     return a
+
+
+EPOCH = re.compile(r'epoch-\d{12}\.h5$')
+PROBE = re.compile(r'epoch-\d{12}\.h5\.locktest\.\d+$')
+OTHER = ('index', 'index.tmp', 'crmpi-job.last', 'crmpi-job.last.tmp', 'finished')
+
+
+def file_bounds(full_every, keep, async_mode, nranks):
+    """Most files of each kind the checkpoint directory can hold at once.
+
+    Epoch files. The index keeps the newest KEEP committed epochs and the
+    chains they need (store.c gc_mark). An incremental epoch's parent is the
+    epoch committed just before it, so the newest KEEP - 1 entries each
+    chain onto the next older one and add one file each to the chain of the
+    oldest kept entry, which is at most FULL_EVERY long (cr_store_next_is_full):
+    an index names at most FULL_EVERY + KEEP - 1 epochs. The index naming
+    epoch E replaces the one naming E - 1 and only then are the files it no
+    longer names deleted, so until that sweep ends the files of both are
+    there: at most FULL_EVERY + KEEP - 1 named by the older index, plus E.
+    In async mode (the default) E is committed at checkpoint E + 1, which
+    creates file E + 1 first; the writer publishes the index naming E and
+    sweeps before it writes E + 1, and checkpoint E + 2 waits for that: one
+    more file. A killed run's unpublished epochs and unfinished sweep are
+    deleted when the next run opens the directory, before it creates an
+    epoch file (store.c), so kills add none.
+
+    Other files, one each: index and index.tmp (while the index is
+    replaced), crmpi-job.last and crmpi-job.last.tmp (jobctl.c, the
+    launcher's record, rewritten by rank 0 after each checkpoint while its
+    writer thread may be replacing the index), finished (the last run's
+    normal end).
+    Lock probes: while an epoch file is created collectively, Open MPI's
+    MPI-IO has every rank create and unlink "<epoch file>.locktest.<rank>"
+    (swept if a kill leaves one): at most one per rank.
+    """
+    epochs = full_every + keep - 1 + (2 if async_mode else 1)
+    return {'epochs': epochs, 'probes': nranks,
+            'all': epochs + len(OTHER) + nranks}
+
+
+def classify(names):
+    """(epoch files, lock probes, names crmpi does not write)."""
+    epochs = [n for n in names if EPOCH.match(n)]
+    probes = [n for n in names if PROBE.match(n)]
+    unknown = [n for n in names if not (EPOCH.match(n) or PROBE.match(n) or n in OTHER)]
+    return epochs, probes, unknown
 
 
 def children(root):
@@ -109,7 +169,20 @@ def main(argv):
     base.pop('CRMPI_FAULT', None)
     full_every = int(base.get('CRMPI_FULL_EVERY', '8'))
     keep = int(base.get('CRMPI_KEEP', '2'))
-    max_files = a.max_files or full_every + keep + 4
+    async_mode = base.get('CRMPI_CKPT_MODE', 'async') != 'sync'
+    try:
+        nranks = int(a.cmd[a.cmd.index('-np') + 1])
+        nsteps = int(a.cmd[-2])
+    except (ValueError, IndexError):
+        print('soak: FAIL the command needs -np N and ends with STEPS SEED')
+        return 2
+    bounds = file_bounds(full_every, keep, async_mode, nranks)
+    max_files = a.max_files or bounds['all']
+    if a.after_ckpts and a.kills * (a.after_ckpts[1] + 2) > nsteps:
+        print('soak: FAIL %d kills after up to %d checkpoints each need %d steps, the job '
+              'has %d: lower --after-ckpts HI or --kills' %
+              (a.kills, a.after_ckpts[1], a.kills * (a.after_ckpts[1] + 2), nsteps))
+        return 2
     print('soak: seed %d, %s' % (seed, ' '.join(a.cmd)), flush=True)
 
     t0 = time.time()
@@ -125,8 +198,9 @@ def main(argv):
     env = dict(base, CRMPI_LOG='error', CRMPI_DIR=ckpt)
     kills = runs = ckpts = last_epoch = 0
     epochs = set()
-    max_rss = max_nfiles = 0
+    max_rss = max_nfiles = max_epochs = max_probes = 0
     max_names = []
+    strays = set()
     final = None
     t0 = time.time()
     while final is None:
@@ -144,15 +218,21 @@ def main(argv):
             want = None
             killed = None
             run_rss = 0
+            seen_at = []             # when each checkpoint line was first seen
             while p.poll() is None:
                 time.sleep(a.poll)
                 if deadline is None and kills < a.kills:
                     err.seek(0)
                     seen = err.read().count('soak: checkpoint epoch')
+                    seen_at += [time.time()] * (seen - len(seen_at))
                     if a.after_ckpts and want is None:
                         want = rnd.randint(*a.after_ckpts)
                     if a.after_ckpts and seen >= want:
-                        deadline = time.time() + rnd.uniform(0, a.max_delay)
+                        # A random part of one step (from the second line on:
+                        # the first includes the restart).
+                        step = ((seen_at[-1] - seen_at[1]) / (len(seen_at) - 2)
+                                if len(seen_at) > 2 else a.max_delay)
+                        deadline = time.time() + rnd.uniform(0, min(step, a.max_delay))
                     elif not a.after_ckpts and seen:
                         deadline = time.time() + rnd.uniform(a.min_delay, a.max_delay)
                 ranks = [pid for pid, c in children(p.pid).items() if c == a.app]
@@ -163,6 +243,10 @@ def main(argv):
                     names = os.listdir(ckpt)
                     if len(names) > max_nfiles:
                         max_nfiles, max_names = len(names), sorted(names)
+                    ep, pr, unknown = classify(names)
+                    max_epochs = max(max_epochs, len(ep))
+                    max_probes = max(max_probes, len(pr))
+                    strays.update(unknown)
                 except OSError:
                     pass
                 if deadline and time.time() >= deadline and ranks and killed is None:
@@ -193,12 +277,23 @@ def main(argv):
             return 1
         final = out
     dt = time.time() - t0
-    nsteps = int(a.cmd[-2])
     print('soak: %d runs, %d kills, %d checkpoints taken (%d distinct epochs, the last %d), '
-          '%.0f s, max files %d (bound %d), max rank RSS %.1f MiB (bound %.0f)' %
+          '%.0f s, max files %d (bound %d; epoch files %d, bound %d; lock probes %d, '
+          'bound %d), max rank RSS %.1f MiB (bound %.0f)' %
           (runs, kills, ckpts, len(epochs), last_epoch, dt, max_nfiles, max_files,
+           max_epochs, bounds['epochs'], max_probes, bounds['probes'],
            max_rss / 1024.0, a.max_rss_mib))
     print('soak: final %s' % final.strip())
+    # At the end: the final run committed its last epoch completely (index
+    # written, sweep started); the program's exit does not wait for the
+    # sweep's helper thread, so the files of the index before it may remain
+    # (one more than the index names, FULL_EVERY + KEEP at most). Nothing
+    # temporary: what a kill left was swept when the final run opened the
+    # directory.
+    left = sorted(os.listdir(ckpt))
+    ep, pr, unknown = classify(left)
+    leftover = pr + unknown + [n for n in left if n.endswith('.tmp')]
+    print('soak: left in the directory: %s' % ' '.join(left))
     bad = []
     if final != ref.stdout:
         bad.append('final answer %r differs from the reference %r' % (final, ref.stdout))
@@ -212,6 +307,15 @@ def main(argv):
         bad.append('the last checkpoint was epoch %d for %d steps' % (last_epoch, nsteps))
     if max_nfiles > max_files:
         bad.append('%d files in the checkpoint directory: %s' % (max_nfiles, ' '.join(max_names)))
+    if max_epochs > bounds['epochs']:
+        bad.append('%d epoch files at once (bound %d)' % (max_epochs, bounds['epochs']))
+    if max_probes > bounds['probes']:
+        bad.append('%d MPI-IO lock probes at once (bound %d)' % (max_probes, bounds['probes']))
+    if strays:
+        bad.append('files crmpi does not write: %s' % ' '.join(sorted(strays)))
+    if leftover or len(ep) > full_every + keep:
+        bad.append('at the end %d epoch files (bound %d) and left over: %s' %
+                   (len(ep), full_every + keep, ' '.join(leftover) or 'nothing'))
     if max_rss > a.max_rss_mib * 1024:
         bad.append('a rank reached %.1f MiB' % (max_rss / 1024.0))
     if bad:

@@ -12,6 +12,7 @@
 #include "jobctl.h"
 #include "common/config.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <mpi.h>
 #include <signal.h>
@@ -175,6 +176,45 @@ static void test_stop_without_need_checkpoint_call(void)
     CU_ASSERT_EQUAL(agreed(crmpi_should_exit()), 0);
 }
 
+/* Entries of the directory whose name starts with prefix. */
+static int count_prefixed(const char *prefix)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        n += !strncmp(de->d_name, prefix, strlen(prefix));
+    closedir(d);
+    return n;
+}
+
+/* A writer killed between creating its temporary and the rename leaves the
+ * temporary behind (planted here under the name rank 0 writes through):
+ * the next write must take it over, not leave one more file in the
+ * checkpoint directory for good. */
+static void test_killed_writer_temporary_taken_over(void)
+{
+    fresh();
+    if (rank == 0) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/crmpi-job.last.tmp", dir);
+        FILE *f = fopen(path, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        fputs("epoch=1\n", f);
+        fclose(f);
+    }
+    CU_ASSERT_EQUAL(crmpi_jobctl_after_checkpoint(4), 0);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0) {
+        CU_ASSERT(file_has("crmpi-job.last", "epoch=4"));
+        CU_ASSERT_EQUAL(count_prefixed("crmpi-job.last.tmp"), 0);
+        CU_ASSERT_EQUAL(count_prefixed("crmpi-job."), 1);
+    }
+    fresh();
+}
+
 static volatile sig_atomic_t program_handler_calls;
 static void program_handler(int sig) { (void)sig; program_handler_calls++; }
 
@@ -235,6 +275,7 @@ static CU_TestInfo jobctl_tests[] = {
     CUTEST(test_due_after_interval_then_clock_restarts),
     CUTEST(test_stop_signal_on_last_rank_agreed_by_all),
     CUTEST(test_stop_without_need_checkpoint_call),
+    CUTEST(test_killed_writer_temporary_taken_over),
     CUTEST(test_program_handler_still_called),
     CUTEST(test_sigterm_only_when_configured),
     CU_TEST_INFO_NULL,

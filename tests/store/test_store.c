@@ -299,6 +299,70 @@ static void test_gc_never_deletes_the_next_epoch_reusing_a_leftover_name(void)
     cr_store_close(st);
 }
 
+static void touch(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fclose(f);
+}
+
+/* What a killed run leaves that the index does not name - its unpublished
+ * epochs, the files its interrupted sweep had not deleted yet, and the
+ * lock probes Open MPI's MPI-IO creates beside a file on every collective
+ * open ("<file>.locktest.<rank>") - goes when the store is opened again,
+ * before the new run writes an epoch (with asynchronous checkpoints the
+ * first sweep of a run comes only at its second checkpoint, and until then
+ * these added up with the run's own files). Named epochs and files that
+ * are not the store's stay; so does everything when the index is bad. */
+static void test_open_sweeps_what_a_killed_run_left(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(3, 8, 2);      /* 1F 2 3: all named */
+    cr_store_close(st);
+    char e4[4200], e9[4200], probe4[4300], probe2[4300], job[4300], idx[4300];
+    snprintf(e4, sizeof e4, "%s", epoch_file(4));
+    snprintf(e9, sizeof e9, "%s", epoch_file(9));
+    snprintf(probe4, sizeof probe4, "%s.locktest.5", e4);
+    snprintf(probe2, sizeof probe2, "%s.locktest.12", epoch_file(2));
+    snprintf(job, sizeof job, "%s/crmpi-job.last", dir);
+    snprintf(idx, sizeof idx, "%s/index", dir);
+    const char *junk[] = { e4, e9, probe4, probe2 };
+    for (size_t i = 0; i < CR_ARRAY_SIZE(junk); i++)
+        touch(junk[i]);
+    touch(job);
+    st = open_store(8, 2);
+    cr_gc_wait(st);
+    for (size_t i = 0; i < CR_ARRAY_SIZE(junk); i++)
+        CU_ASSERT_NOT_EQUAL(access(junk[i], F_OK), 0);
+    for (uint64_t e = 1; e <= 3; e++)
+        CU_ASSERT_EQUAL(access(epoch_file(e), F_OK), 0);
+    CU_ASSERT_EQUAL(access(job, F_OK), 0);
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, NULL, NULL, 0), 0);
+    CU_ASSERT_EQUAL(memcmp(out, snap[3], sizeof out), 0);
+    /* A probe left while the store is open goes with the next commit. */
+    touch(probe2);
+    uint8_t dirty[NPAGES], zeroed[NPAGES];
+    mutate(dirty, zeroed);
+    uint64_t got = 0;
+    CU_ASSERT_EQUAL(th_write_epoch(st, &mem, 0, dirty, zeroed, 1, &got), 0);
+    CU_ASSERT_EQUAL(got, 4);
+    cr_gc_wait(st);
+    CU_ASSERT_NOT_EQUAL(access(probe2, F_OK), 0);
+    cr_store_close(st);
+    /* An unusable index: nothing is deleted at open. */
+    FILE *f = fopen(idx, "r+");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("garbage!", f);
+    fclose(f);
+    touch(e9);
+    st = open_store(8, 2);
+    cr_gc_wait(st);
+    CU_ASSERT_EQUAL(access(e9, F_OK), 0);
+    for (uint64_t e = 1; e <= 4; e++)
+        CU_ASSERT_EQUAL(access(epoch_file(e), F_OK), 0);
+    cr_store_close(st);
+}
+
 static void test_gc_keep_two_retains_previous_chain(void)
 {
     fresh();
@@ -713,6 +777,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_gc_keeps_whole_chains_and_removes_leftovers),
     CUTEST(test_gc_keep_two_retains_previous_chain),
     CUTEST(test_gc_never_deletes_the_next_epoch_reusing_a_leftover_name),
+    CUTEST(test_open_sweeps_what_a_killed_run_left),
     CUTEST(test_abandoned_epoch_keeps_previous_and_forces_full),
     CUTEST(test_api_misuse_returns_codes),
     CUTEST(test_truncated_file_falls_back),
