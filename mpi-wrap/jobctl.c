@@ -8,8 +8,9 @@
  * it at the program's next collective crmpi_need_checkpoint() (a 2-int
  * PMPI_Allreduce MAX of "stop seen" and "interval elapsed", so every rank
  * gets the same answer although their clocks and signals differ) and again
- * inside every committed checkpoint (crmpi_jobctl_after_checkpoint, one
- * PMPI_Allreduce MAX of the stop flag and the checkpoint cost). That second
+ * inside every checkpoint (crmpi_jobctl_checkpoint_agree, one
+ * PMPI_Allreduce MAX of the stop flag, the checkpoint cost and the
+ * checkpoint's status, which it agrees on at the same time). That second
  * agreement is what makes crmpi_should_exit() true on every rank right
  * after the same checkpoint, so a program that just calls crmpi_checkpoint()
  * every step stops correctly too.
@@ -314,24 +315,30 @@ static int fixed_epoch(int stop, uint64_t *epoch, void *arg)
 
 int crmpi_jobctl_after_checkpoint(uint64_t epoch)
 {
-    return crmpi_jobctl_after_checkpoint_settle(fixed_epoch, &epoch);
+    return crmpi_jobctl_checkpoint_agree(0, -1, fixed_epoch, &epoch);
 }
 
-int crmpi_jobctl_after_checkpoint_settle(int (*settle)(int stop, uint64_t *epoch, void *arg),
-                                         void *arg)
+int crmpi_jobctl_checkpoint_agree(int status, double seconds,
+                                  int (*settle)(int stop, uint64_t *epoch, void *arg), void *arg)
 {
     uint64_t epoch = 0;
     if (!mpi_ready() || crmpi_jobctl_init() != 0)
         return CR_ESTATE;
     int sig = stop_signal;
-    /* One collective: [0] did a stop signal arrive, [1] the largest cost. */
-    double v[2] = { sig ? (double)sig : 0.0, cost >= 0 ? cost : 0.0 };
-    int rc = PMPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    double mine = seconds >= 0 && seconds < 1e300 ? seconds : cost;
+    /* One collective: [0] did a stop signal arrive, [1] the largest cost,
+     * [2] the checkpoint's status on the rank where it is worst (negated:
+     * the maximum finds it; doubles hold every int exactly). */
+    double v[3] = { sig ? (double)sig : 0.0, mine >= 0 ? mine : 0.0,
+                    status < 0 ? -(double)status : 0.0 };
+    int rc = PMPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     if (rc != MPI_SUCCESS) {
         cr_err("after a checkpoint: MPI_Allreduce failed (MPI error %d)", rc);
-        return CR_EREMOTE;
+        return status < 0 ? status : CR_EREMOTE;
     }
-    if (cost >= 0)
+    if (v[2] > 0)
+        return -(int)v[2];     /* failed somewhere: nothing recorded */
+    if (mine >= 0)
         cost = v[1];
     last_time = now();
     rc = settle(v[0] != 0, &epoch, arg);

@@ -5,13 +5,12 @@
  *
  * The MPI layer calls, on every rank:
  *   crmpi_jobctl_init()              right after PMPI_Init succeeded
- *   crmpi_jobctl_record_cost(s)      when a checkpoint commit is agreed, with
- *                                    the seconds this rank spent in
- *                                    crmpi_checkpoint() for it (the cost the
+ *   crmpi_jobctl_checkpoint_agree(st, s, f, a) collectively, at the end of
+ *                                    every checkpoint (not on the restart
+ *                                    path), with this rank's status of it and
+ *                                    the seconds it spent in
+ *                                    crmpi_checkpoint() (the cost the
  *                                    application paid: the Young/Daly C)
- *   crmpi_jobctl_after_checkpoint_settle(f, a) collectively, after every
- *                                    successful checkpoint (not after a failed one,
- *                                    not on the restart path)
  *   crmpi_jobctl_fini()              before PMPI_Finalize
  * jobctl calls the checkpoint protocol back only through settle; its collectives use
  * PMPI_* on MPI_COMM_WORLD directly.
@@ -30,27 +29,30 @@
  * when the MPI layer has not. Returns 0 or -errno (sigaction failed). */
 CR_MUST_CHECK int crmpi_jobctl_init(void);
 
-/* Not collective. Cost in seconds of the checkpoint being committed. */
+/* Not collective. Cost in seconds of the checkpoint being committed (for
+ * crmpi_jobctl_after_checkpoint). */
 void crmpi_jobctl_record_cost(double seconds);
-
 /* Collective over MPI_COMM_WORLD, after checkpoint `epoch` was committed on
- * every rank: crmpi_jobctl_after_checkpoint_settle with a settle that only
- * names epoch. */
+ * every rank: crmpi_jobctl_checkpoint_agree(0, -1, ...) with a settle that
+ * only names epoch. */
 CR_MUST_CHECK int crmpi_jobctl_after_checkpoint(uint64_t epoch);
-/* Collective over MPI_COMM_WORLD, after every successful checkpoint.
- * Agrees on whether a stop signal arrived anywhere, then calls
- * settle(stop, &epoch, arg) - collectively, with the same stop everywhere - which
- * must commit a still pending (asynchronous) checkpoint when stop is set
- * and name the last committed epoch. Then crmpi_should_exit() becomes true
- * everywhere on a stop, the interval clock restarts, and rank 0 rewrites
- * $CRMPI_DIR/crmpi-job.last (and writes crmpi-job.stopped on a stop).
- * Returns 0, settle's error (nothing changed then), or CR_EREMOTE when the
- * agreement failed in MPI (crmpi_should_exit() is then unchanged). Failing
- * to write the files is logged, not returned: they only inform the
- * launcher. */
-CR_MUST_CHECK int crmpi_jobctl_after_checkpoint_settle(
-    int (*settle)(int stop, uint64_t *epoch, void *arg), void *arg);
-
+/* Collective over MPI_COMM_WORLD, at the end of every checkpoint: one
+ * agreement of the checkpoint's status (this rank's: 0 or negative), of
+ * whether a stop signal arrived anywhere and of the largest cost (seconds,
+ * this rank's; < 0: the one crmpi_jobctl_record_cost recorded). If the
+ * checkpoint failed on any rank, returns the most negative status,
+ * identical everywhere, and changes nothing. Otherwise calls
+ * settle(stop, &epoch, arg) - collectively, with the same stop everywhere -
+ * which must commit a still pending (asynchronous) checkpoint when stop is
+ * set and name the last committed epoch. Then crmpi_should_exit() becomes
+ * true everywhere on a stop, the interval clock restarts, and rank 0
+ * rewrites $CRMPI_DIR/crmpi-job.last (and writes crmpi-job.stopped on a
+ * stop). Returns 0, settle's error (nothing changed then), or status /
+ * CR_EREMOTE when the agreement failed in MPI (crmpi_should_exit() is then
+ * unchanged). Failing to write the files is logged, not returned: they only
+ * inform the launcher. */
+CR_MUST_CHECK int crmpi_jobctl_checkpoint_agree(
+    int status, double seconds, int (*settle)(int stop, uint64_t *epoch, void *arg), void *arg);
 /* Not collective. Restores the signal handlers found at init. */
 void crmpi_jobctl_fini(void);
 

@@ -6,6 +6,9 @@
  * same branch and return the same status: a rank never writes an epoch that
  * another rank has abandoned, and a failed drain leaves the queue intact for
  * the running job (nothing was lost: drained messages are served from it).
+ * The last agreement (the checkpoint's status and the re-posting's) rides
+ * on job control's collective (crmpi_jobctl_checkpoint_agree): on a busy or
+ * oversubscribed node every extra round costs a scheduling delay.
  */
 #include "crmpi.h"
 #include "protocol.h"
@@ -130,16 +133,13 @@ static int checkpoint(void)
                 crmpi_fault("mpi-rebuilt");
             return rc ? rc : CRMPI_RESTARTED;
         }
-        rc = crmpi_agree(rc);
     }
+    /* Re-posting is local and needs no agreement first: the statuses of
+     * both, the stop signal and the cost are agreed by one collective. */
     int rrc = crmpi_resume();
     if (rrc)
         cr_errc(rrc, "re-posting deferred receives after the checkpoint failed");
-    rrc = crmpi_agree(rrc);
-    if (rc || rrc)
-        return rc ? rc : rrc;
-    crmpi_jobctl_record_cost(PMPI_Wtime() - t0);
-    rc = crmpi_jobctl_after_checkpoint_settle(settle, NULL);
+    rc = crmpi_jobctl_checkpoint_agree(rc ? rc : rrc, PMPI_Wtime() - t0, settle, NULL);
     return rc ? rc : CRMPI_CHECKPOINTED;
 }
 

@@ -47,13 +47,6 @@ struct cr_epoch {
     int finished;
 };
 
-/* What each rank tells the others in begin. */
-struct rank_info {
-    uint64_t data_bytes, nextents, nthreads, topo_len;
-    uint32_t full, id_len, id_crc;
-    char host[CR_HOST_MAX];
-} __attribute__((packed));
-
 static int check_desc(const struct cr_store *st, const struct cr_epoch_desc *d,
                       uint64_t *data_bytes)
 {
@@ -90,7 +83,7 @@ static uint64_t pow2_at_least(uint64_t v)
 }
 
 /* Sizes of every rank -> dataset sizes and this rank's positions. */
-static void plan_layout(struct cr_epoch *ep, const struct rank_info *all, int nranks,
+static void plan_layout(struct cr_epoch *ep, const struct cr_begin_info *all, int nranks,
                         int me, size_t align)
 {
     struct cr_epoch_header *h = &ep->hdr;
@@ -179,39 +172,41 @@ static int prepare_rows(struct cr_epoch *ep, const struct cr_epoch_desc *d, int 
     return 0;
 }
 
-/* Rank 0 decides what every rank must agree on: epoch number, full flag,
- * creation time, and the identity text (which goes into the header). */
-static int agree_header(struct cr_epoch *ep, const struct cr_epoch_desc *d)
+/* The epoch every rank expects next: the index and the last committed
+ * epoch are identical on all ranks (store.c), so this needs no message;
+ * the allgather of begin checks it anyway. */
+static uint64_t next_epoch(const struct cr_store *st)
 {
-    struct cr_store *st = ep->st;
-    struct cr_coll *c = st->coll;
-    struct cr_epoch_header *h = &ep->hdr;
     uint64_t next = st->last;
     for (uint32_t i = 0; i < st->ix.n; i++)
         next = CR_MAX(next, st->ix.e[i].epoch);
-    uint64_t v[3] = { next + 1, (uint64_t)time(NULL), st->identity_len };
-    int rc = c->bcast(c, v, sizeof v, 0);
-    if (rc < 0)
-        return rc;
+    return next + 1;
+}
+
+/* The header every rank builds alike: rank 0's clock and identity text. */
+static void make_header(struct cr_epoch *ep, const struct cr_epoch_desc *d,
+                        const struct cr_begin_info *rank0)
+{
+    struct cr_store *st = ep->st;
+    struct cr_epoch_header *h = &ep->hdr;
     memcpy(h->magic, CR_EPOCH_MAGIC, 8);
     h->version = CR_FMT_VERSION;
     h->header_len = sizeof *h;
-    h->epoch = v[0];
+    h->epoch = rank0->epoch;
     h->parent = d->full ? 0 : st->last;
     h->full = d->full ? 1 : 0;
-    h->nranks = (uint32_t)c->size;
+    h->nranks = (uint32_t)st->coll->size;
     h->page_size = CR_PAGE_SIZE;
-    h->ctime = v[1];
-    h->identity_len = (uint32_t)v[2];
+    h->ctime = rank0->ctime;
+    h->identity_len = (uint32_t)st->id0_len;
     memcpy(h->job_uuid, st->ix.job_uuid, CR_UUID_BYTES);
     snprintf(h->lib_version, sizeof h->lib_version, "%s", CRMPI_VERSION_STRING);
     uint64_t need = sizeof *h + h->identity_len;
     h->userblock = (uint32_t)pow2_at_least(CR_MAX(need, st->opts.align <= (64u << 20) ?
                                                   st->opts.align : 0));
-    return 0;
 }
 
-static int gather_topology(struct cr_epoch *ep, const struct rank_info *all, int n,
+static int gather_topology(struct cr_epoch *ep, const struct cr_begin_info *all, int n,
                            char (*hosts)[CR_HOST_MAX], uint64_t *lens, size_t *ntopo)
 {
     size_t k = 0;
@@ -228,56 +223,60 @@ static int gather_topology(struct cr_epoch *ep, const struct rank_info *all, int
     return 0;
 }
 
-/* The collective part of begin: everything up to the closed HDF5 file. */
-static int begin_collective(struct cr_epoch *ep, const struct cr_epoch_desc *d,
-                            uint64_t data_bytes)
+/* The allgather of begin: every rank's sizes into st->peers, and the
+ * agreement on whether to go on (the most negative local status; like
+ * cr_coll_agree, CR_EREMOTE on ranks that only learn of another's failure). */
+static int share_sizes(struct cr_store *st, const struct cr_epoch_desc *d, uint64_t data_bytes,
+                       int status)
+{
+    struct cr_coll *c = st->coll;
+    struct cr_begin_info mine = { status, next_epoch(st), (uint64_t)time(NULL), data_bytes,
+        status == 0 ? d->nextents : 0, status == 0 ? d->nthreads : 0,
+        st->topo_xml ? st->topo_len : 0, status == 0 && d->full, (uint32_t)st->identity_len,
+        cr_crc32c(0, st->identity, st->identity_len), "" };
+    memcpy(mine.host, st->host, CR_HOST_MAX);
+    int rc = c->allgather(c, &mine, st->peers, sizeof mine);
+    if (rc < 0)
+        return rc;    /* MPI failed the collective (logged): no round can agree now */
+    const struct cr_begin_info *all = st->peers;
+    int64_t worst = 0;
+    for (int r = 0; r < c->size; r++)
+        worst = CR_MIN(worst, all[r].status);
+    if (worst < 0)
+        return status < 0 ? status : CR_EREMOTE;
+    for (int r = 0; r < c->size; r++) {
+        if (all[r].full != all[0].full || all[r].epoch != all[0].epoch) {
+            /* Every rank sees the same table: all fail alike. */
+            cr_err("%s: ranks disagree on epoch %llu: rank %d expects epoch %llu (%s)",
+                   st->dir, (unsigned long long)all[0].epoch, r,
+                   (unsigned long long)all[r].epoch, all[r].full ? "full" : "incremental");
+            return -EPROTO;
+        }
+    }
+    return 0;
+}
+
+/* Create the HDF5 file (collective, once the sizes are shared); returns
+ * the local status, which the caller agrees on. */
+static int create_file(struct cr_epoch *ep, const struct cr_epoch_desc *d,
+                       char (*hosts)[CR_HOST_MAX], uint64_t *lens, uint64_t *offs)
 {
     struct cr_store *st = ep->st;
     struct cr_coll *c = st->coll;
     int n = c->size;
-    struct rank_info mine = { data_bytes, d->nextents, d->nthreads, 0, !!d->full,
-        (uint32_t)st->identity_len, cr_crc32c(0, st->identity, st->identity_len), "" };
-    memcpy(mine.host, st->host, CR_HOST_MAX);
-    mine.topo_len = st->topo_xml ? st->topo_len : 0;
-    struct rank_info *all = calloc((size_t)n, sizeof *all);
-    char (*hosts)[CR_HOST_MAX] = calloc((size_t)n, CR_HOST_MAX);
-    uint64_t *lens = calloc((size_t)n, sizeof *lens), *offs = calloc((size_t)n, sizeof *offs);
-    char *idtext = NULL;
+    const struct cr_begin_info *all = st->peers;
     size_t ntopo = 0;
-    int rc = all && hosts && lens && offs ? 0 : -ENOMEM;
-    rc = cr_coll_agree(c, rc);
-    if (rc == 0)
-        rc = cr_coll_agree(c, c->allgather(c, &mine, all, sizeof mine));
-    if (rc == 0)
-        rc = cr_coll_agree(c, agree_header(ep, d));
-    if (rc < 0)
-        goto free_all;
-    for (int r = 0; r < n; r++)
-        if (all[r].full != all[0].full)
-            rc = -EINVAL;
-    if (rc < 0)
-        cr_err("%s: ranks disagree on whether epoch %llu is full", st->dir,
-               (unsigned long long)ep->hdr.epoch);
-    idtext = malloc(ep->hdr.identity_len + 1);
-    if (!idtext)
-        rc = -ENOMEM;
-    else if (c->rank == 0)
-        memcpy(idtext, st->identity, ep->hdr.identity_len);
-    rc = cr_coll_agree(c, rc);
-    if (rc == 0)
-        rc = cr_coll_agree(c, c->bcast(c, idtext, ep->hdr.identity_len, 0));
-    if (rc < 0)
-        goto free_all;
+    make_header(ep, d, &all[0]);
     cr_epoch_path(st, ep->hdr.epoch, ep->path, sizeof ep->path);
     plan_layout(ep, all, n, c->rank, st->opts.align);
     gather_topology(ep, all, n, hosts, lens, &ntopo);
     ep->hdr.ntopo = (uint32_t)ntopo;
-    struct cr_layout_in in = { .path = ep->path, .coll = c, .hdr = &ep->hdr,
-        .identity = idtext, .ntopo = ntopo, .topo_host = hosts, .topo_len = lens,
-        .align = st->opts.align };
-    rc = cr_coll_agree(c, cr_layout_create(&in, &ep->hdr, offs));
+    struct cr_layout_in in = { .path = ep->path, .coll = c, .fapl = &st->fapl,
+        .hdr = &ep->hdr, .identity = st->id0, .ntopo = ntopo, .topo_host = hosts,
+        .topo_len = lens, .align = st->opts.align };
+    int rc = cr_layout_create(&in, &ep->hdr, offs);
     if (rc < 0)
-        goto free_all;
+        return rc;
     /* The first rank of each node writes that node's topology. */
     for (size_t j = 0; j < ntopo; j++) {
         int first = 0;
@@ -288,13 +287,7 @@ static int begin_collective(struct cr_epoch *ep, const struct cr_epoch_desc *d,
             ep->topo_len = lens[j];
         }
     }
-free_all:
-    free(all);
-    free(hosts);
-    free(lens);
-    free(offs);
-    free(idtext);
-    return rc;
+    return 0;
 }
 
 static void epoch_free(struct cr_epoch *ep)
@@ -330,9 +323,14 @@ static void reserve_slice(struct cr_epoch *ep)
                strerror(errno));
 }
 
+/* Two collectives besides HDF5's: the allgather of the sizes (which also
+ * agrees on going on) before the file is created, and one agreement after
+ * it (creation, the rows, opening the file). On these oversubscribed or
+ * busy nodes every extra round costs a scheduling delay. */
 int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr_epoch **out)
 {
     struct cr_coll *c = st->coll;
+    size_t n = (size_t)c->size;
     uint64_t data_bytes = 0;
     /* Until commit succeeds, the pages the caller collected for this epoch
      * (their dirty bits already cleared) are in no committed epoch: a
@@ -341,21 +339,26 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
     /* The previous sweep may be deleting a leftover with this epoch's name. */
     cr_gc_wait(st);
     struct cr_epoch *ep = calloc(1, sizeof *ep);
-    int rc = ep ? check_desc(st, d, &data_bytes) : -ENOMEM;
+    char (*hosts)[CR_HOST_MAX] = calloc(n, CR_HOST_MAX);
+    uint64_t *lens = calloc(n, 2 * sizeof *lens);    /* lens, then offsets */
+    int rc = ep && hosts && lens ? check_desc(st, d, &data_bytes) : -ENOMEM;
     if (rc == 0 && !st->topo_xml && cr_topology_xml(&st->topo_xml, &st->topo_len) < 0)
         cr_warn("%s: node topology unavailable; the epoch records none for %s", st->dir,
                 st->host);
-    rc = cr_coll_agree(c, rc);
+    rc = share_sizes(st, d, data_bytes, rc);
     if (rc < 0) {
         free(ep);
+        free(hosts);
+        free(lens);
         return rc;
     }
     ep->st = st;
     ep->fd = -1;
-    rc = begin_collective(ep, d, data_bytes);
-    if (rc < 0)
-        goto free_ep;
-    rc = prepare_rows(ep, d, c->rank);
+    rc = create_file(ep, d, hosts, lens, lens + n);
+    free(hosts);
+    free(lens);
+    if (rc == 0)
+        rc = prepare_rows(ep, d, c->rank);
     if (rc == 0) {
         ep->fd = open(ep->path, O_RDWR | O_CLOEXEC);
         if (ep->fd < 0) {
@@ -368,8 +371,15 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
         }
     }
     rc = cr_coll_agree(c, rc);
-    if (rc < 0)
+    if (rc < 0) {
+        /* Making the list is collective (it duplicates the communicator):
+         * after a failure every rank makes a new one next time, so a rank
+         * that failed to make it stays in step with the others. */
+        if (st->fapl >= 0)
+            H5Pclose(st->fapl);
+        st->fapl = H5I_INVALID_HID;
         goto free_ep;
+    }
     ep->me.rank = (uint32_t)c->rank;
     ep->me.pid = (uint32_t)getpid();
     ep->me.region_base = d->region_base;
@@ -606,15 +616,31 @@ static int commit(struct cr_store *st, struct cr_epoch *ep, int local_status,
     int rc = local_status < 0 ? local_status : 0;
     if (rc == 0 && (!ep || !ep->finished))
         rc = ep && atomic_load(&ep->failed) < 0 ? atomic_load(&ep->failed) : CR_ESTATE;
-    rc = same_status(c, rc);
+    /* Everything that can fail before the vote is prepared before it, so a
+     * deferred commit is one agreement and a complete one two (the vote,
+     * then whether rank 0 wrote the index). */
+    struct cr_index next = { 0 };
+    struct cr_index_pub *p = NULL;
     if (rc == 0) {
         struct cr_index_entry e = { .epoch = ep->hdr.epoch, .parent = ep->hdr.parent,
             .flags = ep->hdr.full ? CR_ENTRY_FULL : 0, .nranks = ep->hdr.nranks,
             .ctime = ep->hdr.ctime };
         snprintf(e.name, sizeof e.name, CR_EPOCH_FMT, (unsigned long long)e.epoch);
-        rc = same_status(c, pub ? cr_store_commit_index_deferred(st, &e, pub) :
-                                  cr_store_commit_index(st, &e));
+        rc = cr_store_index_next(st, &e, &next);
+        if (rc == 0 && pub && c->rank == 0)
+            rc = cr_index_pub_new(st, &next, e.epoch, &p);
     }
+    rc = same_status(c, rc);
+    if (rc == 0 && !pub)
+        rc = same_status(c, cr_store_index_write(st, &next));
+    if (rc == 0) {
+        cr_store_index_adopt(st, &next, !pub);
+        if (pub)
+            *pub = p;
+        p = NULL;
+    }
+    free(next.e);
+    cr_index_pub_free(p);
     if (rc == 0) {
         st->last = ep->hdr.epoch;
         st->force_full = 0;

@@ -264,27 +264,41 @@ close_types:
     return rc;
 }
 
+/* The file-access list of the epoch files, made once per store: making
+ * one duplicates the MPI communicator (a collective round per epoch). */
+static hid_t layout_fapl(const struct cr_layout_in *in)
+{
+    if (*in->fapl >= 0)
+        return *in->fapl;
+    hid_t fapl = in->coll->fapl(in->coll);
+    if (fapl < 0)
+        return H5I_INVALID_HID;
+    /* Large objects start on the alignment boundary; the user block is a
+     * multiple of it, so the boundary is absolute in the file. */
+    if (in->align > 1 && H5Pset_alignment(fapl, 65536, in->align) < 0) {
+        cr_err("%s: H5Pset_alignment(%zu) failed", in->path, in->align);
+        H5Pclose(fapl);
+        return H5I_INVALID_HID;
+    }
+    *in->fapl = fapl;
+    return fapl;
+}
+
 int cr_layout_create(const struct cr_layout_in *in, struct cr_epoch_header *hdr,
                      uint64_t *topo_off)
 {
     int rc = -EIO;
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-    hid_t fapl = in->coll->fapl(in->coll);
+    hid_t fapl = layout_fapl(in);
     if (fcpl < 0 || fapl < 0 || H5Pset_userblock(fcpl, hdr->userblock) < 0) {
         cr_err("%s: file property lists (user block %u) failed", in->path, hdr->userblock);
-        goto close_plists;
-    }
-    /* Large objects start on the alignment boundary; the user block is a
-     * multiple of it, so the boundary is absolute in the file. */
-    if (in->align > 1 && H5Pset_alignment(fapl, 65536, in->align) < 0) {
-        cr_err("%s: H5Pset_alignment(%zu) failed", in->path, in->align);
-        goto close_plists;
+        goto close_fcpl;
     }
     hid_t f = cr_fault_errno("epoch-create") ? H5I_INVALID_HID :
              H5Fcreate(in->path, H5F_ACC_TRUNC, fcpl, fapl);
     if (f < 0) {
         cr_err("%s: H5Fcreate failed (rank %d of %d)", in->path, in->coll->rank, in->coll->size);
-        goto close_plists;
+        goto close_fcpl;
     }
     rc = write_attributes(f, in);
     if (!rc)
@@ -295,10 +309,8 @@ int cr_layout_create(const struct cr_layout_in *in, struct cr_epoch_header *hdr,
         cr_err("%s: H5Fclose failed", in->path);
         rc = rc ? rc : -EIO;
     }
-close_plists:
+close_fcpl:
     if (fcpl >= 0)
         H5Pclose(fcpl);
-    if (fapl >= 0)
-        H5Pclose(fapl);
     return rc;
 }

@@ -45,6 +45,18 @@ int cr_identity_check(const char *recorded, size_t len, const char *file);
 int cr_topology_xml(char **xml, size_t *len);
 
 /* ---- the store handle ----------------------------------------------------- */
+/* What each rank tells the others when an epoch begins (epoch.c): one
+ * allgather carries its local status (so it is also the agreement to go
+ * on), the epoch it expects and rank 0's clock (the header's), and the
+ * sizes the layout is planned from. */
+struct cr_begin_info {
+    int64_t  status;
+    uint64_t epoch, ctime;
+    uint64_t data_bytes, nextents, nthreads, topo_len;
+    uint32_t full, id_len, id_crc;
+    char     host[CR_HOST_MAX];
+} __attribute__((packed));
+
 struct cr_store {
     char dir[PATH_MAX];
     struct cr_coll *coll;
@@ -57,14 +69,26 @@ struct cr_store {
     int gc_inline;                /* CRMPI_GC_INLINE: unlink inside commit    */
     struct cr_gc *gc;             /* rank 0: unlinks still running (gc.c)     */
     char *identity;  size_t identity_len;   /* this process                   */
+    char *id0;       size_t id0_len;        /* rank 0's (the epoch header's):
+                                               shared once, at open           */
+    struct cr_begin_info *peers;  /* one per rank, for cr_epoch_begin      */
+    hid_t fapl;                   /* file-access list of the epoch files,
+                                     made at the first epoch (h5layout.c) */
     char *topo_xml;  size_t topo_len;        /* this node                      */
     char host[CR_HOST_MAX];
     uint64_t *bad; size_t nbad;   /* epochs found corrupt by this handle     */
 };
 void cr_epoch_path(const struct cr_store *st, uint64_t epoch, char *out, size_t n);
-/* Add the committed epoch to the index, drop what CRMPI_KEEP no longer
- * needs, write the index and delete unneeded files (rank 0 only). */
-int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *e);
+/* Committing an epoch's index entry e, in three local steps around the
+ * caller's agreements (epoch.c): the index that commits e (the current
+ * one plus e, minus an abandoned timeline and what CRMPI_KEEP no longer
+ * needs; identical on every rank); rank 0 writes it (others return 0);
+ * once agreed, it becomes the store's index (next->e is taken) and, for a
+ * complete commit, rank 0 deletes the files it no longer names. */
+int cr_store_index_next(const struct cr_store *st, const struct cr_index_entry *e,
+                        struct cr_index *next);
+int cr_store_index_write(struct cr_store *st, const struct cr_index *next);
+void cr_store_index_adopt(struct cr_store *st, struct cr_index *next, int complete);
 /* gc.c: delete (in a helper thread) the epoch files st->ix does not name
  * and MPI-IO's lock probes left beside epoch files (gc.c says whose);
  * cr_gc_wait returns once the previous sweep's deletions are done. */
@@ -73,10 +97,9 @@ void cr_gc_wait(struct cr_store *st);
 /* The same, on the calling thread, sparing files of epochs >= below (the
  * asynchronous writer publishes an index while the next epoch exists). */
 void cr_gc_sweep_here(const char *dir, const struct cr_index *ix, uint64_t below);
-/* Collective: like cr_store_commit_index, but only decides the new index
- * (in memory); rank 0 gets *pub, the write to run later (store.h). */
-int cr_store_commit_index_deferred(struct cr_store *st, const struct cr_index_entry *e,
-                                   struct cr_index_pub **pub);
+/* Rank 0 of a deferred commit: the write of next to run later (store.h). */
+int cr_index_pub_new(const struct cr_store *st, const struct cr_index *next, uint64_t epoch,
+                     struct cr_index_pub **pub);
 int cr_store_mark_bad(struct cr_store *st, uint64_t epoch);
 int cr_store_is_bad(const struct cr_store *st, uint64_t epoch);
 
@@ -84,6 +107,7 @@ int cr_store_is_bad(const struct cr_store *st, uint64_t epoch);
 struct cr_layout_in {
     const char *path;
     struct cr_coll *coll;
+    hid_t *fapl;                         /* cached list (H5I_INVALID_HID: make) */
     const struct cr_epoch_header *hdr;   /* fields of the file attributes    */
     const char *identity;                /* text, hdr->identity_len bytes    */
     size_t ntopo;
@@ -92,7 +116,9 @@ struct cr_layout_in {
     size_t align;
 };
 /* Create the file and its datasets collectively; fills hdr->ds[].offset and
- * topo_off[] with the absolute offsets HDF5 allocated, then closes it. */
+ * topo_off[] with the absolute offsets HDF5 allocated, then closes it.
+ * *in->fapl is made on first use and kept for the next files (the store
+ * closes it). */
 int cr_layout_create(const struct cr_layout_in *in, struct cr_epoch_header *hdr,
                      uint64_t *topo_off);
 

@@ -57,7 +57,10 @@ static int mkdir_p(const char *dir)
 }
 
 /* Rank 0: create the directory, read or start the index; the result is
- * broadcast as encoded index bytes (a fresh index has a new job UUID). */
+ * broadcast as encoded index bytes (a fresh index has a new job UUID),
+ * followed by rank 0's identity text, which every epoch header carries
+ * (and every rank needs for the file attributes it creates collectively):
+ * an identity does not change while the store is open. */
 static int root_prepare(struct cr_store *st, void **buf, size_t *len)
 {
     int rc = mkdir_p(st->dir);
@@ -100,19 +103,40 @@ static int share_index(struct cr_store *st)
     rc = cr_coll_agree(c, rc);
     if (rc < 0)
         goto free_buf;
-    uint64_t hdr[2] = { len, (uint64_t)st->index_bad };
-    rc = c->bcast(c, hdr, sizeof hdr, 0);
+    size_t id_len = st->identity_len;
+    if (c->rank == 0) {
+        void *p = realloc(buf, len + id_len);
+        if (p)
+            memcpy((char *)p + len, st->identity, id_len);
+        else
+            free(buf);
+        buf = p;
+    }
+    uint64_t hdr[3] = { len, (uint64_t)st->index_bad, id_len };
+    rc = c->rank == 0 && !buf ? -ENOMEM : 0;
+    rc = cr_coll_agree(c, rc);
+    if (rc == 0)
+        rc = c->bcast(c, hdr, sizeof hdr, 0);
     if (rc == 0 && c->rank != 0) {
         len = hdr[0];
         st->index_bad = (int)hdr[1];
-        buf = malloc(len ? len : 1);
+        id_len = hdr[2];
+        buf = id_len <= CR_IDENTITY_MAX ? malloc(len + id_len + 1) : NULL;
         rc = buf ? 0 : -ENOMEM;
     }
+    st->id0 = rc == 0 ? malloc(id_len + 1) : NULL;
+    if (rc == 0 && !st->id0)
+        rc = -ENOMEM;
     rc = cr_coll_agree(c, rc);
     if (rc == 0)
-        rc = cr_coll_agree(c, c->bcast(c, buf, len, 0));
+        rc = cr_coll_agree(c, c->bcast(c, buf, len + id_len, 0));
     if (rc == 0)
         rc = cr_coll_agree(c, cr_index_decode(buf, len, st->dir, &st->ix));
+    if (rc == 0) {
+        memcpy(st->id0, (char *)buf + len, id_len);
+        st->id0[id_len] = 0;
+        st->id0_len = id_len;
+    }
 free_buf:
     free(buf);
     return rc;
@@ -132,6 +156,7 @@ int cr_store_open(struct cr_store **out, const char *dir, struct cr_coll *coll,
         return -ENAMETOOLONG;
     }
     st->coll = coll;
+    st->fapl = H5I_INVALID_HID;
     if (opts)
         st->opts = *opts;
     if (!st->opts.full_every)
@@ -150,6 +175,9 @@ int cr_store_open(struct cr_store **out, const char *dir, struct cr_coll *coll,
     if (gethostname(st->host, sizeof st->host - 1) < 0)
         snprintf(st->host, sizeof st->host, "unknown");
     int rc = cr_identity_text(&st->identity, &st->identity_len);
+    st->peers = calloc((size_t)coll->size, sizeof *st->peers);
+    if (rc == 0 && !st->peers)
+        rc = -ENOMEM;
     rc = cr_coll_agree(coll, rc);
     if (rc == 0)
         rc = share_index(st);
@@ -179,6 +207,12 @@ void cr_store_close(struct cr_store *st)
     cr_gc_wait(st);
     cr_index_free(&st->ix);
     free(st->identity);
+    free(st->id0);
+    free(st->peers);
+    /* HDF5 closes everything itself at MPI_Finalize: a store closed after
+     * that holds a stale identifier. */
+    if (st->fapl >= 0 && H5Iis_valid(st->fapl) > 0)
+        H5Pclose(st->fapl);
     free(st->topo_xml);
     free(st->bad);
     free(st);
@@ -248,8 +282,8 @@ static void gc_mark(const struct cr_index *ix, unsigned keep, char *need)
 
 /* The index that commits ne: the current one without entries of an
  * abandoned timeline, plus ne, minus what garbage collection drops. */
-static int next_index(const struct cr_store *st, const struct cr_index_entry *ne,
-                      struct cr_index *next)
+int cr_store_index_next(const struct cr_store *st, const struct cr_index_entry *ne,
+                        struct cr_index *next)
 {
     const struct cr_index *ix = &st->ix;
     struct cr_index_entry *e = malloc((ix->n + 1) * sizeof *e);
@@ -278,26 +312,24 @@ static int next_index(const struct cr_store *st, const struct cr_index_entry *ne
     return 0;
 }
 
-int cr_store_commit_index(struct cr_store *st, const struct cr_index_entry *ne)
+int cr_store_index_write(struct cr_store *st, const struct cr_index *next)
 {
-    struct cr_index next = { 0 };
-    int rc = next_index(st, ne, &next);
-    if (rc == 0 && st->coll->rank == 0)
-        rc = cr_index_write(st->dir, &next);
-    rc = cr_coll_agree(st->coll, rc);
-    if (rc < 0) {
-        free(next.e);
-        return rc;
-    }
+    return st->coll->rank == 0 ? cr_index_write(st->dir, next) : 0;
+}
+
+void cr_store_index_adopt(struct cr_store *st, struct cr_index *next, int complete)
+{
     free(st->ix.e);
-    st->ix = next;
+    st->ix = *next;
+    next->e = NULL;
     st->index_bad = 0;
+    if (!complete)
+        return;
     cr_store_fault("index-committed");
     /* Synchronous: no other epoch is being written, so every file the
      * index does not name is garbage (leftovers of crashed runs too). */
     if (st->coll->rank == 0)
         cr_gc_sweep(st);     /* unlinks in a helper thread (gc.c) */
-    return 0;
 }
 
 /* ---- deferred publication (asynchronous checkpoints) ----------------------- */
@@ -308,40 +340,22 @@ struct cr_index_pub {
     uint64_t epoch;
 };
 
-int cr_store_commit_index_deferred(struct cr_store *st, const struct cr_index_entry *ne,
-                                   struct cr_index_pub **pub)
+int cr_index_pub_new(const struct cr_store *st, const struct cr_index *next, uint64_t epoch,
+                     struct cr_index_pub **pub)
 {
+    struct cr_index_pub *p = malloc(sizeof *p);
     *pub = NULL;
-    struct cr_index next = { 0 };
-    int rc = next_index(st, ne, &next);
-    struct cr_index_pub *p = NULL;
-    if (rc == 0 && st->coll->rank == 0) {
-        p = malloc(sizeof *p);
-        if (p) {
-            memcpy(p->dir, st->dir, sizeof p->dir);
-            p->ix = next;
-            p->ix.e = malloc(next.n * sizeof *next.e);
-            p->epoch = ne->epoch;
-        }
-        if (!p || !p->ix.e) {
-            free(p);
-            p = NULL;
-            rc = -ENOMEM;
-        } else {
-            memcpy(p->ix.e, next.e, next.n * sizeof *next.e);
-        }
-    }
-    rc = cr_coll_agree(st->coll, rc);
-    if (rc < 0) {
-        if (p)
-            free(p->ix.e);
+    if (!p)
+        return -ENOMEM;
+    memcpy(p->dir, st->dir, sizeof p->dir);
+    p->ix = *next;
+    p->ix.e = malloc((next->n ? next->n : 1) * sizeof *next->e);
+    p->epoch = epoch;
+    if (!p->ix.e) {
         free(p);
-        free(next.e);
-        return rc;
+        return -ENOMEM;
     }
-    free(st->ix.e);
-    st->ix = next;
-    st->index_bad = 0;
+    memcpy(p->ix.e, next->e, next->n * sizeof *next->e);
     *pub = p;
     return 0;
 }
