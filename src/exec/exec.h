@@ -254,6 +254,10 @@ CR_MUST_CHECK int cr_writer_submit(const struct cr_write_job *job);
 int cr_writer_wait(double *seconds, double *rearm_seconds);
 /* Whether a job is still being written. */
 int cr_writer_busy(void);
+/* Run fn(arg) on the writer thread once its current job is done (before
+ * cr_writer_wait returns), or here and now when no job is pending: small
+ * bookkeeping writes that must not wait inside a checkpoint call. */
+void cr_writer_then(void (*fn)(void *), void *arg);
 /* Wait for the job, then end and join the thread. */
 void cr_writer_stop(void);
 

@@ -70,6 +70,8 @@ static struct {
     struct cr_write_job job;
     int status;
     double seconds, rearm_seconds;
+    void (*then_fn)(void *);     /* cr_writer_then, run after the job */
+    void *then_arg;
     int atfork;
 } W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
@@ -159,6 +161,16 @@ static void *writer_main(void *unused)
         int rc = run_job(&j, &rs);
         double dt = now() - t0 - rs;
         pthread_mutex_lock(&W.mu);
+        /* has_job drops in the same critical section as the last check,
+         * so a cr_writer_then that saw the job is always run. */
+        while (W.then_fn) {
+            void (*fn)(void *) = W.then_fn;
+            void *arg = W.then_arg;
+            W.then_fn = NULL;
+            pthread_mutex_unlock(&W.mu);
+            fn(arg);
+            pthread_mutex_lock(&W.mu);
+        }
         W.status = rc;
         W.seconds = dt;
         W.rearm_seconds = rs;
@@ -177,6 +189,7 @@ static void fork_child(void)
     pthread_mutex_init(&W.mu, NULL);
     pthread_cond_init(&W.cv, NULL);
     W.running = W.quit = W.has_job = W.done = 0;
+    W.then_fn = NULL;
     cr_staging_forget();
 }
 
@@ -235,6 +248,19 @@ int cr_writer_wait(double *seconds, double *rearm_seconds)
     W.done = 0;
     pthread_mutex_unlock(&W.mu);
     return rc;
+}
+
+void cr_writer_then(void (*fn)(void *), void *arg)
+{
+    pthread_mutex_lock(&W.mu);
+    int later = W.has_job;
+    if (later) {
+        W.then_fn = fn;
+        W.then_arg = arg;
+    }
+    pthread_mutex_unlock(&W.mu);
+    if (!later)
+        fn(arg);
 }
 
 int cr_writer_busy(void)

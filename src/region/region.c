@@ -560,14 +560,31 @@ unlock:
     return rc;
 }
 
+/* Bytes re-armed per lock hold and per ioctl: the re-arm runs beside the
+ * application, often on its core, and takes tens of ms on a VM (1 GiB, 1%
+ * written: 38 ms): in pieces, the application's discards and growth wait
+ * for one piece at most, and a kernel without preemption gets the core
+ * back between system calls. Discards and growth in between are safe: a
+ * discarded page is re-protected, so the re-arm does not find it, and a
+ * grown range starts armed. */
+#define REARM_PIECE (8UL << 20)
+
 int cr_region_rearm(int (*same)(uintptr_t page, void *arg), void *arg)
 {
-    pthread_mutex_lock(&R.lock);
-    int rc = -EBADF;
-    if (R.open)
-        rc = R.trk.ops->rearm ? R.trk.ops->rearm(&R.trk, R.base, R.base + R.size, same, arg) : 0;
-    pthread_mutex_unlock(&R.lock);
-    return rc;
+    int rc = 0;
+    for (uintptr_t off = 0;; off += REARM_PIECE) {
+        pthread_mutex_lock(&R.lock);
+        if (!R.open) {
+            pthread_mutex_unlock(&R.lock);
+            return -EBADF;
+        }
+        int last = off + REARM_PIECE >= R.size;
+        uintptr_t lo = R.base + off, hi = last ? R.base + R.size : lo + REARM_PIECE;
+        rc = R.trk.ops->rearm && lo < hi ? R.trk.ops->rearm(&R.trk, lo, hi, last, same, arg) : 0;
+        pthread_mutex_unlock(&R.lock);
+        if (rc || last)
+            return rc;
+    }
 }
 
 /* ---- header and roots ---------------------------------------------------------- */

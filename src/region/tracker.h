@@ -59,7 +59,9 @@ struct cr_tracker_ops {
      * with same == NULL where they re-arm). NULL: not available. */
     int  (*snapshot)(struct cr_tracker *t, uintptr_t start, uintptr_t end, int full,
                      cr_extent_fn fn, void *arg);
-    int  (*rearm)(struct cr_tracker *t, uintptr_t start, uintptr_t end,
+    /* The re-arm comes in address-ordered pieces [start, end) (the region
+     * lets other calls in between); `last` marks the one that ends it. */
+    int  (*rearm)(struct cr_tracker *t, uintptr_t start, uintptr_t end, int last,
                   int (*same)(uintptr_t page, void *arg), void *arg);
     /* Report every page written at any time and not discarded since. */
     int  (*collect_populated)(struct cr_tracker *t, uintptr_t start, uintptr_t end,

@@ -225,7 +225,7 @@ static int rearm_extent(const struct cr_extent *e, void *arg)
     return 0;
 }
 
-static int async_rearm(struct cr_tracker *t, uintptr_t start, uintptr_t end,
+static int async_rearm(struct cr_tracker *t, uintptr_t start, uintptr_t end, int last,
                        int (*same)(uintptr_t page, void *arg), void *arg)
 {
     struct async_state *s = t->priv;
@@ -235,9 +235,15 @@ static int async_rearm(struct cr_tracker *t, uintptr_t start, uintptr_t end,
     /* On failure the re-arm stays owed: the pages not re-armed yet still
      * read as written, and the next collection re-arms and reports them. */
     int rc = async_walk(s, start, end, 1, rearm_extent, &c);
-    if (rc == 0)
+    if (rc == 0 && last)
         s->owed = 0;
     return rc;
+}
+
+/* A whole re-arm, in one piece (nothing runs meanwhile). */
+static int rearm_all(struct cr_tracker *t, uintptr_t start, uintptr_t end)
+{
+    return async_rearm(t, start, end, 1, NULL, NULL);
 }
 
 /* Report the carried pages with the scanned ones, in address order. */
@@ -256,7 +262,7 @@ static int async_collect(struct cr_tracker *t, uintptr_t start, uintptr_t end,
                          cr_extent_fn fn, void *arg)
 {
     struct async_state *s = t->priv;
-    int rc = async_rearm(t, start, end, NULL, NULL);
+    int rc = rearm_all(t, start, end);
     if (rc)
         return rc;
     if (!s->carry_any)
@@ -281,7 +287,7 @@ static int async_snapshot(struct cr_tracker *t, uintptr_t start, uintptr_t end, 
                           cr_extent_fn fn, void *arg)
 {
     struct async_state *s = t->priv;
-    int rc = async_rearm(t, start, end, NULL, NULL);
+    int rc = rearm_all(t, start, end);
     if (rc == 0)
         rc = async_walk(s, start, end, 0, fold_carry, s);
     if (rc)
