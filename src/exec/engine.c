@@ -166,11 +166,14 @@ static void open_region_for_asan(size_t size)
 static int collect(int full, int deferred)
 {
     E.n = 0;
+    int rc = cr_fault("engine-collecting");    /* :eio as a failed PAGEMAP_SCAN would */
+    if (rc)
+        return rc;
     if (deferred)
         return cr_region_snapshot(full, add_extent, NULL);
     if (!full)
         return cr_region_collect(add_extent, NULL);
-    int rc = cr_region_collect_populated(add_extent, NULL);
+    rc = cr_region_collect_populated(add_extent, NULL);
     if (rc)
         return rc;
     /* Nothing runs between the two calls: re-basing loses no write. */
@@ -278,23 +281,25 @@ static int put_inline(struct cr_epoch *ep)
     return rc ? rc : cr_epoch_finish(ep);
 }
 
-/* Begin the epoch (collective) and get its bytes written: handed to the
- * writer when staged (async), else written here. In sync mode it is also
+/* Begin the epoch (collective; local: this rank's failure so far, which
+ * begin agrees on) and get its bytes written: handed to the writer when
+ * staged (async), else written here. In sync mode it is also
  * committed here; in async mode it stays pending. */
 static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint64_t bytes,
-                       const uint8_t *staged)
+                       const uint8_t *staged, int local)
 {
     struct cr_epoch_desc d = {
         .full = full, .region_base = (uintptr_t)cr_region_base(),
         .region_size = cr_region_size(), .nextents = E.n, .extents = E.ext,
-        .nthreads = nrec, .threads = rec,
+        .nthreads = nrec, .threads = rec, .status = local,
     };
     struct cr_epoch *ep;
     double t0 = now();
     int rc = cr_epoch_begin(E.st, &d, &ep);
     E.stats.last_begin_seconds = now() - t0;
     if (rc) {
-        cr_errc(rc, "cannot begin a checkpoint epoch");
+        if (rc != local)     /* a local failure was reported where it happened */
+            cr_errc(rc, "cannot begin a checkpoint epoch");
         (void)flush_pub();
         return rc;
     }
@@ -355,38 +360,43 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
      * call's result (identical on every rank); the next call takes a full
      * epoch, and the job goes on from the last committed one. */
     E.stats.last_commit_seconds = 0;
-    /* A lazy restore still under way: this (full) epoch needs every page. */
-    int rc = cr_lazy_wait(&E.stats.restore_full_seconds);
+    /* A lazy restore still under way: this (full) epoch needs every page.
+     * Its failure is this rank's alone: the commit still runs (it is
+     * collective), and the failure is agreed at begin below. */
+    int local = cr_lazy_wait(&E.stats.restore_full_seconds);
+    int rc = commit_pending(1);
     if (rc == 0)
-        rc = commit_pending(1);
+        rc = open_store();    /* collective, agreed */
     if (rc)
         goto failed;
-    rc = open_store();
-    if (rc)
-        goto failed;
+    /* From here until begin, failures are local: they are carried into
+     * begin (d.status), which agrees on them, so a rank that failed early
+     * never leaves the others waiting in a collective. */
     int full = E.force_full || cr_store_next_is_full(E.st);
-    rc = cr_transparent_checkpoint();     /* globals + files into the heap */
-    if (rc)
-        goto failed;
+    E.n = 0;
+    if (local == 0) {
+        local = cr_transparent_checkpoint();     /* globals + files into the heap */
+    }
     /* Free heap pages need not be saved: release them before a full epoch
      * (the allocator is idle, every persistent thread is stopped). Not
      * before incremental ones: trimming rewrites heap metadata (measured:
      * 32 pages per call even with nothing to release), which would cost
      * more than the free pages it spares. */
-    if (full) {
+    if (local == 0 && full) {
         rc = cr_heap_trim();
         if (rc)
             cr_errc(rc, "cannot release the free pages of the heap (checkpoint continues)");
     }
     double tc = now();
     int deferred = cr_config()->ckpt_mode == CR_CKPT_ASYNC;
-    rc = collect(full, deferred);
-    tc = now() - tc;
-    if (rc) {
-        cr_errc(rc, "cannot collect the written pages of the region");
-        goto failed;
+    if (local == 0) {
+        local = collect(full, deferred);
+        if (local)
+            cr_errc(local, "cannot collect the written pages of the region");
     }
-    (void)cr_fault("engine-collected");
+    tc = now() - tc;
+    if (local == 0)
+        (void)cr_fault("engine-collected");
     static struct cr_thread_record rec[CR_MAX_THREADS];
     size_t nrec = thread_records(root, rec);
     open_stacks_for_asan(rec, nrec);
@@ -395,17 +405,15 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
         if (!(E.ext[i].flags & CR_EXTENT_ZERO))
             bytes += E.ext[i].len;
     const uint8_t *staged = NULL;
-    if (deferred) {
+    if (deferred && local == 0) {
         double ts = now();
         staged = stage(bytes);
         /* Written in place instead: re-arm before anything else runs (the
          * epoch then saves what the region holds from here on). */
-        rc = staged ? 0 : cr_staging_rearm(E.ext, E.n, NULL);
+        local = staged ? 0 : cr_staging_rearm(E.ext, E.n, NULL);
         E.stats.last_stage_seconds = now() - ts;
-        if (rc)
-            goto failed;
     }
-    rc = write_epoch(full, rec, nrec, bytes, staged);
+    rc = write_epoch(full, rec, nrec, bytes, staged, local);
     if (rc)
         goto failed;
     (void)cr_fault("engine-committed");

@@ -53,6 +53,8 @@ static int check_desc(const struct cr_store *st, const struct cr_epoch_desc *d,
     uint64_t sum = 0, end = 0;
     if (!d || (d->nextents && !d->extents) || (d->nthreads && !d->threads))
         return -EINVAL;
+    if (d->status)
+        return d->status < 0 ? d->status : -EINVAL;
     if (!d->full && !st->last) {
         cr_err("%s: an incremental epoch needs a committed parent; take a full one",
                st->dir);

@@ -107,6 +107,12 @@ struct cr_epoch_desc {
     const struct cr_extent *extents;   /* in increasing address order           */
     size_t    nthreads;
     const struct cr_thread_record *threads;
+    /* A failure of this rank before begin (collecting its pages, say):
+     * begin still takes part in the collectives and returns the agreed
+     * failure on every rank (CR_EREMOTE on the others), so one rank's local
+     * error never leaves the others waiting in a collective. Extents and
+     * threads are then ignored. */
+    int status;
 };
 /* Collective. Creates the epoch file (not yet committed). */
 CR_MUST_CHECK int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d,

@@ -61,6 +61,7 @@ CASES = {
     'dir-fsync':           ('@3#0', 'ckpt', 'N'),
     'index-committed':     ('@3#1', 'ckpt', 'N'),
     'rank-committed':      ('@3#1', 'ckpt', 'N'),    # rank 1 committed, rank 0 may not have
+    'engine-collecting':   ('@3#0', 'ckpt', 'N-1'),
     'engine-collected':    ('@3#1', 'ckpt', 'N-1'),
     'engine-committed':    ('@3#0', 'ckpt', 'N'),
     'mpi-drain-exchanged': ('@3#1', 'ckpt', 'N-1'),

@@ -9,7 +9,9 @@ Usage: fault_restart.py WORKDIR -- MPIEXEC... -np N APP ARGS...
 The faults come from CRMPI_FAULT (mpi-wrap/protocol.h for the MPI layer's
 points, src/store for the container's). Each faulty run must die (a run that
 finishes means the point was never reached: failure); the last run has no
-fault and must print exactly what the reference run printed.
+fault and must print exactly what the reference run printed. Before them,
+runs where one rank's checkpoint fails with an injected error (ERRORS) must
+finish with the reference answer, every rank having got the same status.
 """
 import os
 import shutil
@@ -28,14 +30,29 @@ ASYNC_FAULTS = [
     'writer-put@7#1',          # rank 1's writer in the middle of an epoch
     'writer-finished@4#0',     # rank 0's epoch complete, commit not agreed
 ]
+# A checkpoint failing on one rank only, the job going on (KILL_APP_TOLERATE:
+# kill_app checks every rank got the same status): each run must finish with
+# the reference answer and report exactly one failed checkpoint.
+ERRORS = [
+    'engine-collecting@3#1:eio',   # before begin's collectives: rank 1 alone fails
+    'epoch-fsync@2#0:enospc',      # rank 0's part of the 2nd epoch not on disk
+]
+# The same first failure, then a kill: the restart must resume from an epoch
+# taken after the failure (a full one), never from the failed one.
+ERROR_THEN_KILL = 'engine-collecting@3#1:eio,mpi-quiesced@6#0'
 
 
 def run(cmd, cwd, fault=None):
     env = dict(os.environ)
+    env['KILL_APP_TOLERATE'] = '1'
     env.pop('CRMPI_FAULT', None)
     if fault:
         env['CRMPI_FAULT'] = fault
-    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    try:
+        p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired as e:
+        # A rank left the others waiting in a collective, say.
+        return -1, '', 'timed out after %d s (hung?)\n%s' % (e.timeout, str(e.stderr or ''))
     return p.returncode, p.stdout, p.stderr
 
 
@@ -50,10 +67,20 @@ def main(argv):
     if rc != 0 or not ref:
         print('fault_restart: FAIL reference run exited %d\n%s' % (rc, err[-2000:]))
         return 1
+    for f in ERRORS:
+        shutil.rmtree(ckpt, ignore_errors=True)
+        rc, out, err = run(cmd, work, f)
+        nfail = err.count('checkpoint failed on every rank alike')
+        if rc != 0 or out != ref or nfail != 1:
+            print('fault_restart: FAIL with CRMPI_FAULT=%s: exit %d, %d failed checkpoints '
+                  '(expected 1), answer %r (reference %r)\n%s'
+                  % (f, rc, nfail, out, ref, err[-2000:]))
+            return 1
+        print('fault_restart: %s failed one checkpoint on every rank, job went on' % f)
     shutil.rmtree(ckpt, ignore_errors=True)
-    faults = FAULTS
+    faults = [ERROR_THEN_KILL] + FAULTS
     if os.environ.get('CRMPI_CKPT_MODE', 'async') != 'sync':
-        faults = FAULTS + ASYNC_FAULTS
+        faults = faults + ASYNC_FAULTS
     for f in faults:
         rc, out, err = run(cmd, work, f)
         if rc == 0:
