@@ -10,12 +10,17 @@
  *   halo,<ckpt_every>,<microseconds per step (median of reps)>
  *   ckpt,<ranks>,<microseconds per crmpi_checkpoint (median)>
  *   ckpt_status,<ranks>,<status returned>
+ * With --gap-ms G the checkpoints are G ms apart (ranks idle meanwhile: an
+ * application computes between checkpoints) and the kind is "ckptgap":
+ * back to back, each call waits for the previous epoch's background write
+ * (its fsync) to commit it; G ms apart, that write is done by then.
  * and "burst": rank 1 sends bursts of 1-byte messages that rank 0 receives
  * only after a barrier, so every receive finds its message already arrived
  * and no time is spent polling: run under callgrind (wrapper_cost.sh), the
  * instructions per MPI_Send/MPI_Recv are the layer's cost, independent of
  * machine load.
  * Usage: bench_mpi pingpong|halo|ckpt [--quick] [--ckpt-every K] [--max-bytes B]
+ *                  [--gap-ms G]
  */
 #include <mpi.h>
 #ifdef WITH_CRMPI
@@ -24,8 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-static int rank, size, quick, max_bytes = 4 << 20;
+static int rank, size, quick, max_bytes = 4 << 20, gap_ms;
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -152,6 +158,10 @@ static void ckpt(void)
     double t[64];
     int st = 0;
     for (int r = 0; r < reps + 1; r++) {
+        if (gap_ms) {
+            struct timespec ts = { gap_ms / 1000, (long)(gap_ms % 1000) * 1000000L };
+            nanosleep(&ts, NULL);
+        }
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = MPI_Wtime();
         st = do_checkpoint();
@@ -161,8 +171,8 @@ static void ckpt(void)
             t[r - 1] = mx * 1e6;
     }
     if (rank == 0) {
-        printf("ckpt,%d,%.3f\n", size, median(t, reps));
-        printf("ckpt_status,%d,%d\n", size, st);
+        printf("%s,%d,%.3f\n", gap_ms ? "ckptgap" : "ckpt", size, median(t, reps));
+        printf("%s_status,%d,%d\n", gap_ms ? "ckptgap" : "ckpt", size, st);
     }
 }
 
@@ -178,6 +188,8 @@ int main(int argc, char **argv)
             quick = 1;
         else if (!strcmp(argv[i], "--ckpt-every") && i + 1 < argc)
             every = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--gap-ms") && i + 1 < argc)
+            gap_ms = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--max-bytes") && i + 1 < argc)
             max_bytes = atoi(argv[++i]);
     }
