@@ -37,8 +37,10 @@ ERRORS = [
     'engine-collecting@3#1:eio',   # before begin's collectives: rank 1 alone fails
     'epoch-fsync@2#0:enospc',      # rank 0's part of the 2nd epoch not on disk
 ]
-# The same first failure, then a kill: the restart must resume from an epoch
-# taken after the failure (a full one), never from the failed one.
+# The same first failure, then a kill three checkpoints later: the job is
+# restarted from what was committed around the failure (the failed call
+# began no epoch; the one after it is full) and, with the later kills, must
+# still reach the reference answer (only the answer is checked).
 ERROR_THEN_KILL = 'engine-collecting@3#1:eio,mpi-quiesced@6#0'
 
 
