@@ -80,12 +80,18 @@ for k in sorted(byt):
     d, p, f = byt[k]
     print('%5d %7d %6g%% %12d %12d %12d %8.3f' % (k[0], k[1], k[2], d, p, f, f / d))
 print('\nbackground writer throughput vs raw write+fsync of the same bytes, MB/s:')
-print('(and the time the writer spent re-arming dirty-page tracking first, off the blocking phase)')
-print('%5s %7s %7s %9s %9s %7s %9s' % ('ranks', 'MiB/rk', 'written', 'writer', 'raw', 'ratio', 'rearm ms'))
+print('(writer: the epoch file, its pages, tables and fsync. Before it, the same job re-arms dirty-page')
+print(' tracking and publishes the previous epoch\'s index (its commit record) when that commit was')
+print(' deferred: both off the blocking phase, in ms; the sweep completes each commit with')
+print(' crmpi_checkpoint_wait(), so its jobs publish none)')
+print('%5s %7s %7s %9s %9s %7s %9s %9s' % ('ranks', 'MiB/rk', 'written', 'writer', 'raw', 'ratio',
+      'rearm ms', 'index ms'))
 for k in sorted(wr):
     a, r = wr[k][:2]
     ra = wr[k][2] if len(wr[k]) > 2 else float('nan')
-    print('%5d %7d %6g%% %9.1f %9.1f %7.2f %9.2f' % (k[0], k[1], k[2], a, r, a / r if r else 0, ra))
+    ix = wr[k][3] if len(wr[k]) > 3 else float('nan')
+    print('%5d %7d %6g%% %9.1f %9.1f %7.2f %9.2f %9.2f' % (k[0], k[1], k[2], a, r,
+          a / r if r else 0, ra, ix))
 print('\ncompute loop writing the pages (4 passes) after a checkpoint, ms: tracked heap vs malloc memory')
 print('%5s %7s %7s %9s %9s %9s' % ('ranks', 'MiB/rk', 'written', 'tracked', 'untracked', 'extra'))
 for k in sorted(tr):

@@ -220,11 +220,13 @@ static int commit_pending(int deferred)
 {
     if (!P.ep)
         return 0;
-    double t0 = now(), wsec = 0, rsec = 0;
-    int local = P.async ? cr_writer_wait(&wsec, &rsec) : P.status;
+    double t0 = now();
+    struct cr_writer_times wt;
+    int local = P.async ? cr_writer_wait(&wt) : P.status;
     if (P.async) {
-        E.stats.last_write_seconds = wsec;
-        E.stats.last_rearm_seconds = rsec;
+        E.stats.last_write_seconds = wt.write;
+        E.stats.last_rearm_seconds = wt.rearm;
+        E.stats.last_index_seconds = wt.index;
     }
     struct cr_epoch *ep = P.ep;
     uint64_t epoch = cr_epoch_number(ep);
@@ -307,6 +309,7 @@ static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint
     P.async = 0;
     P.status = 0;
     E.stats.last_write_seconds = 0;
+    E.stats.last_index_seconds = 0;
     if (staged) {
         struct cr_write_job job = { 1, P.pub, ep, E.ext, E.n, staged };
         if (cr_writer_submit(&job) == 0) {
@@ -328,10 +331,13 @@ static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint
             rc = cr_epoch_finish(ep);
     } else {
         t0 = now();
+        int pub = P.pub != NULL;
         rc = flush_pub();
+        double t1 = now();
         if (rc == 0)
             rc = put_inline(ep);
-        E.stats.last_write_seconds = now() - t0;
+        E.stats.last_index_seconds = pub ? t1 - t0 : 0;
+        E.stats.last_write_seconds = now() - t1;
     }
     P.status = rc;
     if (cr_config()->ckpt_mode == CR_CKPT_SYNC)
@@ -499,7 +505,7 @@ void cr_engine_at_exit(void)
     } else if (P.ep) {
         /* A collective commit cannot be started from an exit handler (the
          * other ranks are not there): the job ended without MPI_Finalize. */
-        (void)cr_writer_wait(NULL, NULL);
+        (void)cr_writer_wait(NULL);
         cr_warn("at exit: checkpoint epoch %llu was not committed (MPI_Finalize not "
                 "called); the previous one stays the restart point",
                 (unsigned long long)cr_epoch_number(P.ep));

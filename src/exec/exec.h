@@ -249,9 +249,15 @@ struct cr_write_job {
 /* Hand a job over (starting the thread on first use). 0, CR_ESTATE (a job
  * is still running), or -errno when the thread cannot be started. */
 CR_MUST_CHECK int cr_writer_submit(const struct cr_write_job *job);
-/* Wait for the job: its put/finish status; *seconds, its write time (index
- * publication, puts, finish); *rearm_seconds (may be NULL), its re-arm. */
-int cr_writer_wait(double *seconds, double *rearm_seconds);
+/* Where a job's time went (each part apart: they are different work). */
+struct cr_writer_times {
+    double write;                /* the epoch's puts and finish (tables, fsync) */
+    double rearm;                /* re-arming dirty-page tracking first          */
+    double index;                /* publishing the previous epoch's index        */
+};
+/* Wait for the job: its put/finish status (or the index publication's);
+ * *t (may be NULL) its times, zero when no job ran. */
+int cr_writer_wait(struct cr_writer_times *t);
 /* Whether a job is still being written. */
 int cr_writer_busy(void);
 /* Run fn(arg) on the writer thread once its current job is done (before

@@ -8,7 +8,8 @@
  * agreed at this checkpoint; writing the index costs two fsyncs, which the
  * application should not wait for) and an epoch already begun (cr_epoch_begin ran on the application
  * thread: it is collective and calls HDF5) with its extents and the staged
- * bytes; cr_writer_wait() returns the job's local status, after which the
+ * bytes; cr_writer_wait() returns the job's local status (and where its
+ * time went: re-arm, index, epoch write), after which the
  * caller commits (collectively, on the application thread). The writer
  * itself only calls cr_index_pub_run, cr_epoch_put and cr_epoch_finish,
  * which use neither HDF5 nor MPI nor state the application thread changes, so it never enters either concurrently with the application.
@@ -69,7 +70,7 @@ static struct {
     int has_job, done;
     struct cr_write_job job;
     int status;
-    double seconds, rearm_seconds;
+    struct cr_writer_times times;
     void (*then_fn)(void *);     /* cr_writer_then, run after the job */
     void *then_arg;
     int atfork;
@@ -116,13 +117,13 @@ out:
     hwloc_topology_destroy(topo);
 }
 
-static int run_job(const struct cr_write_job *j, double *rearm_seconds)
+static int run_job(const struct cr_write_job *j, struct cr_writer_times *t)
 {
     const uint8_t *src = j->data;
     /* First, so that fewer pages written meanwhile land in the next epoch. */
     double t0 = now();
     int rc = j->rearm ? cr_staging_rearm(j->ext, j->n, j->data) : 0;
-    *rearm_seconds = now() - t0;
+    double tp = now();
     int prc = cr_index_pub_run(j->pub);
     if (prc)
         cr_errc(prc, "cannot publish the checkpoint index (the epoch being written "
@@ -139,9 +140,11 @@ static int run_job(const struct cr_write_job *j, double *rearm_seconds)
         rc = cr_epoch_finish(j->ep);
     if (rc == 0)
         (void)cr_fault("writer-finished");
+    t->rearm = tp - t0;
+    t->index = t1 - tp;
+    t->write = now() - t1;
     cr_dbg("writer: re-arm %.3f ms, index %.3f ms, %zu extents put in %.3f ms, finish %.3f ms",
-           1e3 * *rearm_seconds, 1e3 * (t1 - t0 - *rearm_seconds), j->n, 1e3 * (t2 - t1),
-           1e3 * (now() - t2));
+           1e3 * t->rearm, 1e3 * t->index, j->n, 1e3 * (t2 - t1), 1e3 * (now() - t2));
     return rc;
 }
 
@@ -157,9 +160,8 @@ static void *writer_main(void *unused)
             break;
         struct cr_write_job j = W.job;
         pthread_mutex_unlock(&W.mu);
-        double t0 = now(), rs = 0;
-        int rc = run_job(&j, &rs);
-        double dt = now() - t0 - rs;
+        struct cr_writer_times t = { 0 };
+        int rc = run_job(&j, &t);
         pthread_mutex_lock(&W.mu);
         /* has_job drops in the same critical section as the last check,
          * so a cr_writer_then that saw the job is always run. */
@@ -172,8 +174,7 @@ static void *writer_main(void *unused)
             pthread_mutex_lock(&W.mu);
         }
         W.status = rc;
-        W.seconds = dt;
-        W.rearm_seconds = rs;
+        W.times = t;
         W.has_job = 0;
         W.done = 1;
         pthread_cond_broadcast(&W.cv);
@@ -235,16 +236,14 @@ int cr_writer_submit(const struct cr_write_job *job)
     return rc;
 }
 
-int cr_writer_wait(double *seconds, double *rearm_seconds)
+int cr_writer_wait(struct cr_writer_times *t)
 {
     pthread_mutex_lock(&W.mu);
     while (W.has_job)
         pthread_cond_wait(&W.cv, &W.mu);
     int rc = W.done ? W.status : CR_ESTATE;
-    if (seconds)
-        *seconds = W.done ? W.seconds : 0;
-    if (rearm_seconds)
-        *rearm_seconds = W.done ? W.rearm_seconds : 0;
+    if (t)
+        *t = W.done ? W.times : (struct cr_writer_times){ 0 };
     W.done = 0;
     pthread_mutex_unlock(&W.mu);
     return rc;

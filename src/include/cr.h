@@ -191,6 +191,12 @@ struct cr_checkpoint_stats {
     double   last_rearm_seconds; /* the writer re-arming dirty-page tracking
                                   for the last committed one (not part of
                                   last_write_seconds)                     */
+    /* since the index publication was timed apart */
+    double   last_index_seconds; /* publishing the previous epoch's index
+                                  (its commit record: temp file, fsync,
+                                  rename, fsync of the directory), done
+                                  before the last committed one was written
+                                  (not part of last_write_seconds)        */
 };
 CR_API int cr_checkpoint_stats(struct cr_checkpoint_stats *out, size_t size);
 

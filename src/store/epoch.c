@@ -43,6 +43,7 @@ struct cr_epoch {
     size_t nneed;
     atomic_size_t nput;
     _Atomic uint64_t kicked;       /* slice bytes handed to writeback      */
+    atomic_int reserved;           /* reserve_slice ran (first put)        */
     atomic_int failed;
     int finished;
 };
@@ -312,9 +313,16 @@ static void epoch_free(struct cr_epoch *ep)
  * contiguous run (unwritten until put fills it; a reader of a slice never
  * put sees zeros, which the page index never points at). Best effort: a
  * filesystem without fallocate (or a full one, which the pwrites then
- * report) loses only the speed-up. */
+ * report) loses only the speed-up.
+ *
+ * Called by the first put, on the thread that writes the data (the
+ * background writer of an asynchronous checkpoint), not by begin: inside
+ * begin it was part of the application's blocking phase, where it took
+ * 0.02-0.95 ms on ext4 (1 rank, 1 GiB, 1% written: 10 MiB reserved). */
 static void reserve_slice(struct cr_epoch *ep)
 {
+    if (atomic_exchange(&ep->reserved, 1))
+        return;
     if (!ep->me.data_bytes || !ep->st->prealloc)
         return;
     int rc = fallocate(ep->fd, FALLOC_FL_KEEP_SIZE, (off_t)ep->data_base,
@@ -391,7 +399,6 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
     ep->me.nthreads = d->nthreads;
     memcpy(ep->me.hostname, st->host, CR_HOST_MAX);
     ep->data_base = ep->hdr.ds[CR_DS_ID_PAGES].offset + ep->me.data_offset;
-    reserve_slice(ep);
     cr_store_fault("epoch-begun");
     *out = ep;
     return 0;
@@ -459,6 +466,7 @@ int cr_epoch_put(struct cr_epoch *ep, size_t i, const void *src)
         return CR_ESTATE;
     }
     r->data_crc = cr_crc32c(0, src, r->len);
+    reserve_slice(ep);
     int rc = pwrite_full(ep->fd, src, r->len, ep->data_base + (r->offset - ep->me.data_offset),
                          ep->path, "page data");
     if (rc < 0) {
@@ -513,6 +521,7 @@ int cr_epoch_put_batch(struct cr_epoch *ep, size_t *next, const uint8_t **src)
         last = r;
         nput++;
     }
+    reserve_slice(ep);
     int rc = pwrite_full(ep->fd, *src, bytes,
                          ep->data_base + (ep->rows[i].offset - ep->me.data_offset), ep->path,
                          "page data");
