@@ -50,7 +50,8 @@ static const struct var vars[] = {
     { "CRMPI_ALIGN", T_SIZE, "1M", F(align), NULL,
       "alignment of bulk data in checkpoint files (use the stripe size of a parallel FS)" },
     { "CRMPI_PREALLOC", T_BOOL, "1", F(prealloc), NULL,
-      "allocate each rank's slice of a checkpoint file (fallocate) before writing it" },
+      "allocate each rank's slice of a checkpoint file of 2 or more ranks (fallocate) "
+      "before writing it" },
     { "CRMPI_GC_INLINE", T_BOOL, "0", F(gc_inline), NULL,
       "delete garbage-collected checkpoint files inside commit instead of in a helper thread" },
     { "CRMPI_HEAP_CHECK", T_BOOL, "0", F(heap_check), NULL,
