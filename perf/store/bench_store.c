@@ -141,6 +141,8 @@ static double raw_read(void)
         off += (size_t)r;
     }
     close(fd);
+    if (getenv("BENCH_PHASES"))
+        fprintf(stderr, "raw read %.3f\n", now() - t);
     MPI_Barrier(MPI_COMM_WORLD);
     return now() - t;
 }
@@ -198,6 +200,7 @@ static double ckpt_read(void)
     struct cr_restore *r;
     struct cr_restore_target tg = { map, zero, NULL, NULL };
     int rc = cr_store_open(&st, dir, coll, NULL);
+    double t0 = now();
     if (rc == 0)
         rc = cr_restore_open(st, 0, &r);
     if (rc < 0)
@@ -207,7 +210,8 @@ static double ckpt_read(void)
     if (rc < 0)
         die("cr_restore_pages", rc);
     if (getenv("BENCH_PHASES"))
-        fprintf(stderr, "read: open %.3f pages %.3f\n", t1 - t, now() - t1);
+        fprintf(stderr, "read: open %.3f (store %.3f chain %.3f) pages %.3f\n", t1 - t, t0 - t,
+                t1 - t0, now() - t1);
     cr_restore_close(r);
     cr_store_close(st);
     MPI_Barrier(MPI_COMM_WORLD);

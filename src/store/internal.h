@@ -149,9 +149,9 @@ int cr_epfile_identity(struct cr_epfile *f, const struct cr_rank_row *row, char 
 /* Check the data CRC of every extent of rank r (reads the data). */
 int cr_epfile_verify_data(struct cr_epfile *f, const struct cr_rank_row *row,
                           const struct cr_index_row *rows);
-/* Largest single read of restore (restore.c); tests shrink it to exercise
- * the pipelined reader with small data. */
-extern size_t cr_restore_read_group;
+/* Smallest and largest single read of restore (restore.c); tests shrink
+ * the smallest to exercise the pipelined reader with small data. */
+extern size_t cr_restore_read_group, cr_restore_read_group_max;
 /* pread exactly n bytes at off, naming the file and what on failure. */
 int cr_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
                   const char *what);

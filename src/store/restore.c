@@ -278,18 +278,37 @@ int cr_restore_threads(struct cr_restore *r, struct cr_thread_record *out, size_
 }
 
 /* Extents [i, j) that are adjacent both in memory and in the file form one
- * group, read with one pread of up to cr_restore_read_group bytes (4 MiB:
- * large enough for large I/O, small enough that the CRC pass that follows
- * finds the bytes still in cache; measured at 512 MiB/rank: 1 MiB groups
- * 0.55-0.69 of raw read, 4 MiB 0.80-0.90, 32 MiB 0.72-0.85).
+ * group, read with one pread straight into their destination; an extent
+ * longer than a group is read in parts (its CRC chained over them). Group
+ * sizes shrink towards the end of a link: a group may hold up to half of
+ * the data still to read in the link, rounded down to a power of two,
+ * between cr_restore_read_group (4 MiB) and cr_restore_read_group_max
+ * (32 MiB); a 64 MiB link is read as 32+16+8+4+4 MiB. Large reads stream
+ * better here (64 MiB after drop_caches: 4 MiB preads 17.3-21.8 ms, 16-32
+ * MiB preads 15.2-17.3, one pread 15.5-17.6, medians of 7-9 runs), and small
+ * last groups keep the CRC work left after the last read short.
  * When a link has several groups, reading is pipelined: a reader thread,
- * created and joined inside this call, preads group k+1 while this thread
- * checks the CRCs of group k, so checksumming costs no extra time when the
- * disk is the bottleneck (measured here: ~75% of raw read bandwidth with
- * synchronous reads + CRC). The reader runs at most one group ahead.
+ * created and joined inside this call, preads group after group while this
+ * thread checks the CRCs of the groups already read. The reader does not
+ * wait for the checks (it reads into the destination, so running ahead
+ * costs no memory; binding it to one group ahead made it stall on this
+ * thread's wake-ups, measured ~3 ms of 21 for 64 MiB); it stops at the
+ * next group once a check failed. A restore that fails leaves the
+ * destination partly written either way: the caller discards it
+ * (engine.c resets the region).
  * (POSIX AIO was tried first and dropped: glibc's helper thread does not
  * survive fork, and a forked child's aio_suspend then waits forever.) */
 size_t cr_restore_read_group = 4u << 20;
+size_t cr_restore_read_group_max = 32u << 20;
+
+/* The size of the next group when left bytes of the link remain. */
+static uint64_t group_limit(uint64_t left)
+{
+    uint64_t lo = cr_restore_read_group, hi = CR_MAX(cr_restore_read_group_max, lo), g = lo;
+    while (g < hi && 4 * g <= left)
+        g *= 2;
+    return g;
+}
 
 struct group {
     uint64_t i, j;           /* extents [i, j) of the link                   */
@@ -306,29 +325,29 @@ struct reader {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     size_t read;             /* groups completely read                       */
-    size_t checked;          /* groups whose CRCs the main thread finished   */
     int err;                 /* first read error                             */
-    int stop;
+    int stop;                /* a check failed: read no further              */
     uint32_t part_crc;       /* CRC so far of a large extent read in parts    */
 };
 
-static uint64_t group_end(const struct chain_link *l, uint64_t i)
+static uint64_t group_end(const struct chain_link *l, uint64_t i, uint64_t limit)
 {
     const struct cr_index_row *x = l->rows;
     uint64_t bytes = x[i].len, j = i + 1;
     while (j < l->row.nextents && !(x[j].flags & CR_EXTENT_ZERO) &&
            x[j].addr == x[j - 1].addr + x[j - 1].len &&
            x[j].offset == x[j - 1].offset + x[j - 1].len &&
-           bytes + x[j].len <= cr_restore_read_group) {
+           bytes + x[j].len <= limit) {
         bytes += x[j].len;
         j++;
     }
     return j;
 }
 
-/* An extent longer than one read group is read in parts of that size (a
- * single 1 GiB extent read with one pread and then checksummed would neither
- * pipeline nor find its bytes in cache: measured 11-22 s for 1 GiB). */
+/* An extent longer than one group is read in parts (a single 1 GiB extent
+ * read with one pread and then checksummed would neither pipeline nor find
+ * its bytes in cache: measured 11-22 s for 1 GiB); this bounds their number
+ * (parts are at least cr_restore_read_group long, but the last). */
 static uint64_t parts_of(const struct cr_index_row *x)
 {
     return x->len > cr_restore_read_group ?
@@ -341,8 +360,12 @@ static int plan_groups(const struct chain_link *l, const struct cr_restore_targe
 {
     const struct cr_index_row *x = l->rows;
     size_t cap = 1;
+    uint64_t left = 0;
     for (uint64_t i = 0; i < l->row.nextents; i++)
-        cap += (x[i].flags & CR_EXTENT_ZERO) ? 0 : parts_of(&x[i]);
+        if (!(x[i].flags & CR_EXTENT_ZERO)) {
+            cap += parts_of(&x[i]);
+            left += x[i].len;
+        }
     struct group *g = calloc(cap, sizeof *g);
     if (!g)
         return -ENOMEM;
@@ -352,7 +375,8 @@ static int plan_groups(const struct chain_link *l, const struct cr_restore_targe
             i++;
             continue;
         }
-        uint64_t j = parts_of(&x[i]) > 1 ? i + 1 : group_end(l, i);
+        uint64_t limit = group_limit(left);
+        uint64_t j = x[i].len > limit ? i + 1 : group_end(l, i, limit);
         uint64_t total = x[j - 1].addr + x[j - 1].len - x[i].addr;
         uint8_t *dst = t->map(t->arg, (uintptr_t)x[i].addr, (size_t)total);
         if (!dst) {
@@ -361,16 +385,11 @@ static int plan_groups(const struct chain_link *l, const struct cr_restore_targe
             free(g);
             return -EFAULT;
         }
-        for (uint64_t pos = 0; pos < total; pos += cr_restore_read_group) {
-            struct group *c = &g[k++];
-            c->i = i;
-            c->j = j;
-            c->pos = pos;
-            c->len = CR_MIN(total - pos, j == i + 1 ? cr_restore_read_group : total);
-            c->off = l->f.h.ds[CR_DS_ID_PAGES].offset + x[i].offset + pos;
-            c->dst = dst + pos;
-            if (j > i + 1)
-                break;
+        for (uint64_t pos = 0, len; pos < total; pos += len) {
+            len = j == i + 1 ? CR_MIN(total - pos, group_limit(left)) : total;
+            g[k++] = (struct group){ .i = i, .j = j, .pos = pos, .dst = dst + pos, .len = len,
+                .off = l->f.h.ds[CR_DS_ID_PAGES].offset + x[i].offset + pos };
+            left -= len;
         }
         i = j;
     }
@@ -384,8 +403,6 @@ static void *reader_main(void *arg)
     struct reader *rd = arg;
     for (size_t k = 0; k < rd->n; k++) {
         pthread_mutex_lock(&rd->mu);
-        while (!rd->stop && k > rd->checked + 1)
-            pthread_cond_wait(&rd->cv, &rd->mu);
         int stop = rd->stop;
         pthread_mutex_unlock(&rd->mu);
         if (stop)
@@ -425,14 +442,13 @@ static int group_ready(struct reader *rd, int threaded, size_t k)
     return rc;
 }
 
-static void group_checked(struct reader *rd, int threaded, size_t k, int stop)
+/* A failed check stops the reader at its next group. */
+static void reader_stop(struct reader *rd, int threaded)
 {
     if (!threaded)
         return;
     pthread_mutex_lock(&rd->mu);
-    rd->checked = k + 1;
-    rd->stop |= stop;
-    pthread_cond_broadcast(&rd->cv);
+    rd->stop = 1;
     pthread_mutex_unlock(&rd->mu);
 }
 
@@ -485,9 +501,10 @@ static int walk_link(struct cr_restore *r, const struct chain_link *l, struct re
             int rc = group_ready(rd, threaded, k);
             if (rc == 0)
                 rc = group_check(r, l, rd, &rd->g[k]);
-            group_checked(rd, threaded, k, rc < 0);
-            if (rc < 0)
+            if (rc < 0) {
+                reader_stop(rd, threaded);
                 return rc;
+            }
             cr_store_fault("restore-pages");
             j = rd->g[k++].j;
         } while (k < rd->n && rd->g[k].i == i);   /* the parts of one extent */
@@ -508,7 +525,7 @@ static int restore_link(struct cr_restore *r, const struct chain_link *l,
     int threaded = rd.n > 1 && pthread_create(&th, NULL, reader_main, &rd) == 0;
     rc = walk_link(r, l, &rd, threaded, t);
     if (threaded) {
-        group_checked(&rd, threaded, rd.checked ? rd.checked - 1 : 0, 1);
+        reader_stop(&rd, threaded);
         pthread_join(th, NULL);
     }
     free(rd.g);

