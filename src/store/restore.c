@@ -22,6 +22,7 @@
 #include "common/log.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -279,33 +280,60 @@ int cr_restore_threads(struct cr_restore *r, struct cr_thread_record *out, size_
 
 /* Extents [i, j) that are adjacent both in memory and in the file form one
  * group, read with one pread straight into their destination; an extent
- * longer than a group is read in parts (its CRC chained over them). Group
- * sizes shrink towards the end of a link: a group may hold up to half of
- * the data still to read in the link, rounded down to a power of two,
+ * longer than a group is read in parts (its CRC chained over them).
+ *
+ * How the reads and the CRC checks share the time depends on the CPUs this
+ * thread may run on (MPI launchers bind each rank to one core by default:
+ * Open MPI does up to 2 ranks):
+ *
+ * One CPU: no reader thread; this thread preads 512 KiB groups
+ * (cr_restore_read_group_inline) and checks each right after its read,
+ * while the bytes are in L2, as the kernel's readahead keeps the disk busy
+ * with the next ones. A reader thread on the same CPU only adds wake-ups
+ * and delays the reads that drive readahead. Measured here, 64 MiB after
+ * drop_caches on one pinned core, medians of 7-9: one raw pread 18.3-19.3
+ * ms; 512 KiB preads + CRC 16.1-18.6, 1 MiB 17.9-21.1, 4 MiB 19.5-24.9;
+ * at 256 MiB 60.9 against raw 53.1.
+ *
+ * Several CPUs: a reader thread, created and joined inside this call,
+ * preads group after group while this thread checks the groups already
+ * read. The reader does not wait for the checks (it reads into the
+ * destination, so running ahead costs no memory); it stops at its next
+ * group once a check failed. Group sizes shrink towards the end of a link:
+ * up to half of what is left to read, rounded down to a power of two,
  * between cr_restore_read_group (4 MiB) and cr_restore_read_group_max
- * (32 MiB); a 64 MiB link is read as 32+16+8+4+4 MiB. Large reads stream
- * better here (64 MiB after drop_caches: 4 MiB preads 17.3-21.8 ms, 16-32
- * MiB preads 15.2-17.3, one pread 15.5-17.6, medians of 7-9 runs), and small
- * last groups keep the CRC work left after the last read short.
- * When a link has several groups, reading is pipelined: a reader thread,
- * created and joined inside this call, preads group after group while this
- * thread checks the CRCs of the groups already read. The reader does not
- * wait for the checks (it reads into the destination, so running ahead
- * costs no memory; binding it to one group ahead made it stall on this
- * thread's wake-ups, measured ~3 ms of 21 for 64 MiB); it stops at the
- * next group once a check failed. A restore that fails leaves the
- * destination partly written either way: the caller discards it
- * (engine.c resets the region).
+ * (32 MiB): a 64 MiB link is read as 32+16+8+4+4 MiB, as large reads
+ * stream better (64 MiB: 4 MiB preads 17.3-21.8 ms, 16-32 MiB 15.2-17.3,
+ * one pread 15.5-17.6) and the last checks after the last read stay short.
+ *
+ * A restore that fails leaves the destination partly written either way:
+ * the caller discards it (engine.c resets the region).
  * (POSIX AIO was tried first and dropped: glibc's helper thread does not
  * survive fork, and a forked child's aio_suspend then waits forever.) */
 size_t cr_restore_read_group = 4u << 20;
 size_t cr_restore_read_group_max = 32u << 20;
+size_t cr_restore_read_group_inline = 512u << 10;
+int cr_restore_pipeline = -1;
+
+/* Read with a reader thread? Only if this thread may run on several CPUs
+ * (cr_restore_pipeline 0 or 1 forces it, for tests). */
+static int use_pipeline(void)
+{
+    if (cr_restore_pipeline >= 0)
+        return cr_restore_pipeline;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) < 0)
+        return 1;
+    return CPU_COUNT(&set) > 1;
+}
+
+struct sizes { uint64_t lo, hi; };   /* smallest and largest group */
 
 /* The size of the next group when left bytes of the link remain. */
-static uint64_t group_limit(uint64_t left)
+static uint64_t group_limit(const struct sizes *z, uint64_t left)
 {
-    uint64_t lo = cr_restore_read_group, hi = CR_MAX(cr_restore_read_group_max, lo), g = lo;
-    while (g < hi && 4 * g <= left)
+    uint64_t g = z->lo;
+    while (g < z->hi && 4 * g <= left)
         g *= 2;
     return g;
 }
@@ -347,23 +375,22 @@ static uint64_t group_end(const struct chain_link *l, uint64_t i, uint64_t limit
 /* An extent longer than one group is read in parts (a single 1 GiB extent
  * read with one pread and then checksummed would neither pipeline nor find
  * its bytes in cache: measured 11-22 s for 1 GiB); this bounds their number
- * (parts are at least cr_restore_read_group long, but the last). */
-static uint64_t parts_of(const struct cr_index_row *x)
+ * (parts are at least z->lo long, but the last). */
+static uint64_t parts_of(const struct sizes *z, const struct cr_index_row *x)
 {
-    return x->len > cr_restore_read_group ?
-           (x->len + cr_restore_read_group - 1) / cr_restore_read_group : 1;
+    return x->len > z->lo ? (x->len + z->lo - 1) / z->lo : 1;
 }
 
 /* The data groups of a link, destinations mapped (map has no side effect). */
 static int plan_groups(const struct chain_link *l, const struct cr_restore_target *t,
-                       struct group **out, size_t *n)
+                       const struct sizes *z, struct group **out, size_t *n)
 {
     const struct cr_index_row *x = l->rows;
     size_t cap = 1;
     uint64_t left = 0;
     for (uint64_t i = 0; i < l->row.nextents; i++)
         if (!(x[i].flags & CR_EXTENT_ZERO)) {
-            cap += parts_of(&x[i]);
+            cap += parts_of(z, &x[i]);
             left += x[i].len;
         }
     struct group *g = calloc(cap, sizeof *g);
@@ -375,7 +402,7 @@ static int plan_groups(const struct chain_link *l, const struct cr_restore_targe
             i++;
             continue;
         }
-        uint64_t limit = group_limit(left);
+        uint64_t limit = group_limit(z, left);
         uint64_t j = x[i].len > limit ? i + 1 : group_end(l, i, limit);
         uint64_t total = x[j - 1].addr + x[j - 1].len - x[i].addr;
         uint8_t *dst = t->map(t->arg, (uintptr_t)x[i].addr, (size_t)total);
@@ -386,7 +413,7 @@ static int plan_groups(const struct chain_link *l, const struct cr_restore_targe
             return -EFAULT;
         }
         for (uint64_t pos = 0, len; pos < total; pos += len) {
-            len = j == i + 1 ? CR_MIN(total - pos, group_limit(left)) : total;
+            len = j == i + 1 ? CR_MIN(total - pos, group_limit(z, left)) : total;
             g[k++] = (struct group){ .i = i, .j = j, .pos = pos, .dst = dst + pos, .len = len,
                 .off = l->f.h.ds[CR_DS_ID_PAGES].offset + x[i].offset + pos };
             left -= len;
@@ -518,11 +545,16 @@ static int restore_link(struct cr_restore *r, const struct chain_link *l,
 {
     struct reader rd = { .l = l, .t = t, .mu = PTHREAD_MUTEX_INITIALIZER,
                          .cv = PTHREAD_COND_INITIALIZER };
-    int rc = plan_groups(l, t, &rd.g, &rd.n);
+    int pipeline = use_pipeline();
+    struct sizes z = { cr_restore_read_group, CR_MAX(cr_restore_read_group_max,
+                                                     cr_restore_read_group) };
+    if (!pipeline)
+        z.lo = z.hi = cr_restore_read_group_inline;
+    int rc = plan_groups(l, t, &z, &rd.g, &rd.n);
     if (rc < 0)
         return rc;
     pthread_t th;
-    int threaded = rd.n > 1 && pthread_create(&th, NULL, reader_main, &rd) == 0;
+    int threaded = pipeline && rd.n > 1 && pthread_create(&th, NULL, reader_main, &rd) == 0;
     rc = walk_link(r, l, &rd, threaded, t);
     if (threaded) {
         reader_stop(&rd, threaded);
