@@ -290,10 +290,11 @@ int cr_restore_threads(struct cr_restore *r, struct cr_thread_record *out, size_
  * (cr_restore_read_group_inline) and checks each right after its read,
  * while the bytes are in L2, as the kernel's readahead keeps the disk busy
  * with the next ones. A reader thread on the same CPU only adds wake-ups
- * and delays the reads that drive readahead. Measured here, 64 MiB after
- * drop_caches on one pinned core, medians of 7-9: one raw pread 18.3-19.3
- * ms; 512 KiB preads + CRC 16.1-18.6, 1 MiB 17.9-21.1, 4 MiB 19.5-24.9;
- * at 256 MiB 60.9 against raw 53.1.
+ * and delays the reads that drive readahead. Measured here with a
+ * stand-alone loop on one pinned core, 64 MiB after drop_caches, medians of
+ * 7-9 (two runs): one pread 18.3/19.3 ms; 512 KiB preads each followed by
+ * its CRC 16.1/18.6, 1 MiB 17.9/21.1, 4 MiB 19.5/24.9; at 256 MiB (5 reps)
+ * 512 KiB + CRC 60.9/71.6 against one pread 53.1/61.2.
  *
  * Several CPUs: a reader thread, created and joined inside this call,
  * preads group after group while this thread checks the groups already
@@ -303,8 +304,10 @@ int cr_restore_threads(struct cr_restore *r, struct cr_thread_record *out, size_
  * up to half of what is left to read, rounded down to a power of two,
  * between cr_restore_read_group (4 MiB) and cr_restore_read_group_max
  * (32 MiB): a 64 MiB link is read as 32+16+8+4+4 MiB, as large reads
- * stream better (64 MiB: 4 MiB preads 17.3-21.8 ms, 16-32 MiB 15.2-17.3,
- * one pread 15.5-17.6) and the last checks after the last read stay short.
+ * stream better (stand-alone loop, no CRC, 64 MiB after drop_caches,
+ * medians of 7-9 per run: 4 MiB preads 17.3-21.8 ms, 16 MiB 17.3, 32 MiB
+ * 15.2-16.5, one pread 15.5-17.6) and the checks left after the last read
+ * stay short.
  *
  * A restore that fails leaves the destination partly written either way:
  * the caller discards it (engine.c resets the region).
