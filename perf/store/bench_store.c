@@ -22,8 +22,8 @@
  * BENCH_PHASES=1 prints the time of each phase of the container side;
  * BENCH_SELF=1 with one rank uses the serial variant (cr_coll_self, sec2).
  * BENCH_READ_GROUP sets the smallest read of the restore pipeline and
- * BENCH_PIPELINE=1/0 forces its reader thread on/off (default: on when a
- * rank may run on several CPUs).
+ * BENCH_PIPELINE=1/0 forces its reader thread on/off (default: as
+ * CRMPI_RESTORE_READER says).
  * BENCH_RAW_SHARED=1 makes the raw side write one shared file, each rank
  * pwrite()ing its bytes at rank * BYTES_PER_RANK (rank 0 creates it with
  * O_TRUNC inside the timed region), as the container's ranks do; by
@@ -290,7 +290,7 @@ int main(int argc, char **argv)
     extern size_t cr_restore_read_group;
     if (getenv("BENCH_READ_GROUP") && cr_parse_size(getenv("BENCH_READ_GROUP"), &cr_restore_read_group) < 0)
         die("BENCH_READ_GROUP", -EINVAL);
-    extern int cr_restore_pipeline;     /* 1/0: reader thread or not; default by CPUs */
+    extern int cr_restore_pipeline;     /* 1/0: reader thread or not */
     if (getenv("BENCH_PIPELINE"))
         cr_restore_pipeline = atoi(getenv("BENCH_PIPELINE"));
     if (nranks == 1 && getenv("BENCH_SELF"))

@@ -151,8 +151,8 @@ int cr_epfile_verify_data(struct cr_epfile *f, const struct cr_rank_row *row,
                           const struct cr_index_row *rows);
 /* Read sizes of restore (restore.c): smallest and largest group with a
  * reader thread, the group without one; whether to use a reader thread
- * (-1: if this thread may run on several CPUs). Tests shrink the groups
- * and force each way to exercise both with small data. */
+ * (-1: as CRMPI_RESTORE_READER says). Tests shrink the groups and force
+ * each way to exercise both with small data. */
 extern size_t cr_restore_read_group, cr_restore_read_group_max, cr_restore_read_group_inline;
 extern int cr_restore_pipeline;
 /* pread exactly n bytes at off, naming the file and what on failure. */

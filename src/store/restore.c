@@ -17,6 +17,7 @@
  * falls back to an older epoch.
  */
 #include "store/internal.h"
+#include "common/config.h"
 #include "common/crc32c.h"
 #include "common/errors.h"
 #include "common/log.h"
@@ -282,32 +283,34 @@ int cr_restore_threads(struct cr_restore *r, struct cr_thread_record *out, size_
  * group, read with one pread straight into their destination; an extent
  * longer than a group is read in parts (its CRC chained over them).
  *
- * How the reads and the CRC checks share the time depends on the CPUs this
- * thread may run on (MPI launchers bind each rank to one core by default:
- * Open MPI does up to 2 ranks):
+ * How the reads and the CRC checks share the time:
  *
- * One CPU: no reader thread; this thread preads 512 KiB groups
+ * By default no reader thread: this thread preads 512 KiB groups
  * (cr_restore_read_group_inline) and checks each right after its read,
  * while the bytes are in L2, as the kernel's readahead keeps the disk busy
- * with the next ones. A reader thread on the same CPU only adds wake-ups
- * and delays the reads that drive readahead. Measured here with a
- * stand-alone loop on one pinned core, 64 MiB after drop_caches, medians of
- * 7-9 (two runs): one pread 18.3/19.3 ms; 512 KiB preads each followed by
- * its CRC 16.1/18.6, 1 MiB 17.9/21.1, 4 MiB 19.5/24.9; at 256 MiB (5 reps)
- * 512 KiB + CRC 60.9/71.6 against one pread 53.1/61.2.
+ * with the next ones. A reader thread pays off only with a core to spare:
+ * MPI launchers bind ranks to single cores (Open MPI does for jobs up to 2
+ * ranks) and there it only adds wake-ups and delays the reads that drive
+ * readahead; with 4 ranks on the 2 cores here it also lost (bench_store,
+ * 4 x 64 MiB, 3 interleaved runs: read 0.88 of raw without, 0.76 with).
+ * Measured with a stand-alone loop on one pinned core, 64 MiB after
+ * drop_caches, medians of 7-9 (two runs): one pread 18.3/19.3 ms; 512 KiB
+ * preads each followed by its CRC 16.1/18.6, 1 MiB 17.9/21.1, 4 MiB
+ * 19.5/24.9; at 256 MiB (5 reps) 512 KiB + CRC 60.9/71.6 against one pread
+ * 53.1/61.2.
  *
- * Several CPUs: a reader thread, created and joined inside this call,
- * preads group after group while this thread checks the groups already
- * read. The reader does not wait for the checks (it reads into the
- * destination, so running ahead costs no memory); it stops at its next
- * group once a check failed. Group sizes shrink towards the end of a link:
- * up to half of what is left to read, rounded down to a power of two,
- * between cr_restore_read_group (4 MiB) and cr_restore_read_group_max
- * (32 MiB): a 64 MiB link is read as 32+16+8+4+4 MiB, as large reads
- * stream better (stand-alone loop, no CRC, 64 MiB after drop_caches,
- * medians of 7-9 per run: 4 MiB preads 17.3-21.8 ms, 16 MiB 17.3, 32 MiB
- * 15.2-16.5, one pread 15.5-17.6) and the checks left after the last read
- * stay short.
+ * CRMPI_RESTORE_READER=1, where this thread may run on several CPUs: a
+ * reader thread, created and joined inside this call, preads group after
+ * group while this thread checks the groups already read. The reader does
+ * not wait for the checks (it reads into the destination, so running ahead
+ * costs no memory); it stops at its next group once a check failed. Group
+ * sizes shrink towards the end of a link: up to half of what is left to
+ * read, rounded down to a power of two, between cr_restore_read_group
+ * (4 MiB) and cr_restore_read_group_max (32 MiB): a 64 MiB link is read as
+ * 32+16+8+4+4 MiB, as large reads stream better (stand-alone loop, no CRC,
+ * 64 MiB after drop_caches, medians of 7-9 per run: 4 MiB preads 17.3-21.8
+ * ms, 16 MiB 17.3, 32 MiB 15.2-16.5, one pread 15.5-17.6) and the checks
+ * left after the last read stay short.
  *
  * A restore that fails leaves the destination partly written either way:
  * the caller discards it (engine.c resets the region).
@@ -318,12 +321,15 @@ size_t cr_restore_read_group_max = 32u << 20;
 size_t cr_restore_read_group_inline = 512u << 10;
 int cr_restore_pipeline = -1;
 
-/* Read with a reader thread? Only if this thread may run on several CPUs
- * (cr_restore_pipeline 0 or 1 forces it, for tests). */
+/* Read with a reader thread? If CRMPI_RESTORE_READER asks for it and this
+ * thread may run on several CPUs (cr_restore_pipeline 0 or 1 forces it,
+ * for tests). */
 static int use_pipeline(void)
 {
     if (cr_restore_pipeline >= 0)
         return cr_restore_pipeline;
+    if (!cr_config()->restore_reader)
+        return 0;
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) < 0)
         return 1;
