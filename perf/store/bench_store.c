@@ -21,6 +21,9 @@
  * Times are from a barrier before to a barrier after (the slowest rank).
  * BENCH_PHASES=1 prints the time of each phase of the container side;
  * BENCH_SELF=1 with one rank uses the serial variant (cr_coll_self, sec2).
+ * BENCH_READ_GROUP sets the smallest read of the restore pipeline and
+ * BENCH_PIPELINE=1/0 forces its reader thread on/off (default: as
+ * CRMPI_RESTORE_READER says).
  * BENCH_RAW_SHARED=1 makes the raw side write one shared file, each rank
  * pwrite()ing its bytes at rank * BYTES_PER_RANK (rank 0 creates it with
  * O_TRUNC inside the timed region), as the container's ranks do; by
@@ -141,6 +144,8 @@ static double raw_read(void)
         off += (size_t)r;
     }
     close(fd);
+    if (getenv("BENCH_PHASES"))
+        fprintf(stderr, "raw read %.3f\n", now() - t);
     MPI_Barrier(MPI_COMM_WORLD);
     return now() - t;
 }
@@ -198,6 +203,7 @@ static double ckpt_read(void)
     struct cr_restore *r;
     struct cr_restore_target tg = { map, zero, NULL, NULL };
     int rc = cr_store_open(&st, dir, coll, NULL);
+    double t0 = now();
     if (rc == 0)
         rc = cr_restore_open(st, 0, &r);
     if (rc < 0)
@@ -207,7 +213,8 @@ static double ckpt_read(void)
     if (rc < 0)
         die("cr_restore_pages", rc);
     if (getenv("BENCH_PHASES"))
-        fprintf(stderr, "read: open %.3f pages %.3f\n", t1 - t, now() - t1);
+        fprintf(stderr, "read: open %.3f (store %.3f chain %.3f) pages %.3f\n", t1 - t, t0 - t,
+                t1 - t0, now() - t1);
     cr_restore_close(r);
     cr_store_close(st);
     MPI_Barrier(MPI_COMM_WORLD);
@@ -283,6 +290,9 @@ int main(int argc, char **argv)
     extern size_t cr_restore_read_group;
     if (getenv("BENCH_READ_GROUP") && cr_parse_size(getenv("BENCH_READ_GROUP"), &cr_restore_read_group) < 0)
         die("BENCH_READ_GROUP", -EINVAL);
+    extern int cr_restore_pipeline;     /* 1/0: reader thread or not */
+    if (getenv("BENCH_PIPELINE"))
+        cr_restore_pipeline = atoi(getenv("BENCH_PIPELINE"));
     if (nranks == 1 && getenv("BENCH_SELF"))
         coll = cr_coll_self();      /* the serial variant: sec2 driver */
     else if (cr_coll_mpi_create(MPI_COMM_WORLD, &coll) < 0)

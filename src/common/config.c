@@ -54,6 +54,8 @@ static const struct var vars[] = {
       "before writing it" },
     { "CRMPI_GC_INLINE", T_BOOL, "0", F(gc_inline), NULL,
       "delete garbage-collected checkpoint files inside commit instead of in a helper thread" },
+    { "CRMPI_RESTORE_READER", T_BOOL, "0", F(restore_reader), NULL,
+      "eager restore reads in a reader thread ahead of the CRC checks (ranks with a spare core)" },
     { "CRMPI_HEAP_CHECK", T_BOOL, "0", F(heap_check), NULL,
       "check every heap invariant on every allocator call (slow; debugging)" },
     { "CRMPI_DISABLE", T_BOOL, "0", F(disable), NULL,

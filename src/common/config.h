@@ -36,6 +36,7 @@ struct cr_config {
     size_t   align;           /* CRMPI_ALIGN: alignment of bulk data in files   */
     int      prealloc;        /* CRMPI_PREALLOC: fallocate each rank's slice    */
     int      gc_inline;       /* CRMPI_GC_INLINE: delete old epochs in commit   */
+    int      restore_reader;  /* CRMPI_RESTORE_READER: reader thread in restore */
     int      heap_check;      /* CRMPI_HEAP_CHECK: check heap on every op       */
     int      disable;         /* CRMPI_DISABLE: run without checkpoint/restart  */
     int      interpose;       /* CRMPI_INTERPOSE: transparent mode (malloc, globals, files) */

@@ -182,34 +182,58 @@ static int id_parse_line(const char **cur, const char *end, struct id_line *l)
     return 1;
 }
 
+/* This process's objects, parsed once (up to the first line that does not
+ * parse, as before): each recorded object is then looked up among them, not
+ * re-parsed from the text (that made the check 0.7 ms per link here). */
+static int parse_mine(const char *mine, size_t mylen, struct id_line **out, size_t *n)
+{
+    size_t cap = 1;
+    for (size_t i = 0; i < mylen; i++)
+        cap += mine[i] == '\n';
+    struct id_line *v = malloc(cap * sizeof *v);
+    if (!v)
+        return -ENOMEM;
+    const char *mp = mine, *mend = mine + mylen;
+    size_t k = 0;
+    while (k < cap && id_parse_line(&mp, mend, &v[k]))
+        k++;
+    *out = v;
+    *n = k;
+    return 0;
+}
+
 int cr_identity_check(const char *recorded, size_t len, const char *file)
 {
     char *mine;
-    size_t mylen;
+    size_t mylen, nm;
+    struct id_line *ml;
     int rc = cr_identity_text(&mine, &mylen);
     if (rc < 0)
         return rc;
+    rc = parse_mine(mine, mylen, &ml, &nm);
+    free(mine);
+    if (rc < 0)
+        return rc;
     const char *rp = recorded, *rend = recorded + len;
-    struct id_line r, m;
+    struct id_line r;
     int first = 1;
-    rc = 0;
     while (rc == 0 && id_parse_line(&rp, rend, &r)) {
-        const char *mp = mine, *mend = mine + mylen;
         int found = 0;
-        while (id_parse_line(&mp, mend, &m)) {
-            int same_obj = first ? 1 : !strcmp(m.path, r.path);
+        for (size_t k = 0; k < nm; k++) {
+            const struct id_line *m = &ml[k];
+            int same_obj = first ? 1 : !strcmp(m->path, r.path);
             if (!same_obj)
                 continue;
             found = 1;
-            if (!strcmp(m.build, r.build) && m.addr != r.addr && !first &&
-                !loaded_at_startup(m.path)) {
+            if (!strcmp(m->build, r.build) && m->addr != r.addr && !first &&
+                !loaded_at_startup(m->path)) {
                 cr_info("%s: %s (loaded after start) is at 0x%llx here, 0x%llx in the "
                         "checkpoint; same build, no persistent state refers to it",
-                        file, r.path, m.addr, r.addr);
-            } else if (strcmp(m.build, r.build) || m.addr != r.addr) {
+                        file, r.path, m->addr, r.addr);
+            } else if (strcmp(m->build, r.build) || m->addr != r.addr) {
                 cr_err("%s: written by another build: %s has build-id %s at 0x%llx in the "
                        "checkpoint but %s at 0x%llx here", file, r.path, r.build, r.addr,
-                       m.build, m.addr);
+                       m->build, m->addr);
                 rc = CR_EMISMATCH;
             }
             break;
@@ -223,7 +247,7 @@ int cr_identity_check(const char *recorded, size_t len, const char *file)
         cr_err("%s: the identity record lists no objects", file);
         rc = CR_ECORRUPT;
     }
-    free(mine);
+    free(ml);
     return rc;
 }
 

@@ -149,9 +149,12 @@ int cr_epfile_identity(struct cr_epfile *f, const struct cr_rank_row *row, char 
 /* Check the data CRC of every extent of rank r (reads the data). */
 int cr_epfile_verify_data(struct cr_epfile *f, const struct cr_rank_row *row,
                           const struct cr_index_row *rows);
-/* Largest single read of restore (restore.c); tests shrink it to exercise
- * the pipelined reader with small data. */
-extern size_t cr_restore_read_group;
+/* Read sizes of restore (restore.c): smallest and largest group with a
+ * reader thread, the group without one; whether to use a reader thread
+ * (-1: as CRMPI_RESTORE_READER says). Tests shrink the groups and force
+ * each way to exercise both with small data. */
+extern size_t cr_restore_read_group, cr_restore_read_group_max, cr_restore_read_group_inline;
+extern int cr_restore_pipeline;
 /* pread exactly n bytes at off, naming the file and what on failure. */
 int cr_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
                   const char *what);

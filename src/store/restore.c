@@ -17,11 +17,13 @@
  * falls back to an older epoch.
  */
 #include "store/internal.h"
+#include "common/config.h"
 #include "common/crc32c.h"
 #include "common/errors.h"
 #include "common/log.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -278,18 +280,72 @@ int cr_restore_threads(struct cr_restore *r, struct cr_thread_record *out, size_
 }
 
 /* Extents [i, j) that are adjacent both in memory and in the file form one
- * group, read with one pread of up to cr_restore_read_group bytes (4 MiB:
- * large enough for large I/O, small enough that the CRC pass that follows
- * finds the bytes still in cache; measured at 512 MiB/rank: 1 MiB groups
- * 0.55-0.69 of raw read, 4 MiB 0.80-0.90, 32 MiB 0.72-0.85).
- * When a link has several groups, reading is pipelined: a reader thread,
- * created and joined inside this call, preads group k+1 while this thread
- * checks the CRCs of group k, so checksumming costs no extra time when the
- * disk is the bottleneck (measured here: ~75% of raw read bandwidth with
- * synchronous reads + CRC). The reader runs at most one group ahead.
+ * group, read with one pread straight into their destination; an extent
+ * longer than a group is read in parts (its CRC chained over them).
+ *
+ * How the reads and the CRC checks share the time:
+ *
+ * By default no reader thread: this thread preads 512 KiB groups
+ * (cr_restore_read_group_inline) and checks each right after its read,
+ * while the bytes are in L2, as the kernel's readahead keeps the disk busy
+ * with the next ones. A reader thread pays off only with a core to spare:
+ * MPI launchers bind ranks to single cores (Open MPI does for jobs up to 2
+ * ranks) and there it only adds wake-ups and delays the reads that drive
+ * readahead; with 4 ranks on the 2 cores here it also lost (bench_store,
+ * 4 x 64 MiB, 3 interleaved runs: read 0.88 of raw without, 0.76 with).
+ * Measured with a stand-alone loop on one pinned core, 64 MiB after
+ * drop_caches, medians of 7-9 (two runs): one pread 18.3/19.3 ms; 512 KiB
+ * preads each followed by its CRC 16.1/18.6, 1 MiB 17.9/21.1, 4 MiB
+ * 19.5/24.9; at 256 MiB (5 reps) 512 KiB + CRC 60.9/71.6 against one pread
+ * 53.1/61.2.
+ *
+ * CRMPI_RESTORE_READER=1, where this thread may run on several CPUs: a
+ * reader thread, created and joined inside this call, preads group after
+ * group while this thread checks the groups already read. The reader does
+ * not wait for the checks (it reads into the destination, so running ahead
+ * costs no memory); it stops at its next group once a check failed. Group
+ * sizes shrink towards the end of a link: up to half of what is left to
+ * read, rounded down to a power of two, between cr_restore_read_group
+ * (4 MiB) and cr_restore_read_group_max (32 MiB): a 64 MiB link is read as
+ * 32+16+8+4+4 MiB, as large reads stream better (stand-alone loop, no CRC,
+ * 64 MiB after drop_caches, medians of 7-9 per run: 4 MiB preads 17.3-21.8
+ * ms, 16 MiB 17.3, 32 MiB 15.2-16.5, one pread 15.5-17.6) and the checks
+ * left after the last read stay short.
+ *
+ * A restore that fails leaves the destination partly written either way:
+ * the caller discards it (engine.c resets the region).
  * (POSIX AIO was tried first and dropped: glibc's helper thread does not
  * survive fork, and a forked child's aio_suspend then waits forever.) */
 size_t cr_restore_read_group = 4u << 20;
+size_t cr_restore_read_group_max = 32u << 20;
+size_t cr_restore_read_group_inline = 512u << 10;
+int cr_restore_pipeline = -1;
+
+/* Read with a reader thread? If CRMPI_RESTORE_READER asks for it and this
+ * thread may run on several CPUs (cr_restore_pipeline 0 or 1 forces it,
+ * for tests). */
+static int use_pipeline(void)
+{
+    if (cr_restore_pipeline >= 0)
+        return cr_restore_pipeline;
+    if (!cr_config()->restore_reader)
+        return 0;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) < 0)
+        return 1;
+    return CPU_COUNT(&set) > 1;
+}
+
+struct sizes { uint64_t lo, hi; };   /* smallest and largest group */
+
+/* The size of the next group when left bytes of the link remain. */
+static uint64_t group_limit(const struct sizes *z, uint64_t left)
+{
+    uint64_t g = z->lo;
+    while (g < z->hi && 4 * g <= left)
+        g *= 2;
+    return g;
+}
 
 struct group {
     uint64_t i, j;           /* extents [i, j) of the link                   */
@@ -306,43 +362,46 @@ struct reader {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     size_t read;             /* groups completely read                       */
-    size_t checked;          /* groups whose CRCs the main thread finished   */
     int err;                 /* first read error                             */
-    int stop;
+    int stop;                /* a check failed: read no further              */
     uint32_t part_crc;       /* CRC so far of a large extent read in parts    */
 };
 
-static uint64_t group_end(const struct chain_link *l, uint64_t i)
+static uint64_t group_end(const struct chain_link *l, uint64_t i, uint64_t limit)
 {
     const struct cr_index_row *x = l->rows;
     uint64_t bytes = x[i].len, j = i + 1;
     while (j < l->row.nextents && !(x[j].flags & CR_EXTENT_ZERO) &&
            x[j].addr == x[j - 1].addr + x[j - 1].len &&
            x[j].offset == x[j - 1].offset + x[j - 1].len &&
-           bytes + x[j].len <= cr_restore_read_group) {
+           bytes + x[j].len <= limit) {
         bytes += x[j].len;
         j++;
     }
     return j;
 }
 
-/* An extent longer than one read group is read in parts of that size (a
- * single 1 GiB extent read with one pread and then checksummed would neither
- * pipeline nor find its bytes in cache: measured 11-22 s for 1 GiB). */
-static uint64_t parts_of(const struct cr_index_row *x)
+/* An extent longer than one group is read in parts (a single 1 GiB extent
+ * read with one pread and then checksummed would neither pipeline nor find
+ * its bytes in cache: measured 11-22 s for 1 GiB); this bounds their number
+ * (parts are at least z->lo long, but the last). */
+static uint64_t parts_of(const struct sizes *z, const struct cr_index_row *x)
 {
-    return x->len > cr_restore_read_group ?
-           (x->len + cr_restore_read_group - 1) / cr_restore_read_group : 1;
+    return x->len > z->lo ? (x->len + z->lo - 1) / z->lo : 1;
 }
 
 /* The data groups of a link, destinations mapped (map has no side effect). */
 static int plan_groups(const struct chain_link *l, const struct cr_restore_target *t,
-                       struct group **out, size_t *n)
+                       const struct sizes *z, struct group **out, size_t *n)
 {
     const struct cr_index_row *x = l->rows;
     size_t cap = 1;
+    uint64_t left = 0;
     for (uint64_t i = 0; i < l->row.nextents; i++)
-        cap += (x[i].flags & CR_EXTENT_ZERO) ? 0 : parts_of(&x[i]);
+        if (!(x[i].flags & CR_EXTENT_ZERO)) {
+            cap += parts_of(z, &x[i]);
+            left += x[i].len;
+        }
     struct group *g = calloc(cap, sizeof *g);
     if (!g)
         return -ENOMEM;
@@ -352,7 +411,8 @@ static int plan_groups(const struct chain_link *l, const struct cr_restore_targe
             i++;
             continue;
         }
-        uint64_t j = parts_of(&x[i]) > 1 ? i + 1 : group_end(l, i);
+        uint64_t limit = group_limit(z, left);
+        uint64_t j = x[i].len > limit ? i + 1 : group_end(l, i, limit);
         uint64_t total = x[j - 1].addr + x[j - 1].len - x[i].addr;
         uint8_t *dst = t->map(t->arg, (uintptr_t)x[i].addr, (size_t)total);
         if (!dst) {
@@ -361,16 +421,11 @@ static int plan_groups(const struct chain_link *l, const struct cr_restore_targe
             free(g);
             return -EFAULT;
         }
-        for (uint64_t pos = 0; pos < total; pos += cr_restore_read_group) {
-            struct group *c = &g[k++];
-            c->i = i;
-            c->j = j;
-            c->pos = pos;
-            c->len = CR_MIN(total - pos, j == i + 1 ? cr_restore_read_group : total);
-            c->off = l->f.h.ds[CR_DS_ID_PAGES].offset + x[i].offset + pos;
-            c->dst = dst + pos;
-            if (j > i + 1)
-                break;
+        for (uint64_t pos = 0, len; pos < total; pos += len) {
+            len = j == i + 1 ? CR_MIN(total - pos, group_limit(z, left)) : total;
+            g[k++] = (struct group){ .i = i, .j = j, .pos = pos, .dst = dst + pos, .len = len,
+                .off = l->f.h.ds[CR_DS_ID_PAGES].offset + x[i].offset + pos };
+            left -= len;
         }
         i = j;
     }
@@ -384,8 +439,6 @@ static void *reader_main(void *arg)
     struct reader *rd = arg;
     for (size_t k = 0; k < rd->n; k++) {
         pthread_mutex_lock(&rd->mu);
-        while (!rd->stop && k > rd->checked + 1)
-            pthread_cond_wait(&rd->cv, &rd->mu);
         int stop = rd->stop;
         pthread_mutex_unlock(&rd->mu);
         if (stop)
@@ -425,14 +478,13 @@ static int group_ready(struct reader *rd, int threaded, size_t k)
     return rc;
 }
 
-static void group_checked(struct reader *rd, int threaded, size_t k, int stop)
+/* A failed check stops the reader at its next group. */
+static void reader_stop(struct reader *rd, int threaded)
 {
     if (!threaded)
         return;
     pthread_mutex_lock(&rd->mu);
-    rd->checked = k + 1;
-    rd->stop |= stop;
-    pthread_cond_broadcast(&rd->cv);
+    rd->stop = 1;
     pthread_mutex_unlock(&rd->mu);
 }
 
@@ -485,9 +537,10 @@ static int walk_link(struct cr_restore *r, const struct chain_link *l, struct re
             int rc = group_ready(rd, threaded, k);
             if (rc == 0)
                 rc = group_check(r, l, rd, &rd->g[k]);
-            group_checked(rd, threaded, k, rc < 0);
-            if (rc < 0)
+            if (rc < 0) {
+                reader_stop(rd, threaded);
                 return rc;
+            }
             cr_store_fault("restore-pages");
             j = rd->g[k++].j;
         } while (k < rd->n && rd->g[k].i == i);   /* the parts of one extent */
@@ -501,14 +554,19 @@ static int restore_link(struct cr_restore *r, const struct chain_link *l,
 {
     struct reader rd = { .l = l, .t = t, .mu = PTHREAD_MUTEX_INITIALIZER,
                          .cv = PTHREAD_COND_INITIALIZER };
-    int rc = plan_groups(l, t, &rd.g, &rd.n);
+    int pipeline = use_pipeline();
+    struct sizes z = { cr_restore_read_group, CR_MAX(cr_restore_read_group_max,
+                                                     cr_restore_read_group) };
+    if (!pipeline)
+        z.lo = z.hi = cr_restore_read_group_inline;
+    int rc = plan_groups(l, t, &z, &rd.g, &rd.n);
     if (rc < 0)
         return rc;
     pthread_t th;
-    int threaded = rd.n > 1 && pthread_create(&th, NULL, reader_main, &rd) == 0;
+    int threaded = pipeline && rd.n > 1 && pthread_create(&th, NULL, reader_main, &rd) == 0;
     rc = walk_link(r, l, &rd, threaded, t);
     if (threaded) {
-        group_checked(&rd, threaded, rd.checked ? rd.checked - 1 : 0, 1);
+        reader_stop(&rd, threaded);
         pthread_join(th, NULL);
     }
     free(rd.g);

@@ -31,8 +31,15 @@ void cr_epoch_path(const struct cr_store *st, uint64_t epoch, char *out, size_t 
     snprintf(out, n, "%s/" CR_EPOCH_FMT, st->dir, (unsigned long long)epoch);
 }
 
+/* The directory usually exists: one stat then, not a mkdir per component
+ * (each a lookup under its parent's lock). After drop_caches, /tmp/sr/ckpt:
+ * the three mkdirs took 1.4-6.8 ms, the stat alone 0.1-5.6 ms (4-5 runs
+ * each on a busy machine: the cold path walk is most of either). */
 static int mkdir_p(const char *dir)
 {
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return 0;
     char p[PATH_MAX];
     snprintf(p, sizeof p, "%s", dir);
     for (char *s = p + 1; ; s++) {
@@ -48,7 +55,6 @@ static int mkdir_p(const char *dir)
         if (!c)
             break;
     }
-    struct stat sb;
     if (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
         cr_err("checkpoint directory %s is not a directory", dir);
         return -ENOTDIR;

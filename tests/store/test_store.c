@@ -716,26 +716,36 @@ static void test_every_metadata_byte_flip_is_caught_or_harmless(void)
     cr_store_close(st);
 }
 
-/* Many small read groups: the restore pipeline (reader thread one group
- * ahead of the CRC checks) delivers the same bytes and still stops at a
- * damaged extent. */
+/* Many small read groups, with the reader thread (groups growing from 2
+ * to 8 pages and shrinking again) and without it (2 pages): the restore
+ * delivers the same bytes and still stops at a damaged extent. */
 static void test_pipelined_restore_with_small_groups(void)
 {
-    size_t saved = cr_restore_read_group;
+    size_t saved = cr_restore_read_group, saved_max = cr_restore_read_group_max;
+    size_t saved_inline = cr_restore_read_group_inline;
+    int saved_pipeline = cr_restore_pipeline;
     cr_restore_read_group = 2 * PSZ;
-    fresh();
-    struct cr_store *st = write_chain(4, 8, 4);
-    struct cr_restore_info info;
-    for (uint64_t e = 1; e <= 4; e++) {
-        CU_ASSERT_EQUAL(th_restore(st, e, out, NPAGES, &info, NULL, 0), 0);
-        CU_ASSERT_EQUAL(memcmp(out, snap[e], sizeof out), 0);
+    cr_restore_read_group_max = 8 * PSZ;
+    cr_restore_read_group_inline = 2 * PSZ;
+    for (int pipeline = 1; pipeline >= 0; pipeline--) {
+        cr_restore_pipeline = pipeline;
+        fresh();
+        struct cr_store *st = write_chain(4, 8, 4);
+        struct cr_restore_info info;
+        for (uint64_t e = 1; e <= 4; e++) {
+            CU_ASSERT_EQUAL(th_restore(st, e, out, NPAGES, &info, NULL, 0), 0);
+            CU_ASSERT_EQUAL(memcmp(out, snap[e], sizeof out), 0);
+        }
+        uint64_t pages = th_ds_offset(epoch_file(1), CR_DS_ID_PAGES);
+        CU_ASSERT_EQUAL(th_flip(epoch_file(1), pages + 40 * PSZ + 9, 0x01), 0);
+        CU_ASSERT_EQUAL(th_restore(st, 4, out, NPAGES, &info, NULL, 0), CR_ECORRUPT);
+        CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), CR_ECORRUPT);
+        cr_store_close(st);
     }
-    uint64_t pages = th_ds_offset(epoch_file(1), CR_DS_ID_PAGES);
-    CU_ASSERT_EQUAL(th_flip(epoch_file(1), pages + 40 * PSZ + 9, 0x01), 0);
-    CU_ASSERT_EQUAL(th_restore(st, 4, out, NPAGES, &info, NULL, 0), CR_ECORRUPT);
-    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), CR_ECORRUPT);
-    cr_store_close(st);
     cr_restore_read_group = saved;
+    cr_restore_read_group_max = saved_max;
+    cr_restore_read_group_inline = saved_inline;
+    cr_restore_pipeline = saved_pipeline;
 }
 
 /* With the real region: extents collected from it, written, the memory
