@@ -53,6 +53,7 @@
 #include "common/errors.h"
 #include "common/fault.h"
 #include "common/log.h"
+#include "common/page_copy.h"
 #include "heap/heap.h"
 #include "interpose/interpose.h"
 #include "region/region.h"
@@ -258,7 +259,9 @@ static int commit_pending(int deferred)
 }
 
 /* Copy the non-zero extents back to back into the staging buffer. NULL
- * when they do not fit: the caller writes from the region in place. */
+ * when they do not fit: the caller writes from the region in place. The
+ * copy streams past the cache (page_copy.h): nothing reads the buffer
+ * before the writer, which runs later. */
 static const uint8_t *stage(uint64_t bytes)
 {
     uint8_t *buf = bytes ? cr_staging_get(bytes) : NULL;
@@ -268,9 +271,11 @@ static const uint8_t *stage(uint64_t bytes)
     for (size_t i = 0; i < E.n; i++) {
         if (E.ext[i].flags & CR_EXTENT_ZERO)
             continue;
-        memcpy(p, (const void *)E.ext[i].addr, E.ext[i].len);
+        const void *ahead = i + 2 < E.n ? (const void *)E.ext[i + 2].addr : NULL;
+        cr_page_copy(p, (const void *)E.ext[i].addr, E.ext[i].len, ahead);
         p += E.ext[i].len;
     }
+    cr_page_copy_done();
     return buf;
 }
 
