@@ -559,6 +559,7 @@ static int restore_link(struct cr_restore *r, const struct chain_link *l,
                                                      cr_restore_read_group) };
     if (!pipeline)
         z.lo = z.hi = cr_restore_read_group_inline;
+    cr_dbg("restoring %s with %s", l->f.path, pipeline ? "a reader thread" : "inline reads");
     int rc = plan_groups(l, t, &z, &rd.g, &rd.n);
     if (rc < 0)
         return rc;
