@@ -10,8 +10,8 @@
  * cache, so no line of the staging buffer is first read for ownership,
  * and a prefetch two pages ahead, which the hardware prefetcher (stopping
  * at page boundaries) does not issue: 1.50 ms with memcpy, 1.15 ms so.
- * On other CPUs (or under the sanitizers, which must see every access as
- * a memcpy) this is memcpy.
+ * On CPUs without AVX2 (or under the sanitizers, which must see every
+ * access as a memcpy) this is memcpy.
  */
 #ifndef CR_PAGE_COPY_H
 #define CR_PAGE_COPY_H
@@ -20,7 +20,9 @@
 
 /* Copy len bytes from src to dst, which are page-aligned with len a
  * multiple of the page size (anything else is copied with memcpy).
- * next, if not NULL, is where the following call will read: prefetched.
+ * next, if not NULL, is an address the caller reads soon after (how far
+ * ahead is the caller's choice): prefetched while the last pages of this
+ * run are copied.
  * Call cr_page_copy_done() after the last copy and before another thread
  * reads dst (it orders the non-temporal stores). */
 void cr_page_copy(void *dst, const void *src, size_t len, const void *next);
