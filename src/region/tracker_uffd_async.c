@@ -16,7 +16,9 @@
  * range were not async-WP registered, instead of silently reporting nothing.
  *
  * When the output vector fills up, the kernel stops at walk_end (having
- * re-armed only what it returned) and we continue from there.
+ * re-armed only what it returned) and we continue from there; the vector
+ * passed is at most the kernel's own walk buffer, or walk_end can point
+ * back to where that buffer first filled (cr_pagemap_scan).
  *
  * MADV_DONTNEED on an anonymous range drops the ptes together with their WP
  * markers, so discard() re-protects the range: the dropped pages read as
@@ -68,6 +70,7 @@ struct async_state {
                                       re-armed by a deferred re-arm      */
     int carry_any;                 /* some carry bit may be set          */
     int owed;                      /* a snapshot's re-arm is still owed  */
+    unsigned warned_overlap;       /* repeated regions seen (warned once) */
 };
 
 static int async_probe(const char **why)
@@ -165,7 +168,7 @@ static int async_add_range(struct cr_tracker *t, uintptr_t addr, size_t len)
 static int async_walk(struct async_state *s, uintptr_t start, uintptr_t end, int rearm,
                       cr_extent_fn fn, void *arg)
 {
-    uintptr_t at = start;
+    uintptr_t at = start, reported = start;   /* end of what fn has had */
     while (at < end) {
         struct cr_pm_scan sc = {
             .flags = rearm ? CR_PM_SCAN_WP_MATCHING | CR_PM_SCAN_CHECK_WPASYNC : 0,
@@ -179,9 +182,33 @@ static int async_walk(struct async_state *s, uintptr_t start, uintptr_t end, int
                     (unsigned long)end);
             return (int)n;
         }
-        for (long i = 0; i < n; i++)
-            cr_page_bitmap_set_range(&s->populated, s->vec[i].start,
-                                     s->vec[i].end - s->vec[i].start);
+        /* Regions come in address order, each past the last. A region that
+         * starts before what fn already had means walk_end went backwards
+         * (cr_pagemap_scan caps the vector so that it does not): its
+         * repeated part is cut off, so no page is reported twice, and, as
+         * the kernel re-armed it again just now, carried to the next
+         * collection, so a write between the two passes is not lost. */
+        long kept = 0;
+        for (long i = 0; i < n; i++) {
+            struct cr_page_region v = s->vec[i];
+            if (v.start < reported) {
+                uintptr_t cut = v.end < reported ? v.end : reported;
+                if (!s->warned_overlap++)
+                    cr_warn("PAGEMAP_SCAN returned [%#lx, %#lx) again; carried over",
+                            (unsigned long)v.start, (unsigned long)cut);
+                if (rearm) {
+                    cr_page_bitmap_set_range(&s->carry, v.start, cut - v.start);
+                    s->carry_any = 1;
+                }
+                v.start = cut;
+            }
+            if (v.start >= v.end)
+                continue;
+            reported = v.end;
+            cr_page_bitmap_set_range(&s->populated, v.start, v.end - v.start);
+            s->vec[kept++] = v;
+        }
+        n = kept;
         for (long i = 0; fn && i < n; i++) {
             struct cr_extent e = { s->vec[i].start, s->vec[i].end - s->vec[i].start, 0 };
             int rc = fn(&e, arg);

@@ -90,7 +90,9 @@ struct cr_pm_scan {
 /* Open /proc/self/pagemap (close-on-exec). Returns fd or -errno. */
 int cr_pagemap_open(void);
 /* One PAGEMAP_SCAN call. Returns the number of regions filled into vec
- * (the walk stopped early if walk_end < end), or -errno. */
+ * (the walk stopped early if walk_end < end), or -errno. Fills at most the
+ * kernel's own walk buffer (one PMD's worth of regions), whatever vec_len
+ * says: only then is walk_end exact (see uffd_sys.c). */
 long cr_pagemap_scan(int fd, struct cr_pm_scan *s);
 
 #endif
