@@ -194,8 +194,9 @@ static int async_walk(struct async_state *s, uintptr_t start, uintptr_t end, int
             if (v.start < reported) {
                 uintptr_t cut = v.end < reported ? v.end : reported;
                 if (!s->warned_overlap++)
-                    cr_warn("PAGEMAP_SCAN returned [%#lx, %#lx) again; carried over",
-                            (unsigned long)v.start, (unsigned long)cut);
+                    cr_warn("PAGEMAP_SCAN returned [%#lx, %#lx) again; %s",
+                            (unsigned long)v.start, (unsigned long)cut,
+                            rearm ? "carried to the next collection" : "reported once");
                 if (rearm) {
                     cr_page_bitmap_set_range(&s->carry, v.start, cut - v.start);
                     s->carry_any = 1;

@@ -317,35 +317,19 @@ int cr_pagemap_open(void)
 }
 
 /* The kernel collects a scan's output in a buffer of one PMD's worth of
- * regions (PAGEMAP_WALK_SIZE >> PAGE_SHIFT: 512 on x86-64) and, when that
- * fills while the caller's vector still has room, flushes it and walks on
- * inside the same ioctl. On the kernels seen here (6.18) the walk_end of
- * such a call is the address where the buffer first filled, although the
- * walk went to the end: a caller resuming at walk_end walks the rest again
- * and is handed the pages it already has (a re-arming scan, pages written
- * again meanwhile; any other scan, every page after walk_end twice). A
- * vector no longer than that buffer keeps each ioctl to one inner walk, so
- * walk_end is exact. The buffer's length is the PMD span in pages: read
- * from the THP sysfs file, else one page table's worth of 8-byte entries. */
+ * regions (PAGEMAP_WALK_SIZE >> PAGE_SHIFT) and, when that fills while the
+ * caller's vector still has room, flushes it and walks on inside the same
+ * ioctl. On the kernels seen here (6.18) the walk_end of such a call is
+ * the address where the buffer first filled, although the walk went to the
+ * end: a caller resuming at walk_end walks the rest again and is handed the
+ * pages it already has (a re-arming scan, pages written again meanwhile;
+ * any other scan, every page after walk_end twice). A vector no longer
+ * than that buffer keeps each ioctl to one inner walk, so walk_end is
+ * exact. A PMD maps one page table: page size / 8 entries of 8 bytes (512
+ * on x86-64; also right for every arm64 page size). */
 static size_t scan_vec_max(void)
 {
-    static size_t cached;
-    size_t n = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (n)
-        return n;
-    long page = sysconf(_SC_PAGESIZE);
-    if (page <= 0)
-        page = 4096;
-    n = (size_t)page / 8;
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "re");
-    if (f) {
-        unsigned long pmd = 0;
-        if (fscanf(f, "%lu", &pmd) == 1 && pmd >= (unsigned long)page)
-            n = pmd / (unsigned long)page;
-        fclose(f);
-    }
-    __atomic_store_n(&cached, n, __ATOMIC_RELAXED);
-    return n;
+    return (size_t)sysconf(_SC_PAGESIZE) / 8;   /* from the auxiliary vector: no syscall */
 }
 
 long cr_pagemap_scan(int fd, struct cr_pm_scan *s)
