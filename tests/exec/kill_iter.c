@@ -1,7 +1,7 @@
 /*
  * kill_iter.c - kill-test program: a single-threaded iterative computation.
  *
- *   kill_iter [STEPS [WORDS [tolerate]]]
+ *   kill_iter [STEPS [WORDS [tolerate|scatter]]]
  *
  * A crmalloc'd array of WORDS 64-bit words is mixed STEPS times; every step
  * ends with cr_checkpoint(). The loop counter and a running hash live in
@@ -10,6 +10,10 @@
  * whether or not it was killed and restarted along the way. With "tolerate",
  * a failed checkpoint is counted (reported on stderr at the end) and the
  * computation goes on, as a job does when its storage fails for a while.
+ * With "scatter", each step writes one word in every other page instead of
+ * a window (odd pages on odd steps, even pages on even ones): every
+ * checkpoint then has one written run per two pages, more than one
+ * PAGEMAP_SCAN call returns for arrays above 4 MiB.
  */
 #include <cr.h>
 #include <stdint.h>
@@ -47,12 +51,21 @@ int main(int argc, char **argv)
     uint64_t hash = 0;
     long restarts = 0, failures = 0;
     int tolerate = argc > 3 && !strcmp(argv[3], "tolerate");
+    int scatter = argc > 3 && !strcmp(argv[3], "scatter");
+    const size_t page_words = 4096 / sizeof *a;
     for (long s = 0; s < steps; s++) {
-        /* touch a window of the array that moves: some pages per step */
-        size_t lo = (size_t)(s * 97) % words, n = words / 8;
-        for (size_t k = 0; k < n; k++) {
-            size_t i = (lo + k) % words;
-            a[i] = mix(a[i] + (uint64_t)s);
+        size_t lo = (size_t)(s * 97) % words;
+        if (scatter) {
+            /* one word in every other page */
+            for (size_t i = (size_t)(s & 1) * page_words + (size_t)s % page_words; i < words;
+                 i += 2 * page_words)
+                a[i] = mix(a[i] + (uint64_t)s);
+        } else {
+            /* touch a window of the array that moves: some pages per step */
+            for (size_t k = 0, n = words / 8; k < n; k++) {
+                size_t i = (lo + k) % words;
+                a[i] = mix(a[i] + (uint64_t)s);
+            }
         }
         hash = mix(hash ^ a[lo]);
         int rc = cr_checkpoint();
