@@ -187,7 +187,8 @@ static int async_walk(struct async_state *s, uintptr_t start, uintptr_t end, int
          * (cr_pagemap_scan caps the vector so that it does not): its
          * repeated part is cut off, so no page is reported twice, and, as
          * the kernel re-armed it again just now, carried to the next
-         * collection, so a write between the two passes is not lost. */
+         * collection, so a write between the two passes is not lost.
+         * (test_region reaches this through a wrapped cr_pagemap_scan.) */
         long kept = 0;
         for (long i = 0; i < n; i++) {
             struct cr_page_region v = s->vec[i];
