@@ -30,11 +30,12 @@
  * So we keep a populated bitmap, fed by every collection and by a
  * non-re-arming scan in collect_populated().
  *
- * Deferred re-arming (snapshot/rearm): on paravirtualised VMs re-arming is
- * the costly part of a collection (PM_SCAN_WP_MATCHING flushes the TLB of
- * every 2 MiB block it changed, and each flush is a hypercall: measured
- * 9 ms for 2621 scattered pages of 1 GiB here, against 0.3 ms for the scan
- * alone). A snapshot only scans; the re-arm runs later while the
+ * Deferred re-arming (snapshot/rearm): on paravirtualised VMs re-arming can
+ * be the costly part of a collection (PM_SCAN_WP_MATCHING flushes the TLB
+ * of every 2 MiB block it changed; where each flush was a hypercall, 2621
+ * scattered pages of 1 GiB took 9 ms against 0.3 ms for the scan alone;
+ * perf/region/run.sh times both halves on the machine at hand). A snapshot
+ * only scans; the re-arm runs later while the
  * application writes again, so it cannot tell a page written before the
  * snapshot from one written after. It re-arms each written page first and
  * then asks the caller whether the contents still equal the snapshot's
