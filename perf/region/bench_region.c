@@ -336,7 +336,7 @@ int main(int argc, char **argv)
     }
     printf("\nuffd-async, spread pages: the snapshot (scan only; an asynchronous checkpoint's "
            "blocking phase)\nand the deferred re-arm (the background writer's), ms:\n");
-    printf("%-8s %8s %9s %10s %10s\n", "size", "written", "pages", "snapshot", "re-arm");
+    printf("%-8s %8s %9s %10s %10s\n", "MiB", "written", "pages", "snapshot", "re-arm");
     for (int i = 0; i < nsplit; i++) {
         const struct split *sp = &splits[i];
         printf("%-8zu %7.1f%% %9zu %10.3f %10.3f\n", sp->size >> 20, sp->fraction * 100,
