@@ -228,6 +228,15 @@ static void test_nothing_written_reports_nothing(void)
     close_region();
 }
 
+/* The next collection finds nothing: everything was re-armed. */
+static void expect_clean(void)
+{
+    struct report r;
+    collect(&r);
+    CU_ASSERT_EQUAL(r.nwritten, 0);
+    report_free(&r);
+}
+
 /* Writes every odd page of the first npages (one written region per two
  * pages, the most regions a range can have); returns the expected map. */
 static uint8_t *write_odd_pages(size_t npages)
@@ -255,9 +264,7 @@ static void test_more_extents_than_scan_buffer_all_reported(void)
     expect_exact(&r, want, npages);
     CU_ASSERT_EQUAL(r.nwritten, npages / 2);
     report_free(&r);
-    collect(&r);                  /* everything was re-armed, not only the first batch */
-    CU_ASSERT_EQUAL(r.nwritten, 0);
-    report_free(&r);
+    expect_clean();               /* every batch was re-armed, not only the first */
     free(want);
     close_region();
 }
@@ -285,9 +292,7 @@ static void test_more_extents_than_kernel_walk_buffer_reported_once(void)
     expect_exact(&r, want, npages);
     CU_ASSERT_EQUAL(r.nwritten, npages / 2);
     report_free(&r);
-    collect(&r);
-    CU_ASSERT_EQUAL(r.nwritten, 0);
-    report_free(&r);
+    expect_clean();
     free(want);
     close_region();
 }
@@ -365,9 +370,7 @@ static void test_stale_walk_end_reports_once_and_carries_rewritten(void)
     CU_ASSERT_EQUAL(r.page[quirk.odd], 1);
     CU_ASSERT_EQUAL(r.page[quirk.even], 1);
     report_free(&r);
-    collect(&r);
-    CU_ASSERT_EQUAL(r.nwritten, 0);
-    report_free(&r);
+    expect_clean();
     free(want);
     close_region();
 }
