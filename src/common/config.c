@@ -75,6 +75,9 @@ static const struct var vars[] = {
       "async: copy dirty pages to a staging buffer, write in the background, commit at the next checkpoint/wait/exit; sync: write and commit inside the call (same value on every rank)" },
     { "CRMPI_STAGING_MAX", T_SIZE, "1G", F(staging_max), NULL,
       "largest staging buffer of async checkpoints per process; a checkpoint with more dirty bytes is written synchronously" },
+    { "CRMPI_LAYOUT_HELPER", T_STR, "", F(layout_helper), NULL,
+      "program that lays out a single process's checkpoint files outside the checkpoint call: "
+      "empty for the installed crmpi-layout-helper, off to lay them out in the call" },
     { "CRMPI_WRITER_NICE", T_UINT, "19", F(writer_nice), NULL,
       "nice value (0-19) of the background checkpoint writer thread: where it shares a CPU with the computation, the computation runs first" },
     { "CRMPI_RESTORE", T_ENUM, "eager", F(restore), restore_names,

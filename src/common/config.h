@@ -41,6 +41,7 @@ struct cr_config {
     int      disable;         /* CRMPI_DISABLE: run without checkpoint/restart  */
     int      interpose;       /* CRMPI_INTERPOSE: transparent mode (malloc, globals, files) */
     char     fault[256];      /* CRMPI_FAULT: fault-injection spec (tests)      */
+    char     layout_helper[256]; /* CRMPI_LAYOUT_HELPER: "", "off" or a program */
     unsigned ckpt_interval;   /* CRMPI_CKPT_INTERVAL: seconds, 0 = Young/Daly   */
     unsigned mtbf;            /* CRMPI_MTBF: mean time between failures, s      */
     int      stop_signals;    /* CRMPI_STOP_SIGNALS: bit 0 SIGUSR1, bit 1 SIGTERM */

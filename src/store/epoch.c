@@ -12,7 +12,10 @@
  * (CRMPI_ALIGN) when any slice is at least that large, so that ranks never
  * share a stripe of a parallel filesystem.
  * After begin, nothing here calls HDF5: put and finish may run on a
- * background writer thread while the application continues.
+ * background writer thread while the application continues. In a single
+ * process's store begin does not call HDF5 either: the layout helper
+ * process (layout_helper.c) makes the file, and the first put, finish or
+ * commit waits for it (layout_ready).
  */
 #include "store/internal.h"
 #include "common/crc32c.h"
@@ -46,6 +49,9 @@ struct cr_epoch {
     atomic_int reserved;           /* reserve_slice ran (first put)        */
     atomic_int failed;
     int finished;
+    int layout_pending;            /* the helper lays the file out, later   */
+    int topo_mine;                 /* which node's topology is ours, or -1  */
+    char topo_host[CR_HOST_MAX];   /* for the helper: this node's name      */
 };
 
 static int check_desc(const struct cr_store *st, const struct cr_epoch_desc *d,
@@ -259,8 +265,82 @@ static int share_sizes(struct cr_store *st, const struct cr_epoch_desc *d, uint6
     return 0;
 }
 
-/* Create the HDF5 file (collective, once the sizes are shared); returns
- * the local status, which the caller agrees on. */
+/* The layout helper of a single process's store, started on first use
+ * and again after it died (layout_helper.c). NULL: lay out here. */
+static struct cr_layout_helper *helper(struct cr_store *st)
+{
+    if (st->coll->size != 1 || st->helper_off)
+        return NULL;
+    if (st->helper && !cr_layout_helper_usable(st->helper)) {
+        cr_layout_helper_stop(st->helper);
+        st->helper = NULL;
+    }
+    if (!st->helper && cr_layout_helper_start(&st->helper) < 0)
+        st->helper_off = 1;
+    return st->helper;
+}
+
+/* The file exists and has its layout: open it for the pwrites. */
+static int open_created(struct cr_epoch *ep)
+{
+    ep->fd = open(ep->path, O_RDWR | O_CLOEXEC);
+    if (ep->fd < 0) {
+        int rc = cr_neg_errno();
+        cr_perr("open(%s) after creating it", ep->path);
+        return rc;
+    }
+    if (ep->st->coll->rank == 0 && fchmod(ep->fd, 0600) < 0) {
+        /* HDF5 creates files 0666 & ~umask; ours are private. */
+        int rc = cr_neg_errno();
+        cr_perr("fchmod(%s, 0600)", ep->path);
+        return rc;
+    }
+    ep->data_base = ep->hdr.ds[CR_DS_ID_PAGES].offset + ep->me.data_offset;
+    return 0;
+}
+
+/* The helper's layout of ep, asked for by whoever first needs the file:
+ * the writer's first put or finish (asynchronous checkpoints, so the
+ * helper starts only once the checkpoint call has returned; asked for in
+ * the call, it took the core from the call's end), or commit, or freeing
+ * the epoch. Not HDF5 on this thread: a helper that is gone is replaced
+ * once. A failure fails the epoch like a failed write. */
+static int layout_ready(struct cr_epoch *ep)
+{
+    if (!ep->layout_pending)
+        return atomic_load(&ep->failed);
+    ep->layout_pending = 0;
+    struct cr_store *st = ep->st;
+    uint64_t len = ep->topo_len, off = 0;
+    struct cr_layout_in in = { .path = ep->path, .hdr = &ep->hdr, .identity = st->id0,
+        .ntopo = ep->hdr.ntopo, .topo_host = (const char (*)[CR_HOST_MAX])ep->topo_host,
+        .topo_len = &len, .align = st->opts.align };
+    int rc = -EPIPE;
+    for (int attempt = 0; attempt < 2 && rc == -EPIPE; attempt++) {
+        if (!cr_layout_helper_usable(st->helper)) {
+            cr_layout_helper_stop(st->helper);
+            st->helper = NULL;
+            if ((rc = cr_layout_helper_start(&st->helper)) < 0)
+                break;
+        }
+        rc = cr_layout_helper_send(st->helper, &in);
+        if (rc == 0)
+            rc = cr_layout_helper_receive(st->helper, &ep->hdr, &off, in.ntopo, ep->path);
+        if (rc < 0 && !cr_layout_helper_usable(st->helper))
+            rc = -EPIPE;      /* it died: once more with a new one */
+    }
+    if (rc == 0 && ep->topo_mine >= 0)
+        ep->topo_off = off;
+    if (rc == 0)
+        rc = open_created(ep);
+    if (rc < 0)
+        atomic_store(&ep->failed, rc);
+    return rc;
+}
+
+/* Create the HDF5 file (collective, once the sizes are shared; handed to
+ * the layout helper in a single process's store); returns the local
+ * status, which the caller agrees on. */
 static int create_file(struct cr_epoch *ep, const struct cr_epoch_desc *d,
                        char (*hosts)[CR_HOST_MAX], uint64_t *lens, uint64_t *offs)
 {
@@ -274,23 +354,38 @@ static int create_file(struct cr_epoch *ep, const struct cr_epoch_desc *d,
     plan_layout(ep, all, n, c->rank, st->opts.align);
     gather_topology(ep, all, n, hosts, lens, &ntopo);
     ep->hdr.ntopo = (uint32_t)ntopo;
-    struct cr_layout_in in = { .path = ep->path, .coll = c, .fapl = &st->fapl,
-        .hdr = &ep->hdr, .identity = st->id0, .ntopo = ntopo, .topo_host = hosts,
-        .topo_len = lens, .align = st->opts.align };
-    int rc = cr_layout_create(&in, &ep->hdr, offs);
-    if (rc < 0)
-        return rc;
     /* The first rank of each node writes that node's topology. */
+    ep->topo_mine = -1;
     for (size_t j = 0; j < ntopo; j++) {
         int first = 0;
         while (first < n && strncmp(all[first].host, hosts[j], CR_HOST_MAX))
             first++;
         if (first == c->rank && lens[j]) {
-            ep->topo_off = offs[j];
+            ep->topo_mine = (int)j;
             ep->topo_len = lens[j];
         }
     }
-    return 0;
+    struct cr_layout_in in = { .path = ep->path, .coll = c, .fapl = &st->fapl,
+        .hdr = &ep->hdr, .identity = st->id0, .ntopo = ntopo, .topo_host = hosts,
+        .topo_len = lens, .align = st->opts.align };
+    if (ntopo <= 1 && helper(st)) {
+        if (cr_fault_errno("epoch-create")) {
+            /* As when the fault fires in h5layout.c: HDF5 reports no errno. */
+            cr_err("%s: H5Fcreate failed (rank %d of %d)", ep->path, c->rank, n);
+            return -EIO;
+        }
+        if (ntopo)
+            memcpy(ep->topo_host, hosts[0], CR_HOST_MAX);
+        ep->topo_len = ntopo ? lens[0] : 0;
+        ep->layout_pending = 1;
+        return 0;
+    }
+    int rc = cr_layout_create(&in, &ep->hdr, offs);
+    if (rc < 0)
+        return rc;
+    if (ep->topo_mine >= 0)
+        ep->topo_off = offs[ep->topo_mine];
+    return open_created(ep);
 }
 
 static void epoch_free(struct cr_epoch *ep)
@@ -371,17 +466,6 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
     free(lens);
     if (rc == 0)
         rc = prepare_rows(ep, d, c->rank);
-    if (rc == 0) {
-        ep->fd = open(ep->path, O_RDWR | O_CLOEXEC);
-        if (ep->fd < 0) {
-            rc = cr_neg_errno();
-            cr_perr("open(%s) after creating it", ep->path);
-        } else if (c->rank == 0 && fchmod(ep->fd, 0600) < 0) {
-            /* HDF5 creates files 0666 & ~umask; ours are private. */
-            rc = cr_neg_errno();
-            cr_perr("fchmod(%s, 0600)", ep->path);
-        }
-    }
     rc = cr_coll_agree(c, rc);
     if (rc < 0) {
         /* Making the list is collective (it duplicates the communicator):
@@ -400,7 +484,6 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
     ep->me.data_bytes = data_bytes;
     ep->me.nthreads = d->nthreads;
     memcpy(ep->me.hostname, st->host, CR_HOST_MAX);
-    ep->data_base = ep->hdr.ds[CR_DS_ID_PAGES].offset + ep->me.data_offset;
     cr_store_fault("epoch-begun");
     *out = ep;
     return 0;
@@ -467,9 +550,12 @@ int cr_epoch_put(struct cr_epoch *ep, size_t i, const void *src)
         cr_err("%s: extent %zu put twice or after finish", ep->path, i);
         return CR_ESTATE;
     }
+    int rc = layout_ready(ep);
+    if (rc < 0)
+        return rc;
     r->data_crc = cr_crc32c(0, src, r->len);
     reserve_slice(ep);
-    int rc = pwrite_full(ep->fd, src, r->len, ep->data_base + (r->offset - ep->me.data_offset),
+    rc = pwrite_full(ep->fd, src, r->len, ep->data_base + (r->offset - ep->me.data_offset),
                          ep->path, "page data");
     if (rc < 0) {
         atomic_store(&ep->failed, rc);
@@ -503,6 +589,9 @@ int cr_epoch_put_batch(struct cr_epoch *ep, size_t *next, const uint8_t **src)
         cr_err("%s: extents put after finish", ep->path);
         return CR_ESTATE;
     }
+    int rc = layout_ready(ep);
+    if (rc < 0)
+        return rc;
     /* Rows of one rank lie back to back in its slice (begin assigns the
      * offsets so); a gap would only end the batch. */
     size_t j = i, nput = 0;
@@ -524,7 +613,7 @@ int cr_epoch_put_batch(struct cr_epoch *ep, size_t *next, const uint8_t **src)
         nput++;
     }
     reserve_slice(ep);
-    int rc = pwrite_full(ep->fd, *src, bytes,
+    rc = pwrite_full(ep->fd, *src, bytes,
                          ep->data_base + (ep->rows[i].offset - ep->me.data_offset), ep->path,
                          "page data");
     if (rc < 0) {
@@ -582,7 +671,7 @@ int cr_epoch_finish(struct cr_epoch *ep)
 {
     if (!ep)
         return -EINVAL;
-    int rc = atomic_load(&ep->failed);
+    int rc = layout_ready(ep);
     if (rc < 0)
         return rc;
     if (ep->finished)

@@ -74,6 +74,8 @@ struct cr_store {
     struct cr_begin_info *peers;  /* one per rank, for cr_epoch_begin      */
     hid_t fapl;                   /* file-access list of the epoch files,
                                      made at the first epoch (h5layout.c) */
+    struct cr_layout_helper *helper;  /* a single process's layouts        */
+    int helper_off;               /* none could be started: lay out here  */
     char *topo_xml;  size_t topo_len;        /* this node                      */
     char host[CR_HOST_MAX];
     uint64_t *bad; size_t nbad;   /* epochs found corrupt by this handle     */
@@ -121,6 +123,24 @@ struct cr_layout_in {
  * closes it). */
 int cr_layout_create(const struct cr_layout_in *in, struct cr_epoch_header *hdr,
                      uint64_t *topo_off);
+
+/* ---- the layout helper process (layout_helper.c) --------------------------- */
+struct cr_layout_helper;
+/* Start crmpi-layout-helper (CRMPI_LAYOUT_HELPER, or the installed or built
+ * one). -ENOENT when there is none (or CRMPI_LAYOUT_HELPER=off). */
+int cr_layout_helper_start(struct cr_layout_helper **h);
+/* Close its socket (it exits) and reap it. NULL is fine. */
+void cr_layout_helper_stop(struct cr_layout_helper *h);
+/* Started by this process and not known to be dead. */
+int cr_layout_helper_usable(const struct cr_layout_helper *h);
+/* Hand it cr_layout_create(in) (in->coll and in->fapl are its own); replies
+ * come back in request order. */
+int cr_layout_helper_send(struct cr_layout_helper *h, const struct cr_layout_in *in);
+/* The next reply: hdr->ds[].offset and topo_off[0..ntopo), or the error. */
+int cr_layout_helper_receive(struct cr_layout_helper *h, struct cr_epoch_header *hdr,
+                             uint64_t *topo_off, size_t ntopo, const char *path);
+/* The helper program's loop on fd until EOF (0) or a broken request. */
+int cr_layout_helper_serve(int fd);
 
 /* ---- trust (trust.c) ------------------------------------------------------ */
 /* The directory (and its index, if present): a directory (a symlink to it

@@ -211,6 +211,7 @@ void cr_store_close(struct cr_store *st)
     if (!st)
         return;
     cr_gc_wait(st);
+    cr_layout_helper_stop(st->helper);
     cr_index_free(&st->ix);
     free(st->identity);
     free(st->id0);

@@ -41,4 +41,27 @@ CM
 cmake -S "$work/cm" -B "$work/cm/b" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$work/cm/b" >/dev/null
 "$work/cm/b/app" | grep -q "^persistent" || { echo "FAIL: find_package build did not run"; exit 1; }
+# A checkpoint with the moved copy: its epoch files are laid out by the
+# helper installed beside the library (found relative to it, not through a
+# path baked in at build time).
+cat > "$work/ckpt.c" <<'C'
+#include <cr.h>
+#include <stdio.h>
+#include <string.h>
+int main(void) {
+    char *p = crmalloc(1 << 20);
+    if (!p) return 1;
+    memset(p, 7, 1 << 20);
+    int rc = cr_checkpoint();
+    if (rc != CR_CHECKPOINTED) { printf("checkpoint: %s\n", cr_strerror(rc)); return 1; }
+    printf("checkpointed\n");
+    return 0;
+}
+C
+cc "$work/ckpt.c" -o "$work/ckpt" $(pkg-config --cflags --libs cr)
+mkdir "$work/ckdir"
+out=$(CRMPI_DIR="$work/ckdir" CRMPI_LOG=debug "$work/ckpt" 2>&1) \
+  || { echo "FAIL: checkpoint with the installed copy: $out"; exit 1; }
+echo "$out" | grep -q "layout helper $prefix/.*libexec/crmpi/crmpi-layout-helper started" \
+  || { echo "FAIL: the installed layout helper was not used: $out"; exit 1; }
 echo "PASS: installed copy works via pkg-config and find_package from a moved prefix"

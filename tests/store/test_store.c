@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define NPAGES 96
@@ -855,11 +857,204 @@ static int teardown(void)
 {
     cutest_rmtree(dir);
     free(dir);
+    dir = NULL;           /* the next suite's fresh() frees it again */
     return 0;
 }
 
+/* ---- the layout helper process (single-process stores) ------------------------- */
+
+/* The crmpi-layout-helper children of process pid (0 if none); *n = how many. */
+static pid_t helper_of(pid_t pid, int *n)
+{
+    char path[64], comm[32];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    FILE *f = fopen(path, "r");
+    pid_t found = 0, c;
+    *n = 0;
+    while (f && fscanf(f, "%d", &c) == 1) {
+        snprintf(path, sizeof path, "/proc/%d/comm", (int)c);
+        FILE *g = fopen(path, "r");
+        if (g && fgets(comm, sizeof comm, g) && !strncmp(comm, "crmpi-layout-he", 15)) {
+            found = c;
+            (*n)++;
+        }
+        if (g)
+            fclose(g);
+    }
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/* Gone, or a zombie no one has reaped yet (reparented to a PID 1 that may not). */
+static int exited(pid_t pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 1;
+    char *p = fgets(buf, sizeof buf, f);
+    fclose(f);
+    p = p ? strrchr(buf, ')') : NULL;
+    return p && (p[2] == 'Z' || p[2] == 'X');
+}
+
+static void expect_chain_restores(struct cr_store *st, uint64_t newest)
+{
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, newest);
+    CU_ASSERT_EQUAL(memcmp(out, snap[newest], sizeof out), 0);
+}
+
+/* One helper lays out every epoch of the store, and goes with the store. */
+static void test_one_helper_lays_out_every_epoch_and_exits_with_the_store(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(4, 3, 8);
+    int n;
+    pid_t h = helper_of(getpid(), &n);
+    CU_ASSERT_EQUAL(n, 1);
+    CU_ASSERT(h > 0);
+    expect_chain_restores(st, 4);
+    cr_store_close(st);
+    CU_ASSERT(h <= 0 || exited(h));
+    helper_of(getpid(), &n);
+    CU_ASSERT_EQUAL(n, 0);
+}
+
+/* SIGKILLed between epochs: the next epoch's layout goes to a new helper,
+ * and nothing fails. */
+static void test_helper_killed_between_epochs_is_replaced(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(2, 8, 8);
+    int n;
+    pid_t h = helper_of(getpid(), &n);
+    CU_ASSERT_FATAL(h > 0);
+    CU_ASSERT_EQUAL(kill(h, SIGKILL), 0);
+    CU_ASSERT_EQUAL(waitpid(h, NULL, 0), h);
+    uint8_t dirty[NPAGES], zeroed[NPAGES];
+    mutate(dirty, zeroed);
+    uint64_t got = 0;
+    CU_ASSERT_EQUAL(th_write_epoch(st, &mem, 0, dirty, zeroed, 3, &got), 0);
+    CU_ASSERT_EQUAL(got, 3);
+    memcpy(snap[3], cur, sizeof cur);
+    pid_t h2 = helper_of(getpid(), &n);
+    CU_ASSERT_EQUAL(n, 1);
+    CU_ASSERT(h2 > 0 && h2 != h);
+    expect_chain_restores(st, 3);
+    cr_store_close(st);
+}
+
+/* A helper that dies on every request (here: a program that exits at once)
+ * fails that epoch like a failed write - an error code, the previous epoch
+ * kept, the next one full - and never the process. */
+static void test_helper_that_always_dies_fails_the_epoch_cleanly(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(1, 8, 8);
+    cr_store_close(st);
+    setenv("CRMPI_LAYOUT_HELPER", "/bin/true", 1);
+    CU_ASSERT_EQUAL(cr_config_reload(), 0);
+    st = open_store(8, 8);
+    uint8_t dirty[NPAGES], zeroed[NPAGES];
+    memcpy(snap[2], cur, sizeof cur);
+    mutate(dirty, zeroed);
+    uint64_t got = 0;
+    int rc = th_write_epoch(st, &mem, 0, dirty, zeroed, 3, &got);
+    CU_ASSERT(rc < 0);
+    CU_ASSERT(cr_store_next_is_full(st));
+    unsetenv("CRMPI_LAYOUT_HELPER");
+    CU_ASSERT_EQUAL(cr_config_reload(), 0);
+    expect_chain_restores(st, 1);
+    cr_store_close(st);
+    CU_ASSERT_EQUAL(access(epoch_file(2), F_OK), -1);
+}
+
+/* No helper to be had: the layout is made in the call, as it was before. */
+static void test_missing_helper_lays_out_in_the_call(void)
+{
+    setenv("CRMPI_LAYOUT_HELPER", "/nonexistent/crmpi-layout-helper", 1);
+    CU_ASSERT_EQUAL(cr_config_reload(), 0);
+    fresh();
+    struct cr_store *st = write_chain(3, 8, 8);
+    int n;
+    helper_of(getpid(), &n);
+    CU_ASSERT_EQUAL(n, 0);
+    expect_chain_restores(st, 3);
+    cr_store_close(st);
+    setenv("CRMPI_LAYOUT_HELPER", "off", 1);
+    CU_ASSERT_EQUAL(cr_config_reload(), 0);
+    fresh();
+    st = write_chain(2, 8, 8);
+    helper_of(getpid(), &n);
+    CU_ASSERT_EQUAL(n, 0);
+    expect_chain_restores(st, 2);
+    cr_store_close(st);
+    unsetenv("CRMPI_LAYOUT_HELPER");
+    CU_ASSERT_EQUAL(cr_config_reload(), 0);
+}
+
+/* The owner SIGKILLed while it writes epochs (at random points, so also
+ * while its helper lays one out): the helper exits by itself, and the
+ * directory restores to a committed epoch. */
+static void test_owner_killed_helper_exits_and_directory_restores(void)
+{
+    for (int round = 0; round < 6; round++) {
+        fresh();
+        pid_t child = fork();
+        CU_ASSERT_FATAL(child >= 0);
+        if (child == 0) {
+            struct cr_store_opts o = { .full_every = 4, .keep = 2 };
+            struct cr_store *st = NULL;
+            if (cr_store_open(&st, dir, cr_coll_self(), &o))
+                _exit(2);
+            uint8_t dirty[NPAGES], zeroed[NPAGES];
+            fill_random(cur, sizeof cur);
+            for (;;) {
+                uint64_t got;
+                if (th_write_epoch(st, &mem, cr_store_next_is_full(st), dirty, zeroed, 3, &got))
+                    _exit(3);
+                mutate(dirty, zeroed);
+            }
+        }
+        /* Until the second epoch exists, then a random moment later. */
+        for (int i = 0; i < 5000 && access(epoch_file(2), F_OK) != 0; i++)
+            usleep(1000);
+        usleep((useconds_t)(cutest_rand() % 20000));
+        int n;
+        pid_t h = helper_of(child, &n);
+        CU_ASSERT_EQUAL(kill(child, SIGKILL), 0);
+        int status;
+        CU_ASSERT_EQUAL(waitpid(child, &status, 0), child);
+        CU_ASSERT(WIFSIGNALED(status));
+        CU_ASSERT(n == 1 && h > 0);
+        int gone = 0;
+        for (int i = 0; i < 1000 && h > 0 && !(gone = exited(h)); i++)
+            usleep(10000);
+        CU_ASSERT(gone);
+        struct cr_store *st = open_store(4, 2);
+        struct cr_restore_info info;
+        CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, &info, NULL, 0), 0);
+        CU_ASSERT(info.epoch >= 1);
+        cr_store_close(st);
+    }
+}
+
+static CU_TestInfo tests_helper[] = {
+    CUTEST(test_one_helper_lays_out_every_epoch_and_exits_with_the_store),
+    CUTEST(test_helper_killed_between_epochs_is_replaced),
+    CUTEST(test_helper_that_always_dies_fails_the_epoch_cleanly),
+    CUTEST(test_missing_helper_lays_out_in_the_call),
+    CUTEST(test_owner_killed_helper_exits_and_directory_restores),
+    CU_TEST_INFO_NULL
+};
+
 static CU_SuiteInfo suites[] = {
     { "store", setup, teardown, NULL, NULL, tests },
+    { "layout-helper", setup, teardown, NULL, NULL, tests_helper },
     CU_SUITE_INFO_NULL,
 };
 
