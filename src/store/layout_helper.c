@@ -215,12 +215,26 @@ int cr_layout_helper_start(struct cr_layout_helper **out)
     struct cr_layout_helper *h = calloc(1, sizeof *h);
     char **env = helper_env();
     posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
     int rc = h && env ? posix_spawn_file_actions_init(&fa) : ENOMEM;
     if (rc == 0) {
-        rc = posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
-        char *argv[] = { (char *)"crmpi-layout-helper", NULL };
-        if (rc == 0)
-            rc = posix_spawn(&h->pid, path, &fa, NULL, argv, env);
+        /* Started by the writer thread too, which blocks every signal: the
+         * helper gets an empty mask (and the application's handlers are
+         * reset by exec anyway). */
+        sigset_t none;
+        sigemptyset(&none);
+        rc = posix_spawnattr_init(&at);
+        if (rc == 0) {
+            rc = posix_spawnattr_setsigmask(&at, &none);
+            if (rc == 0)
+                rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
+            if (rc == 0)
+                rc = posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
+            char *argv[] = { (char *)"crmpi-layout-helper", NULL };
+            if (rc == 0)
+                rc = posix_spawn(&h->pid, path, &fa, &at, argv, env);
+            posix_spawnattr_destroy(&at);
+        }
         posix_spawn_file_actions_destroy(&fa);
     }
     free(env);

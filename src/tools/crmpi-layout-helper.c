@@ -9,6 +9,7 @@
 #include "common/config.h"
 
 #include <signal.h>
+#include <unistd.h>
 #include <sys/resource.h>
 
 int main(void)
@@ -16,6 +17,10 @@ int main(void)
     /* Its owner may die at any point: a reply to a closed socket is an
      * error (EPIPE), not a signal. */
     signal(SIGPIPE, SIG_IGN);
+    /* Nothing of the application's but the socket (standard input) and
+     * the log (standard error): descriptors it inherited without
+     * close-on-exec stay the application's alone. */
+    (void)close_range(3, ~0U, 0);
     /* The writer's priority (src/exec/writer.c says why): it shares the
      * application's core, and at the application's priority, woken by a
      * request, it took the core from the rest of the checkpoint call
