@@ -24,6 +24,7 @@
 #include "common/log.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,8 @@ struct cr_epoch {
     atomic_int reserved;           /* reserve_slice ran (first put)        */
     atomic_int failed;
     int finished;
-    int layout_pending;            /* the helper lays the file out, later   */
+    atomic_int layout_pending;     /* the helper lays the file out, later   */
+    pthread_mutex_t layout_lock;   /* puts may come from several threads    */
     int topo_mine;                 /* which node's topology is ours, or -1  */
     char topo_host[CR_HOST_MAX];   /* for the helper: this node's name      */
 };
@@ -299,17 +301,9 @@ static int open_created(struct cr_epoch *ep)
     return 0;
 }
 
-/* The helper's layout of ep, asked for by whoever first needs the file:
- * the writer's first put or finish (asynchronous checkpoints, so the
- * helper starts only once the checkpoint call has returned; asked for in
- * the call, it took the core from the call's end), or commit, or freeing
- * the epoch. Not HDF5 on this thread: a helper that is gone is replaced
- * once. A failure fails the epoch like a failed write. */
-static int layout_ready(struct cr_epoch *ep)
+/* layout_ready's work, under the epoch's layout lock. */
+static int layout_wait(struct cr_epoch *ep)
 {
-    if (!ep->layout_pending)
-        return atomic_load(&ep->failed);
-    ep->layout_pending = 0;
     struct cr_store *st = ep->st;
     uint64_t len = ep->topo_len, off = 0;
     struct cr_layout_in in = { .path = ep->path, .hdr = &ep->hdr, .identity = st->id0,
@@ -335,6 +329,24 @@ static int layout_ready(struct cr_epoch *ep)
         rc = open_created(ep);
     if (rc < 0)
         atomic_store(&ep->failed, rc);
+    atomic_store(&ep->layout_pending, 0);   /* last: puts of other threads go on */
+    return rc;
+}
+
+/* The helper's layout of ep, asked for by whoever first needs the file:
+ * the first put or finish - the writer's, in an asynchronous checkpoint,
+ * so the helper starts only once the checkpoint call has returned (asked
+ * for in the call, it took the core from the call's end). An epoch
+ * abandoned before either never has its file made. Not HDF5 on this
+ * thread: a helper that is gone is replaced once. A failure fails the
+ * epoch like a failed write. */
+static int layout_ready(struct cr_epoch *ep)
+{
+    if (!atomic_load(&ep->layout_pending))
+        return atomic_load(&ep->failed);
+    pthread_mutex_lock(&ep->layout_lock);
+    int rc = atomic_load(&ep->layout_pending) ? layout_wait(ep) : atomic_load(&ep->failed);
+    pthread_mutex_unlock(&ep->layout_lock);
     return rc;
 }
 
@@ -394,6 +406,7 @@ static void epoch_free(struct cr_epoch *ep)
         return;
     if (ep->fd >= 0)
         close(ep->fd);
+    pthread_mutex_destroy(&ep->layout_lock);
     free(ep->rows);
     free(ep->done);
     free(ep->threads);
@@ -461,6 +474,7 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
     }
     ep->st = st;
     ep->fd = -1;
+    pthread_mutex_init(&ep->layout_lock, NULL);
     rc = create_file(ep, d, hosts, lens, lens + n);
     free(hosts);
     free(lens);
