@@ -20,7 +20,10 @@
  *
  * uffd-async also gets the split of an asynchronous checkpoint: the
  * snapshot (scan only) and the deferred re-arm, timed apart (CSV kind
- * "split": median_ms is the snapshot, rearm_ms the re-arm).
+ * "split": median_ms is the snapshot, rearm_ms the re-arm), and the
+ * snapshot with 256 MiB never touched in front of the data (the heap's
+ * page map) open or fenced off (CSV kind "fence": median_ms fenced,
+ * unfenced_ms open).
  * Output: a table on stdout, CSV rows (--csv FILE).
  */
 #include "region/region.h"
@@ -233,6 +236,58 @@ static struct split measure_split(char *data, size_t size, double fraction, int 
     return sp;
 }
 
+/* A snapshot of `size` bytes with 1% of the pages written (spread), in a
+ * region that also holds 256 MiB armed but never touched in front of the
+ * data (what the heap's page map is for a 64 GiB region), with and without
+ * that range fenced off (cr_region_fence), alternating per run. The
+ * tracker's write-protect markers give the untouched range page tables,
+ * which an unfenced scan walks pte by pte. */
+struct fence_cell { size_t size; double fenced_ms, open_ms; size_t pages; };
+
+static struct fence_cell measure_fence(size_t size, int runs)
+{
+    const size_t unused = 256UL << 20;
+    struct fence_cell fc = { size, 0, 0, 0 };
+    struct cr_region_params p = { .max_size = unused + size + CR_REGION_CHUNK,
+                                  .tracker = 1 /* uffd-async */ };
+    int rc = cr_region_open(&p);
+    if (rc == 0)
+        rc = cr_region_grow(p.max_size);
+    if (rc) {
+        fprintf(stderr, "region for the fence: %s\n", cr_strerror(rc));
+        exit(1);
+    }
+    uintptr_t lo = cr_region_data_start(), hi = lo - CR_PAGE_SIZE + CR_REGION_CHUNK + unused;
+    char *data = (char *)hi;
+    memset(data, 1, size);
+    double t[2][MAX_RUNS];
+    size_t n = size / PG;
+    for (int r = 0; r < 2 * runs; r++) {
+        int fenced = r % 2;
+        rc = fenced ? cr_region_fence(lo, hi) : cr_region_fence(0, 0);
+        if (rc == 0)
+            rc = cr_region_collect(NULL, NULL);
+        for (size_t i = 0; rc == 0 && i < n; i += 100)
+            data[i * PG] = (char)(r + 5);
+        size_t got = 0;
+        double t0 = now();
+        if (rc == 0)
+            rc = cr_region_snapshot(0, count_pages, &got);
+        t[fenced][r / 2] = (now() - t0) * 1e3;
+        if (rc == 0)
+            rc = cr_region_rearm(always_same, NULL);
+        if (rc) {
+            fprintf(stderr, "fence run: %s\n", cr_strerror(rc));
+            exit(1);
+        }
+        fc.pages = CR_MAX(fc.pages, got);
+    }
+    fc.open_ms = median(t[0], runs);
+    fc.fenced_ms = median(t[1], runs);
+    close_tracked();
+    return fc;
+}
+
 /* ---- driver ------------------------------------------------------------------------------ */
 
 static void usage(void)
@@ -273,7 +328,7 @@ int main(int argc, char **argv)
     if (o.csv)
         fprintf(o.csv, "kind,tracker,size_mib,fraction,pattern,pages_written,pages_reported,"
                        "median_ms,memcpy_ms,fork_ms,memcpy_over_collect,fork_over_collect,"
-                       "first_write_ns,plain_write_ns,rearm_ms\n");
+                       "first_write_ns,plain_write_ns,rearm_ms,unfenced_ms\n");
 
     printf("crmpi region benchmark: %d runs per figure (median); written pages either spread "
            "(every k-th page) or one block\n\n", o.runs);
@@ -286,7 +341,7 @@ int main(int argc, char **argv)
         printf("  %-11s %9.1f ns  %6.1fx the untracked write\n", tracker_names[k], fw[k],
                fw[k] / plain);
         if (o.csv)
-            fprintf(o.csv, "first_write,%s,64,,,,,,,,,,%.1f,%.1f,\n", tracker_names[k], fw[k], plain);
+            fprintf(o.csv, "first_write,%s,64,,,,,,,,,,%.1f,%.1f,,\n", tracker_names[k], fw[k], plain);
     }
     struct split splits[16];
     int nsplit = 0;
@@ -310,7 +365,7 @@ int main(int argc, char **argv)
                        "(budget %.0f s; --budget to raise)\n", "", tracker_names[k], est,
                        o.budget_s);
                 if (o.csv)
-                    fprintf(o.csv, "skipped,%s,%zu,,,,,,,,,,,,\n", tracker_names[k], size >> 20);
+                    fprintf(o.csv, "skipped,%s,%zu,,,,,,,,,,,,,\n", tracker_names[k], size >> 20);
                 continue;
             }
             char *data = open_tracked(k, size);
@@ -322,7 +377,7 @@ int main(int argc, char **argv)
                            c.written, c.reported, c.ms, "", "", b.memcpy_ms / c.ms,
                            b.fork_ms / c.ms, c.reported != c.written ? "  (over-reported)" : "");
                     if (o.csv)
-                        fprintf(o.csv, "collect,%s,%zu,%g,%s,%zu,%zu,%.4f,%.3f,%.3f,%.2f,%.2f,,,\n",
+                        fprintf(o.csv, "collect,%s,%zu,%g,%s,%zu,%zu,%.4f,%.3f,%.3f,%.2f,%.2f,,,,\n",
                                 tracker_names[k], size >> 20, fracs[f], block ? "block" : "spread",
                                 c.written, c.reported, c.ms, b.memcpy_ms, b.fork_ms,
                                 b.memcpy_ms / c.ms, b.fork_ms / c.ms);
@@ -342,9 +397,21 @@ int main(int argc, char **argv)
         printf("%-8zu %7.1f%% %9zu %10.3f %10.3f\n", sp->size >> 20, sp->fraction * 100,
                sp->pages, sp->snapshot_ms, sp->rearm_ms);
         if (o.csv)
-            fprintf(o.csv, "split,uffd-async,%zu,%g,spread,%zu,%zu,%.4f,,,,,,,%.4f\n",
+            fprintf(o.csv, "split,uffd-async,%zu,%g,spread,%zu,%zu,%.4f,,,,,,,%.4f,\n",
                     sp->size >> 20, sp->fraction, sp->pages, sp->pages, sp->snapshot_ms,
                     sp->rearm_ms);
+    }
+    printf("\nuffd-async snapshot, 1%% of the data written (spread), with 256 MiB never "
+           "touched in front\nof it (the heap's page map for a 64 GiB region), open or "
+           "fenced off (cr_region_fence), ms:\n");
+    printf("%-8s %9s %10s %10s %8s\n", "MiB", "pages", "open", "fenced", "ratio");
+    for (int s = 0; s < nsizes; s++) {
+        struct fence_cell fc = measure_fence(sizes[s], o.runs);
+        printf("%-8zu %9zu %10.3f %10.3f %7.2fx\n", fc.size >> 20, fc.pages, fc.open_ms,
+               fc.fenced_ms, fc.open_ms / fc.fenced_ms);
+        if (o.csv)
+            fprintf(o.csv, "fence,uffd-async,%zu,0.01,spread,%zu,%zu,%.4f,,,,,,,,%.4f\n",
+                    fc.size >> 20, fc.pages, fc.pages, fc.fenced_ms, fc.open_ms);
     }
     if (o.csv)
         fclose(o.csv);

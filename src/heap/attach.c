@@ -47,6 +47,33 @@ static int layout_for_region(struct layout *L)
     return n < 64 ? -ENOMEM : 0;
 }
 
+/* The page map is laid out for the region's maximum (16 bytes per page:
+ * 256 MiB for 64 GiB) but only its entries below the top are used. The
+ * rest is fenced off (cr_region_fence): a checkpoint's scan does not walk
+ * its page tables (0.15 ms of the 0.58 ms scan of a 1 GiB heap; the
+ * tracker's write-protect markers make the kernel allocate and visit them),
+ * and a stray write there faults instead of vanishing from checkpoints.
+ * The fence moves up in CR_REGION_CHUNK steps (2 MiB of map: 512 MiB of
+ * pages), a page ahead of the entries in use, so reads of the entry just
+ * past the top stay inside. It never moves down in a process: an in-place
+ * restore may lower the top, but the entries up to the high-water mark
+ * still hold data (advance_top clears them). */
+int heap_map_fence(uint32_t end)
+{
+    struct heap_root *r = heap_proc.root;
+    uintptr_t need = (uintptr_t)&r->map[end] + HEAP_PAGE;
+    if (heap_proc.map_fence && need <= heap_proc.map_fence)
+        return 0;
+    uintptr_t lo = CR_MIN(cr_align_up(need, CR_REGION_CHUNK), r->pages_base);
+    int rc = cr_region_fence(lo, r->pages_base);
+    if (rc)
+        cr_errc(rc, "heap: fencing the unused page map [%#lx, %#lx)", (unsigned long)lo,
+                (unsigned long)r->pages_base);
+    else
+        heap_proc.map_fence = lo;
+    return rc;
+}
+
 static void fresh_caches(struct heap_root *r)
 {
     r->caches[0].id = 0;
@@ -88,6 +115,9 @@ static int build_root(void)
     fresh_caches(r);
     heap_proc.hwm = 0;
     heap_proc_set_root(r);
+    heap_proc.map_fence = 0;
+    if ((rc = heap_map_fence(0)))
+        return rc;
     /* Sanitizer state is per address, not per mapping: forget whatever an
      * earlier heap at these addresses left poisoned. */
     HEAP_ANN_OPEN((void *)L.root, end - L.root);
@@ -197,6 +227,7 @@ static int init_locked(enum cr_heap_mode mode)
     if (rc)
         return rc;
     heap_proc_set_root(cr_region_root(CR_ROOT_HEAP));
+    heap_proc.map_fence = 0;   /* the region may have been reopened */
     return cr_heap_after_restore();
 }
 
@@ -235,6 +266,8 @@ int cr_heap_after_restore(void)
         r->gen_counter = 1;
     heap_proc.zero_gen = r->gen_counter;
     heap_proc.hwm = CR_MAX(heap_proc.hwm, r->top);
+    if ((rc = heap_map_fence(heap_proc.hwm)))
+        return rc;
     heap_proc.check = cr_config()->heap_check;
     /* The restored bytes come with no poisoning: open metadata and pages
      * (free objects are poisoned again as they are reused and freed). */

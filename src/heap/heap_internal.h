@@ -146,6 +146,8 @@ struct heap_proc {
     uintptr_t pages_lo, pages_hi;
     uint32_t zero_gen;       /* this incarnation's "released = zero" tag     */
     uint32_t hwm;            /* highest top this process has seen            */
+    uintptr_t map_fence;     /* where the fenced tail of the page map starts
+                                (0: not fenced yet; heap_map_fence)          */
     int      check;          /* CRMPI_HEAP_CHECK                             */
     uint64_t last_purge_ns;  /* CLOCK_MONOTONIC_COARSE of the last purge     */
     unsigned gen;            /* bumped to invalidate every thread's cache    */
@@ -157,6 +159,9 @@ void heap_proc_set_root(struct heap_root *r);
 extern pthread_mutex_t heap_init_lock;
 /* Attach on first use (attach.c): 0, or the error already logged. */
 int heap_lazy_init(void);
+/* Keep the page map's entries for pages [0, end) outside the fenced,
+ * unused tail of the map (attach.c): 0 or the region's error. */
+int heap_map_fence(uint32_t end);
 
 static inline struct hpage *heap_map(void) { return heap_proc.root->map; }
 static inline uintptr_t heap_page_addr(uint32_t i)

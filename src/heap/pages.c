@@ -120,6 +120,9 @@ static int cover(uint32_t end)
     struct heap_root *r = heap_proc.root;
     if (end > r->max_pages)
         return -ENOMEM;
+    int rc = heap_map_fence(end);
+    if (rc)
+        return rc;
     size_t need = heap_page_addr(end) - (uintptr_t)cr_region_base();
     if (need <= cr_region_size())
         return 0;

@@ -67,6 +67,7 @@ static struct {
     struct cr_page_bitmap zero; /* discarded since the last collection */
     struct cr_tracker trk;
     size_t    missing_len;      /* [base, base+missing_len) in missing mode */
+    uintptr_t fence_lo, fence_hi; /* cr_region_fence (empty: equal) */
     void    (*discard_hook)(void *arg, uintptr_t addr, size_t len);
     void     *discard_arg;
 } R = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -255,6 +256,7 @@ int cr_region_close(void)
     __atomic_store_n(&R.open, 0, __ATOMIC_RELEASE);
     R.trk.ops->fini(&R.trk);
     R.missing_len = 0;
+    R.fence_lo = R.fence_hi = 0;
     int rc = 0;
     if (munmap((void *)R.base, R.max) != 0) {
         rc = cr_neg_errno();
@@ -291,6 +293,73 @@ int cr_region_grow(size_t new_size)
 {
     pthread_mutex_lock(&R.lock);
     int rc = R.open ? grow_locked(new_size) : -EBADF;
+    pthread_mutex_unlock(&R.lock);
+    return rc;
+}
+
+/* ---- fence --------------------------------------------------------------------- */
+
+/* mprotect the parts of [lo, hi) outside [out_lo, out_hi) (zero, one or two
+ * pieces). */
+static int protect_outside(uintptr_t lo, uintptr_t hi, uintptr_t out_lo, uintptr_t out_hi,
+                           int prot)
+{
+    uintptr_t piece[2][2] = { { lo, CR_MIN(hi, out_lo) }, { CR_MAX(lo, out_hi), hi } };
+    if (out_lo >= out_hi) {              /* nothing to leave out: all of it, once */
+        piece[0][1] = hi;
+        piece[1][0] = piece[1][1] = 0;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (piece[i][0] >= piece[i][1])
+            continue;
+        if (mprotect((void *)piece[i][0], piece[i][1] - piece[i][0], prot) != 0) {
+            int err = cr_neg_errno();
+            cr_perr("mprotect(%s) of [%#lx, %#lx) for the region's fence failed",
+                    prot == PROT_NONE ? "PROT_NONE" : "RW", (unsigned long)piece[i][0],
+                    (unsigned long)piece[i][1]);
+            return err;
+        }
+    }
+    return 0;
+}
+
+int cr_region_fence(uintptr_t lo, uintptr_t hi)
+{
+    if (!cr_region_is_open())
+        return -EBADF;
+    if (lo % CR_PAGE_SIZE || hi % CR_PAGE_SIZE || lo > hi)
+        return -EINVAL;
+    pthread_mutex_lock(&R.lock);
+    int rc = -EBADF;
+    if (!R.open)
+        goto unlock;
+    rc = -EINVAL;
+    if (lo < hi && (lo < R.base + CR_PAGE_SIZE || hi > R.base + R.size)) {
+        cr_err("fence [%#lx, %#lx) is outside the region's data [%#lx, %#lx)",
+               (unsigned long)lo, (unsigned long)hi, (unsigned long)(R.base + CR_PAGE_SIZE),
+               (unsigned long)(R.base + R.size));
+        goto unlock;
+    }
+    rc = 0;
+    if (!R.trk.ops->fence)   /* nothing to gain, and mprotect would fight the tracker */
+        goto unlock;
+    if (lo == hi)
+        lo = hi = 0;
+    /* Close the new part before the tracker stops looking at it, open the
+     * released part after (it is tracked again from then on). */
+    rc = lo < hi ? protect_outside(lo, hi, R.fence_lo, R.fence_hi, PROT_NONE) : 0;
+    if (rc)
+        goto unlock;
+    R.trk.ops->fence(&R.trk, lo, hi);
+    if (lo < hi)
+        cr_page_bitmap_clear_range(&R.zero, lo, hi - lo);
+    rc = R.fence_lo < R.fence_hi
+             ? protect_outside(R.fence_lo, R.fence_hi, lo, hi, PROT_READ | PROT_WRITE) : 0;
+    /* Even if re-opening failed the tracker skips only [lo, hi) now: what
+     * stayed closed is not written behind its back. */
+    R.fence_lo = lo;
+    R.fence_hi = hi;
+unlock:
     pthread_mutex_unlock(&R.lock);
     return rc;
 }

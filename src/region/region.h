@@ -97,6 +97,20 @@ CR_MUST_CHECK int cr_region_missing_end(void);
  * checkpoint). NULL removes the hook. */
 void cr_region_set_discard_hook(void (*fn)(void *arg, uintptr_t addr, size_t len), void *arg);
 
+/* Fence off [lo, hi) of the usable part (page-aligned; lo == hi: no
+ * fence), replacing the previous fence: a range the caller keeps empty and
+ * does not touch, such as the unused end of an array sized for the
+ * region's maximum. It becomes inaccessible (a stray access faults instead
+ * of going unsaved), and collections skip it, which saves walking its page
+ * tables (uffd-async visits every pte of a page table, armed or not: the
+ * heap's 256 MiB page map cost 0.15 ms of a 0.58 ms scan of a 1 GiB heap).
+ * Its contents are not saved by later checkpoints (it is meant to hold
+ * none). Pages leaving the fence are accessible and tracked again. With a
+ * tracker that cannot skip (uffd-sync, mprotect pay per page written, not
+ * per page table) this does nothing and returns 0. -EINVAL: misaligned, or
+ * outside the data part. */
+CR_MUST_CHECK int cr_region_fence(uintptr_t lo, uintptr_t hi);
+
 /* Report every extent written or discarded since the previous collection
  * and start a new epoch, atomically per page: a page written while this runs
  * is reported now or by the next collection, never lost. fn may be NULL to

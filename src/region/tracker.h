@@ -77,6 +77,10 @@ struct cr_tracker_ops {
     /* End missing mode on [start, end) with no application thread running:
      * pages filled since missing_begin count as populated and written. */
     int  (*missing_end)(struct cr_tracker *t, uintptr_t start, uintptr_t end);
+    /* Optional (cr_region_fence): from now on every walk skips [lo, hi)
+     * (lo == hi: nothing), which the region keeps inaccessible; forget what
+     * was written, populated or carried there. NULL: cannot skip. */
+    void (*fence)(struct cr_tracker *t, uintptr_t lo, uintptr_t hi);
     /* Stop tracking (the region is about to be unmapped). */
     void (*fini)(struct cr_tracker *t);
 };

@@ -72,6 +72,7 @@ struct async_state {
     int carry_any;                 /* some carry bit may be set          */
     int owed;                      /* a snapshot's re-arm is still owed  */
     unsigned warned_overlap;       /* repeated regions seen (warned once) */
+    uintptr_t fence_lo, fence_hi;  /* skipped by every walk (cr_region_fence) */
 };
 
 static int async_probe(const char **why)
@@ -171,9 +172,14 @@ static int async_walk(struct async_state *s, uintptr_t start, uintptr_t end, int
 {
     uintptr_t at = start, reported = start;   /* end of what fn has had */
     while (at < end) {
+        if (at >= s->fence_lo && at < s->fence_hi) {   /* nothing there, by contract */
+            at = s->fence_hi;
+            continue;
+        }
+        uintptr_t stop = at < s->fence_lo && s->fence_lo < end ? s->fence_lo : end;
         struct cr_pm_scan sc = {
             .flags = rearm ? CR_PM_SCAN_WP_MATCHING | CR_PM_SCAN_CHECK_WPASYNC : 0,
-            .start = at, .end = end,
+            .start = at, .end = stop,
             .category_mask = CR_PAGE_IS_WRITTEN, .return_mask = CR_PAGE_IS_WRITTEN,
             .vec = s->vec, .vec_len = s->vec_len,
         };
@@ -386,6 +392,17 @@ static int async_missing_end(struct cr_tracker *t, uintptr_t start, uintptr_t en
     return rc;
 }
 
+static void async_fence(struct cr_tracker *t, uintptr_t lo, uintptr_t hi)
+{
+    struct async_state *s = t->priv;
+    if (lo < hi) {
+        cr_page_bitmap_clear_range(&s->populated, lo, hi - lo);
+        cr_page_bitmap_clear_range(&s->carry, lo, hi - lo);
+    }
+    s->fence_lo = lo;
+    s->fence_hi = hi;
+}
+
 static void async_fini(struct cr_tracker *t)
 {
     struct async_state *s = t->priv;
@@ -414,5 +431,6 @@ const struct cr_tracker_ops cr_tracker_uffd_async = {
     .discard = async_discard,
     .missing_begin = async_missing_begin,
     .missing_end = async_missing_end,
+    .fence = async_fence,
     .fini = async_fini,
 };

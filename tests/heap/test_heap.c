@@ -10,6 +10,8 @@
 #include "common/config.h"
 
 #include <pthread.h>
+#include <signal.h>
+#include <string.h>
 #include <sys/wait.h>
 
 #define MiB (1024UL * 1024)
@@ -449,6 +451,44 @@ static void test_exhaustion_at_region_max_is_enomem_and_recoverable(void)
     CU_ASSERT_EQUAL(cr_heap_check(), 0);
 }
 
+static void write_at_map_fence(void)
+{
+    signal(SIGSEGV, SIG_DFL);
+    *(volatile char *)heap_proc.map_fence = 1;
+    _exit(4);
+}
+
+/* The page map is sized for the region's maximum (8 GiB: 32 MiB of map);
+ * its unused tail is fenced off: a stray write there faults, and the fence
+ * moves up (in 2 MiB steps of map) as the top grows. */
+static void test_unused_page_map_is_fenced_and_follows_the_top(void)
+{
+    CU_ASSERT_EQUAL_FATAL(heap_reset(8192 * MiB), 0);
+    struct heap_root *r = heap_proc.root;
+    uintptr_t map = (uintptr_t)r->map, first = heap_proc.map_fence;
+    CU_ASSERT(first > map && first <= map + CR_REGION_CHUNK && first < r->pages_base);
+    if (strcmp(cr_region_tracker_name(), "uffd-async") == 0) {   /* the others cannot skip */
+        pid_t pid = fork();
+        if (pid == 0)
+            write_at_map_fence();
+        int st = 0;
+        waitpid(pid, &st, 0);
+        CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+    }
+    /* 600 MiB of pages need 2.4 MiB of map: past the first step. */
+    char *big = crmalloc(600 * MiB);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    big[0] = 1;
+    big[600 * MiB - 1] = 2;
+    CU_ASSERT(heap_proc.map_fence > first);
+    CU_ASSERT((uintptr_t)&r->map[r->top] + HEAP_PAGE <= heap_proc.map_fence);
+    CU_ASSERT_EQUAL(cr_heap_check(), 0);
+    CU_ASSERT_EQUAL(cr_region_collect(NULL, NULL), 0);
+    crfree(big);
+    CU_ASSERT_EQUAL(cr_heap_check(), 0);
+    CU_ASSERT_EQUAL(live_bytes(), 0);
+}
+
 static void test_smallest_region_holds_a_working_heap(void)
 {
     CU_ASSERT_EQUAL_FATAL(heap_reset(CR_REGION_CHUNK), 0);   /* one chunk */
@@ -629,6 +669,7 @@ static CU_TestInfo misuse[] = {
 };
 static CU_TestInfo limits[] = {
     CUTEST(test_exhaustion_at_region_max_is_enomem_and_recoverable),
+    CUTEST(test_unused_page_map_is_fenced_and_follows_the_top),
     CUTEST(test_smallest_region_holds_a_working_heap),
     CUTEST(test_first_crmalloc_without_init_opens_region_and_heap),
     CU_TEST_INFO_NULL

@@ -1050,6 +1050,79 @@ static void test_collision_with_existing_mapping_is_clear_error(void)
     close_region();
 }
 
+static void write_page_1500(void)
+{
+    signal(SIGSEGV, SIG_DFL);
+    page_at(1500)[0] = 1;
+    _exit(4);
+}
+
+/* A fence: a range the caller keeps empty. uffd-async skips it (and makes it
+ * inaccessible); the other trackers ignore it. Either way no write outside
+ * it is lost, and pages leaving it are tracked again. */
+static void test_fence_is_skipped_and_released_pages_tracked(void)
+{
+    int skips = tracker_kind == CR_TRACKER_UFFD_ASYNC;
+    open_region(16UL << 20);                                  /* pages 0..4095 */
+    uintptr_t lo = (uintptr_t)page_at(1024), mid = (uintptr_t)page_at(2048),
+              hi = (uintptr_t)page_at(3072);
+    for (size_t i = 2000; i < 2010; i++)
+        page_at(i)[0] = 1;                 /* contents the caller gives up */
+    CU_ASSERT_EQUAL(cr_region_collect(NULL, NULL), 0);
+
+    setenv("CRMPI_LOG", "none", 1);        /* the expected errors are logged */
+    cr_config_reload();
+    CU_ASSERT_EQUAL(cr_region_fence(lo + 1, hi), -EINVAL);
+    CU_ASSERT_EQUAL(cr_region_fence(hi, lo), -EINVAL);
+    CU_ASSERT_EQUAL(cr_region_fence(TEST_BASE, hi), -EINVAL);          /* the header */
+    CU_ASSERT_EQUAL(cr_region_fence(lo, (uintptr_t)page_at(4097)), -EINVAL);  /* not usable */
+    unsetenv("CRMPI_LOG");
+    cr_config_reload();
+
+    CU_ASSERT_EQUAL(cr_region_fence(lo, hi), 0);
+    if (skips) {
+        int st = in_child(write_page_1500);
+        CU_ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+    }
+    page_at(100)[0] = 1;
+    page_at(3500)[0] = 1;
+    struct report r;
+    collect(&r);
+    uint8_t want[4096] = { 0 };
+    want[100] = want[3500] = 1;
+    expect_exact(&r, want, 4096);
+    report_free(&r);
+    /* Given up: a full checkpoint no longer holds the fenced pages. */
+    CU_ASSERT_EQUAL(cr_region_collect_populated(record, (report_init(&r), &r)), 0);
+    CU_ASSERT_EQUAL(r.page[2005], skips ? 0 : 1);
+    CU_ASSERT_EQUAL(r.page[100], 1);
+    report_free(&r);
+
+    /* Shrink it from below: [1024, 2048) is usable and tracked again, also
+     * by a re-arm owed from before the change. */
+    CU_ASSERT_EQUAL(cr_region_snapshot(0, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(cr_region_fence(mid, hi), 0);
+    page_at(1030)[0] = 1;
+    CU_ASSERT_EQUAL(page_at(1500)[1], 0);
+    CU_ASSERT_EQUAL(cr_region_rearm(NULL, NULL), 0);
+    collect(&r);
+    memset(want, 0, sizeof want);
+    want[1030] = 1;
+    expect_exact(&r, want, 4096);
+    report_free(&r);
+
+    /* No fence: everything is usable; writes there are reported. */
+    CU_ASSERT_EQUAL(cr_region_fence(0, 0), 0);
+    page_at(2500)[0] = 1;
+    page_at(3071)[PG - 1] = 1;
+    collect(&r);
+    memset(want, 0, sizeof want);
+    want[2500] = want[3071] = 1;
+    expect_exact(&r, want, 4096);
+    report_free(&r);
+    close_region();
+}
+
 static void test_reopen_after_close_starts_fresh(void)
 {
     open_region(4UL << 20);
@@ -1253,6 +1326,7 @@ static int init_mprot(void) { tracker_kind = CR_TRACKER_MPROTECT;   return usabl
     CUTEST(test_writers_racing_deferred_rearms_lose_nothing),      \
     CUTEST(test_growth_tracks_new_chunks),                         \
     CUTEST(test_collision_with_existing_mapping_is_clear_error),   \
+    CUTEST(test_fence_is_skipped_and_released_pages_tracked),      \
     CUTEST(test_reopen_after_close_starts_fresh),                  \
     CUTEST(test_misuse_returns_error_codes),                       \
     CU_TEST_INFO_NULL
