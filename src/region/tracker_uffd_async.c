@@ -24,6 +24,13 @@
  * markers, so discard() re-protects the range: the dropped pages read as
  * zeros, are not written, and their next write is tracked again.
  *
+ * Every pte of an armed range is visited by every scan, written or not:
+ * the markers give never-touched pages page tables. Leaving new ranges
+ * unarmed does not help: on 6.18 an empty pte, and a range with no page
+ * table at all, of a WP_UNPOPULATED registration read as written (checked
+ * here). Ranges the caller keeps empty are fenced instead
+ * (cr_region_fence): every walk skips [fence_lo, fence_hi).
+ *
  * "Populated" (written at some time, not discarded since) cannot be read
  * from the page tables exactly: a WP marker on a never-touched page is
  * reported as PAGE_IS_SWAPPED just like a page that really was swapped out.
