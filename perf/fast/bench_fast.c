@@ -20,6 +20,8 @@
  *         the same job does first, are reported apart)
  *       base,<np>,<heap>,0,<ms memcpy heap>,<ms fork>,<ms write+fsync heap>
  *       track,<np>,<heap>,<f>,<ms loop tracked>,<ms loop untracked>
+ *       full,<np>,<heap>,1,<ms blocked>,<ms copy>,<ms begin>,<n staged>
+ *         (full epochs, timed apart: see full_epochs())
  *     Baseline buffers are mmap'd, outside the persistent region.
  *     Between checkpoints the program waits until the writer has finished
  *     (cr_checkpoint_stats().writing: the computation the writer overlaps),
@@ -260,6 +262,45 @@ static void tracking(uint8_t *heap, size_t pages, double pct, int reps)
     plain_free(plain, pages * PAGE);
 }
 
+/* Every CRMPI_FULL_EVERY-th checkpoint is full: it stages every populated
+ * page (or, beyond CRMPI_STAGING_MAX, writes them before returning). The
+ * sweep's medians are of incremental ones; this times full ones apart,
+ * with 1% of the pages written between checkpoints, until `reps` full
+ * epochs were seen:
+ *   full,<np>,<heap>,1,<ms blocked>,<ms copy to staging>,<ms begin>,
+ *        <how many of them were staged (the others were written in the call)> */
+static void full_epochs(uint8_t *heap, size_t pages, size_t mib, int reps)
+{
+    double tb[16], ts[16], tbeg[16];
+    int staged = 0, r = 0;
+    size_t n = pages / 100 ? pages / 100 : 1;
+    for (int guard = 0; r < reps && guard < 64 * reps; guard++) {
+        dirty(heap, pages, n, (uint8_t)(40 + guard));
+        while (stats().writing)
+            usleep(1000);
+        barrier();
+        double t0 = now();
+        int rc = ckpt();
+        double t = maxall(now() - t0);
+        if (rc < 0)
+            die("checkpoint", rc);
+        struct cr_checkpoint_stats s = stats();   /* the same decision on every rank */
+        double st = maxall(s.last_stage_seconds), bg = maxall(s.last_begin_seconds);
+        if (s.last_full) {
+            tb[r] = t;
+            ts[r] = st;
+            tbeg[r] = bg;
+            staged += s.last_async;
+            r++;
+        }
+        if ((rc = ckpt_wait()) < 0)
+            die("checkpoint_wait", rc);
+    }
+    if (rank == 0 && r > 0)
+        printf("full,%d,%zu,1,%.3f,%.3f,%.3f,%d\n", np, mib, 1e3 * median(tb, r),
+               1e3 * median(ts, r), 1e3 * median(tbeg, r), staged);
+}
+
 static void sweep(size_t mib, const char *fracs, int reps)
 {
     size_t len = mib << 20, pages = len / PAGE;
@@ -338,6 +379,8 @@ static void sweep(size_t mib, const char *fracs, int reps)
         fflush(stdout);
     }
     free(list);
+    full_epochs(heap, pages, mib, reps);
+    fflush(stdout);
 }
 
 static void empty(int reps)

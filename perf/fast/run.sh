@@ -12,7 +12,8 @@
 #   slowdown of a compute loop from tracking (first-write faults);
 #   the copy-on-write paper's 2-thread experiment (64 MiB, 10 checkpoints,
 #     4 KiB .. 1 MiB modified between them) vs a memcpy of the data;
-#   crmpi_checkpoint() of 4 ranks with nothing written since the last one.
+#   crmpi_checkpoint() of 4 ranks with nothing written since the last one;
+#   full checkpoints (every CRMPI_FULL_EVERY-th), timed apart.
 # Writes perf/results/fast.csv, fast.txt and (with gnuplot) fast.png.
 # Environment overrides: SIZES (MiB per rank), FRACS (percent), NPS, REPS,
 # CRMPI_BENCH_DIR (scratch directory on the filesystem to measure).
@@ -74,6 +75,17 @@ for k in sorted(blk):
     b = blk[k]; m, f, w = base[k[:2]]
     print('%5d %7d %6g%% %9.2f %8.2f %7.2f %7.2f %9.1f %9.1f %9.1f %9.1f %9.1f' %
           (k[0], k[1], k[2], b[0], b[1], b[2], b[3], m, f, w, m / b[0], f / b[0]))
+full = get('full')
+if full:
+    print('\nfull checkpoints (every CRMPI_FULL_EVERY-th; the rows above are medians, i.e. incremental')
+    print('ones), 1% written between checkpoints, medians of the full ones, ms (staged: how many of them')
+    print('went to the writer; the others were larger than CRMPI_STAGING_MAX and written in the call):')
+    print('%5s %7s %9s %7s %7s %7s %9s %9s %9s %9s' % ('ranks', 'MiB/rk', 'blocked', 'copy', 'begin',
+          'staged', 'memcpy', 'fork', 'memcpy/x', 'fork/x'))
+    for k in sorted(full):
+        b = full[k]; m, f, w = base[k[:2]]
+        print('%5d %7d %9.2f %7.2f %7.2f %7d %9.1f %9.1f %9.2f %9.2f' %
+              (k[0], k[1], b[0], b[1], b[2], int(b[3]), m, f, m / b[0], f / b[0]))
 print('\nbytes written per checkpoint vs bytes dirtied (per rank):')
 print('%5s %7s %7s %12s %12s %12s %8s' % ('ranks', 'MiB/rk', 'written', 'dirty', 'page bytes', 'file bytes', 'file/dirty'))
 for k in sorted(byt):
