@@ -115,7 +115,6 @@ static int build_root(void)
     fresh_caches(r);
     heap_proc.hwm = 0;
     heap_proc_set_root(r);
-    heap_proc.map_fence = 0;
     if ((rc = heap_map_fence(0)))
         return rc;
     /* Sanitizer state is per address, not per mapping: forget whatever an
@@ -215,6 +214,7 @@ static int init_locked(enum cr_heap_mode mode)
     }
     heap_classes_init();
     heap_proc.check = cr_config()->heap_check;
+    heap_proc.map_fence = 0;   /* a new heap, or the region may have been reopened */
     if (mode == CR_HEAP_FRESH) {
         int rc = build_root();
         if (rc)
@@ -227,7 +227,6 @@ static int init_locked(enum cr_heap_mode mode)
     if (rc)
         return rc;
     heap_proc_set_root(cr_region_root(CR_ROOT_HEAP));
-    heap_proc.map_fence = 0;   /* the region may have been reopened */
     return cr_heap_after_restore();
 }
 
