@@ -75,6 +75,8 @@ static const struct var vars[] = {
       "async: copy dirty pages to a staging buffer, write in the background, commit at the next checkpoint/wait/exit; sync: write and commit inside the call (same value on every rank)" },
     { "CRMPI_STAGING_MAX", T_SIZE, "1G", F(staging_max), NULL,
       "largest staging buffer of async checkpoints per process; a checkpoint with more dirty bytes is written synchronously" },
+    { "CRMPI_FULL_FROM_CHAIN", T_BOOL, "1", F(full_from_chain), NULL,
+      "async full epochs: copy only the pages written since the previous epoch in the call; the writer takes the others from the previous epoch's files (0: copy every page in the call)" },
     { "CRMPI_LAYOUT_HELPER", T_STR, "", F(layout_helper), NULL,
       "program that lays out a single process's checkpoint files outside the checkpoint call: "
       "empty for the installed crmpi-layout-helper, off to lay them out in the call" },

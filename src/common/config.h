@@ -47,6 +47,7 @@ struct cr_config {
     int      stop_signals;    /* CRMPI_STOP_SIGNALS: bit 0 SIGUSR1, bit 1 SIGTERM */
     int      ckpt_mode;       /* CRMPI_CKPT_MODE (enum cr_ckpt_mode)            */
     size_t   staging_max;     /* CRMPI_STAGING_MAX: bytes of the staging buffer */
+    int      full_from_chain; /* CRMPI_FULL_FROM_CHAIN: compose async full epochs */
     int      restore;         /* CRMPI_RESTORE: enum cr_restore_mode            */
     unsigned writer_nice;     /* CRMPI_WRITER_NICE: nice value of the writer    */
 };

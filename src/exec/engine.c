@@ -61,14 +61,22 @@
 
 #define FINISHED_NAME "finished"
 
+/* A growing list of extents. */
+struct extv {
+    struct cr_extent *v;
+    size_t n, cap;
+};
+
 static struct {
     struct cr_store *st;
     struct cr_coll *coll;
     int force_full;
     int marker_pending;          /* a "finished" marker awaits our first commit */
     int lazy_refused;            /* restored eagerly because of the lazy marker  */
-    struct cr_extent *ext;
-    size_t n, cap;
+    struct extv w;               /* written extents (a full epoch from memory: all
+                                    populated ones): staged and re-armed       */
+    struct extv pop, full;       /* a composed full epoch (compose.c): the populated
+                                    extents, and the epoch's extents            */
     uint64_t base;               /* epoch the tracker was last collected at (its
                                     pages are the region's then): the rollback
                                     target; 0 when unknown (a failed epoch)   */
@@ -91,17 +99,18 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int add_extent(const struct cr_extent *x, void *unused)
+static int add_extent(const struct cr_extent *x, void *vec)
 {
-    if (E.n == E.cap) {
-        size_t cap = E.cap ? 2 * E.cap : 1024;
-        struct cr_extent *p = realloc(E.ext, cap * sizeof *p);
+    struct extv *v = vec;
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? 2 * v->cap : 1024;
+        struct cr_extent *p = realloc(v->v, cap * sizeof *p);
         if (!p)
             return -ENOMEM;
-        E.ext = p;
-        E.cap = cap;
+        v->v = p;
+        v->cap = cap;
     }
-    E.ext[E.n++] = *x;
+    v->v[v->n++] = *x;
     return 0;
 }
 
@@ -164,17 +173,25 @@ static void open_region_for_asan(size_t size)
 /* deferred (async mode): a snapshot, whose re-arm is left to whoever
  * writes the epoch (cr_staging_rearm): the writer thread, judging pages
  * against the staged copy, or this thread before writing in place. */
-static int collect(int full, int deferred)
+/* composed: a full epoch composed from the chain (compose.c): the populated
+ * extents into E.pop (a read-only walk), then the written ones into E.w
+ * (an incremental snapshot); nothing runs in between. */
+static int collect(int full, int deferred, int composed)
 {
-    E.n = 0;
+    E.w.n = 0;
+    E.pop.n = 0;
     int rc = cr_fault("engine-collecting");    /* :eio as a failed PAGEMAP_SCAN would */
     if (rc)
         return rc;
+    if (composed) {
+        rc = cr_region_collect_populated(add_extent, &E.pop);
+        return rc ? rc : cr_region_snapshot(0, add_extent, &E.w);
+    }
     if (deferred)
-        return cr_region_snapshot(full, add_extent, NULL);
+        return cr_region_snapshot(full, add_extent, &E.w);
     if (!full)
-        return cr_region_collect(add_extent, NULL);
-    rc = cr_region_collect_populated(add_extent, NULL);
+        return cr_region_collect(add_extent, &E.w);
+    rc = cr_region_collect_populated(add_extent, &E.w);
     if (rc)
         return rc;
     /* Nothing runs between the two calls: re-basing loses no write. */
@@ -258,6 +275,15 @@ static int commit_pending(int deferred)
     return 0;
 }
 
+static uint64_t data_bytes(const struct extv *x)
+{
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < x->n; i++)
+        if (!(x->v[i].flags & CR_EXTENT_ZERO))
+            bytes += x->v[i].len;
+    return bytes;
+}
+
 /* Copy the non-zero extents back to back into the staging buffer. NULL
  * when they do not fit: the caller writes from the region in place. The
  * copy streams past the cache (page_copy.h): nothing reads the buffer
@@ -268,37 +294,39 @@ static const uint8_t *stage(uint64_t bytes)
     if (!buf)
         return NULL;
     uint8_t *p = buf;
-    for (size_t i = 0; i < E.n; i++) {
-        if (E.ext[i].flags & CR_EXTENT_ZERO)
+    for (size_t i = 0; i < E.w.n; i++) {
+        if (E.w.v[i].flags & CR_EXTENT_ZERO)
             continue;
         /* Two extents ahead: most extents are one page (measured best). */
-        const void *ahead = i + 2 < E.n ? (const void *)E.ext[i + 2].addr : NULL;
-        cr_page_copy(p, (const void *)E.ext[i].addr, E.ext[i].len, ahead);
-        p += E.ext[i].len;
+        const void *ahead = i + 2 < E.w.n ? (const void *)E.w.v[i + 2].addr : NULL;
+        cr_page_copy(p, (const void *)E.w.v[i].addr, E.w.v[i].len, ahead);
+        p += E.w.v[i].len;
     }
     cr_page_copy_done();
     return buf;
 }
 
-static int put_inline(struct cr_epoch *ep)
+static int put_inline(struct cr_epoch *ep, const struct extv *x)
 {
     int rc = 0;
-    for (size_t i = 0; i < E.n && rc == 0; i++)
-        if (!(E.ext[i].flags & CR_EXTENT_ZERO))
-            rc = cr_epoch_put(ep, i, (const void *)E.ext[i].addr);
+    for (size_t i = 0; i < x->n && rc == 0; i++)
+        if (!(x->v[i].flags & CR_EXTENT_ZERO))
+            rc = cr_epoch_put(ep, i, (const void *)x->v[i].addr);
     return rc ? rc : cr_epoch_finish(ep);
 }
 
 /* Begin the epoch (collective; local: this rank's failure so far, which
  * begin agrees on) and get its bytes written: handed to the writer when
- * staged (async), else written here. In sync mode it is also
- * committed here; in async mode it stays pending. */
-static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint64_t bytes,
-                       const uint8_t *staged, int local)
+ * staged (async), else written here. x: the epoch's extents (E.w, or E.full
+ * for an epoch composed from the chain of epoch `parent`: then staged holds
+ * E.w's bytes). In sync mode it is also committed here; in async mode it
+ * stays pending. */
+static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, const struct extv *x,
+                       uint64_t parent, const uint8_t *staged, int local)
 {
     struct cr_epoch_desc d = {
         .full = full, .region_base = (uintptr_t)cr_region_base(),
-        .region_size = cr_region_size(), .nextents = E.n, .extents = E.ext,
+        .region_size = cr_region_size(), .nextents = x->n, .extents = x->v,
         .nthreads = nrec, .threads = rec, .status = local,
     };
     struct cr_epoch *ep;
@@ -317,21 +345,26 @@ static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint
     E.stats.last_write_seconds = 0;
     E.stats.last_index_seconds = 0;
     if (staged) {
-        struct cr_write_job job = { 1, P.pub, ep, E.ext, E.n, staged };
+        struct cr_write_job job = {
+            .rearm = 1, .pub = P.pub, .ep = ep, .ext = x->v, .n = x->n, .data = staged,
+            .dirty = E.w.v, .ndirty = E.w.n, .st = parent ? E.st : NULL, .parent = parent,
+        };
         if (cr_writer_submit(&job) == 0) {
             P.pub = NULL;
             P.async = 1;
             return 0;
         }
         /* No thread: the staged copy serves as well as the region. */
-        rc = cr_staging_rearm(E.ext, E.n, staged);
+        rc = cr_staging_rearm(E.w.v, E.w.n, staged);
         int prc = flush_pub();
         rc = rc ? rc : prc;
-        for (size_t i = 0, off = 0; i < E.n && rc == 0; i++) {
-            if (E.ext[i].flags & CR_EXTENT_ZERO)
+        if (rc == 0 && parent)
+            rc = cr_compose_put(&job);
+        for (size_t i = 0, off = 0; !parent && i < x->n && rc == 0; i++) {
+            if (x->v[i].flags & CR_EXTENT_ZERO)
                 continue;
             rc = cr_epoch_put(ep, i, staged + off);
-            off += E.ext[i].len;
+            off += x->v[i].len;
         }
         if (rc == 0)
             rc = cr_epoch_finish(ep);
@@ -341,7 +374,7 @@ static int write_epoch(int full, struct cr_thread_record *rec, size_t nrec, uint
         rc = flush_pub();
         double t1 = now();
         if (rc == 0)
-            rc = put_inline(ep);
+            rc = put_inline(ep, x);
         E.stats.last_index_seconds = pub ? t1 - t0 : 0;
         E.stats.last_write_seconds = now() - t1;
     }
@@ -385,7 +418,7 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
      * begin (d.status), which agrees on them, so a rank that failed early
      * never leaves the others waiting in a collective. */
     int full = E.force_full || cr_store_next_is_full(E.st);
-    E.n = 0;
+    E.w.n = 0;
     if (local == 0) {
         local = cr_transparent_checkpoint();     /* globals + files into the heap */
     }
@@ -401,8 +434,15 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
     }
     double tc = now();
     int deferred = cr_config()->ckpt_mode == CR_CKPT_ASYNC;
+    /* A scheduled full epoch in async mode is composed from the chain of
+     * the epoch the tracker was collected at (compose.c): it must be the
+     * store's newest committed one, which is what E.base says after the
+     * commit above (0 after a failure; force_full after a restart, a lazy
+     * restore or a fork, where the tracker has no such base). */
+    uint64_t parent = deferred && full && !E.force_full && !E.untracked &&
+                      cr_config()->full_from_chain ? E.base : 0;
     if (local == 0) {
-        local = collect(full, deferred);
+        local = collect(full, deferred, parent != 0);
         if (local)
             cr_errc(local, "cannot collect the written pages of the region");
     }
@@ -412,20 +452,27 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
     static struct cr_thread_record rec[CR_MAX_THREADS];
     size_t nrec = thread_records(root, rec);
     open_stacks_for_asan(rec, nrec);
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < E.n; i++)
-        if (!(E.ext[i].flags & CR_EXTENT_ZERO))
-            bytes += E.ext[i].len;
     const uint8_t *staged = NULL;
     if (deferred && local == 0) {
         double ts = now();
-        staged = stage(bytes);
+        staged = stage(data_bytes(&E.w));
         /* Written in place instead: re-arm before anything else runs (the
          * epoch then saves what the region holds from here on). */
-        local = staged ? 0 : cr_staging_rearm(E.ext, E.n, NULL);
+        local = staged ? 0 : cr_staging_rearm(E.w.v, E.w.n, NULL);
         E.stats.last_stage_seconds = now() - ts;
     }
-    rc = write_epoch(full, rec, nrec, bytes, staged, local);
+    /* Composed: the epoch holds every populated extent. Written in place
+     * (nothing staged), they are read from the region before it resumes,
+     * so the chain is not needed. */
+    E.full.n = 0;
+    if (parent && local == 0)
+        local = cr_compose_plan(E.pop.v, E.pop.n, E.w.v, E.w.n, &E.full.v, &E.full.n,
+                                &E.full.cap);
+    const struct extv *x = parent ? &E.full : &E.w;
+    if (!staged)
+        parent = 0;
+    uint64_t bytes = data_bytes(x);
+    rc = write_epoch(full, rec, nrec, x, parent, staged, local);
     if (rc)
         goto failed;
     (void)cr_fault("engine-committed");
@@ -435,15 +482,15 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
     E.base = P.ep ? cr_epoch_number(P.ep) : E.stats.last_epoch;
     E.stats.last_async = P.ep && P.async;
     E.stats.last_bytes = bytes;
-    E.stats.last_extents = E.n;
+    E.stats.last_extents = x->n;
     E.stats.last_full = full;
     E.stats.total_bytes += bytes;
     E.stats.last_seconds = now() - t0;
     E.stats.total_seconds += E.stats.last_seconds;
     cr_dbg("checkpoint %s: %zu extents, %llu bytes, %s, blocked %.3f ms (commit %.3f, "
            "collect %.3f, stage %.3f, begin %.3f ms)",
-           E.stats.last_async ? "staged" : "written", E.n, (unsigned long long)bytes,
-           full ? "full" : "incremental", 1e3 * E.stats.last_seconds,
+           E.stats.last_async ? "staged" : "written", x->n, (unsigned long long)bytes,
+           !full ? "incremental" : parent ? "full, composed" : "full", 1e3 * E.stats.last_seconds,
            1e3 * E.stats.last_commit_seconds, 1e3 * tc, 1e3 * E.stats.last_stage_seconds,
            1e3 * E.stats.last_begin_seconds);
     return 0;

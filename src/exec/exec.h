@@ -238,13 +238,20 @@ CR_MUST_CHECK int cr_staging_rearm(const struct cr_extent *ext, size_t n, const 
 struct cr_epoch;
 struct cr_extent;
 struct cr_index_pub;
+struct cr_store;
 struct cr_write_job {
-    int rearm;                   /* first cr_staging_rearm(ext, n, data) */
+    int rearm;                   /* first cr_staging_rearm(dirty, ndirty, data) */
     struct cr_index_pub *pub;
     struct cr_epoch *ep;
-    const struct cr_extent *ext;
+    const struct cr_extent *ext; /* the epoch's extents                          */
     size_t n;
-    const uint8_t *data;
+    const uint8_t *data;         /* staged bytes of the written extents          */
+    const struct cr_extent *dirty; /* the written extents: ext, unless composed  */
+    size_t ndirty;
+    /* A full epoch composed from the chain of committed epoch `parent` in st
+     * and the staged pages (compose.c); st NULL otherwise. */
+    struct cr_store *st;
+    uint64_t parent;
 };
 /* Hand a job over (starting the thread on first use). 0, CR_ESTATE (a job
  * is still running), or -errno when the thread cannot be started. */
@@ -266,6 +273,18 @@ int cr_writer_busy(void);
 void cr_writer_then(void (*fn)(void *), void *arg);
 /* Wait for the job, then end and join the thread. */
 void cr_writer_stop(void);
+
+/* ---- compose.c: full epochs composed from the previous chain ---------------- */
+/* The extents of a composed full epoch: the union of the populated extents
+ * pop and the written data extents of dirty (both sorted, disjoint), cut
+ * at CR_EXTENT_MAX, into *out (capacity *cap, grown with realloc). */
+CR_MUST_CHECK int cr_compose_plan(const struct cr_extent *pop, size_t np,
+                                  const struct cr_extent *dirty, size_t nd,
+                                  struct cr_extent **out, size_t *nout, size_t *cap);
+/* Put every extent of job j's epoch (j->st set): built from the chain of
+ * j->parent overlaid with j->dirty's staged bytes. Any one thread; no HDF5,
+ * no MPI. Does not finish the epoch. */
+CR_MUST_CHECK int cr_compose_put(const struct cr_write_job *j);
 
 /* ---- lazy.c ------------------------------------------------------------------ */
 struct cr_restore;

@@ -11,8 +11,12 @@
  * bytes; cr_writer_wait() returns the job's local status (and where its
  * time went: re-arm, index, epoch write), after which the
  * caller commits (collectively, on the application thread). The writer
- * itself only calls cr_index_pub_run, cr_epoch_put and cr_epoch_finish,
- * which use neither HDF5 nor MPI nor state the application thread changes, so it never enters either concurrently with the application.
+ * itself only calls cr_index_pub_run, cr_epoch_put, cr_epoch_finish and,
+ * for a full epoch composed from the previous chain (compose.c), the
+ * store's pread-only reader, which use neither HDF5 nor MPI nor state the
+ * application thread changes (the store's index changes only at commits,
+ * which wait for the job), so it never enters either concurrently with the
+ * application.
  *
  * The thread is not a persistent thread: it runs on an ordinary pthread
  * stack, writes no persistent memory (it reads the staging buffer, outside
@@ -122,7 +126,7 @@ static int run_job(const struct cr_write_job *j, struct cr_writer_times *t)
     const uint8_t *src = j->data;
     /* First, so that fewer pages written meanwhile land in the next epoch. */
     double t0 = now();
-    int rc = j->rearm ? cr_staging_rearm(j->ext, j->n, j->data) : 0;
+    int rc = j->rearm ? cr_staging_rearm(j->dirty, j->ndirty, j->data) : 0;
     double tp = now();
     int prc = cr_index_pub_run(j->pub);
     if (prc)
@@ -130,7 +134,9 @@ static int run_job(const struct cr_write_job *j, struct cr_writer_times *t)
                 "will not be committed)");
     rc = rc ? rc : prc;
     double t1 = now();
-    for (size_t i = 0; i < j->n && rc == 0;) {
+    if (j->st && rc == 0)
+        rc = cr_compose_put(j);
+    for (size_t i = 0; !j->st && i < j->n && rc == 0;) {
         rc = cr_epoch_put_batch(j->ep, &i, &src);
         if (rc == 0)
             (void)cr_fault("writer-put");

@@ -588,9 +588,14 @@ int cr_epoch_put(struct cr_epoch *ep, size_t i, const void *src)
 
 int cr_epoch_put_batch(struct cr_epoch *ep, size_t *next, const uint8_t **src)
 {
+    return cr_epoch_put_run(ep, next, SIZE_MAX, src);
+}
+
+int cr_epoch_put_run(struct cr_epoch *ep, size_t *next, size_t end, const uint8_t **src)
+{
     if (!ep || !next || !src)
         return -EINVAL;
-    size_t n = ep->me.nextents, i = *next;
+    size_t n = CR_MIN(end, ep->me.nextents), i = *next;
     while (i < n && (ep->rows[i].flags & CR_EXTENT_ZERO))
         i++;
     if (i == n) {

@@ -221,6 +221,22 @@ free_r:
     return rc;
 }
 
+int cr_restore_open_local(struct cr_store *st, uint64_t epoch, struct cr_restore **out)
+{
+    if (st->index_bad || !cr_index_find(&st->ix, epoch)) {
+        cr_err("%s: epoch %llu is not committed", st->dir, (unsigned long long)epoch);
+        return CR_ENOCKPT;
+    }
+    struct cr_restore *r = NULL;
+    int rc = try_epoch(st, epoch, &r);
+    if (rc) {
+        restore_free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
 int cr_restore_open(struct cr_store *st, uint64_t epoch, struct cr_restore **out)
 {
     struct cr_coll *c = st->coll;

@@ -127,6 +127,9 @@ CR_MUST_CHECK int cr_epoch_put(struct cr_epoch *ep, size_t i, const void *src);
  * bytes. Four-KiB extents put one by one cost a system call each, which on
  * virtual machines costs more than writing the page. */
 CR_MUST_CHECK int cr_epoch_put_batch(struct cr_epoch *ep, size_t *next, const uint8_t **src);
+/* The same, putting no extent from `end` on (the caller's bytes end there). */
+CR_MUST_CHECK int cr_epoch_put_run(struct cr_epoch *ep, size_t *next, size_t end,
+                                   const uint8_t **src);
 /* All extents put: write index/tables, fsync. No HDF5. */
 CR_MUST_CHECK int cr_epoch_finish(struct cr_epoch *ep);
 /* Collective. Commits if every rank's finish succeeded, then frees ep.
@@ -168,6 +171,13 @@ struct cr_restore_info {
  * next incremental epoch (the engine re-bases its tracker after restoring). */
 CR_MUST_CHECK int cr_restore_open(struct cr_store *st, uint64_t epoch, struct cr_restore **r);
 void cr_restore_info(const struct cr_restore *r, struct cr_restore_info *out);
+/* This rank's chain ending at the committed epoch, checked as by
+ * cr_restore_open but with no collective and no fallback, and without
+ * making it the parent of the next epoch: for reading the chain while the
+ * job runs on (a full epoch composed from it, compose.c). Any thread, as
+ * long as no commit or restore runs on st meanwhile. */
+CR_MUST_CHECK int cr_restore_open_local(struct cr_store *st, uint64_t epoch,
+                                        struct cr_restore **r);
 /* Copies this rank's thread records (n must be >= info.nthreads). */
 CR_MUST_CHECK int cr_restore_threads(struct cr_restore *r, struct cr_thread_record *out, size_t n);
 /* Writes every extent of the chain to its address (the region must already be
