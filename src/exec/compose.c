@@ -109,10 +109,24 @@ int cr_compose_plan(const struct cr_extent *pop, size_t np, const struct cr_exte
 
 /* ---- the writer's side ---------------------------------------------------- */
 
+/* The last source extent read from one chain link. Pieces come in address
+ * order, and so do each link's extents, but the links interleave (a page of
+ * an increment inside an extent of the full epoch): one cache per link
+ * reads every source extent once (one cache for all re-read a 1 MiB extent
+ * of the full epoch around every page of an increment: measured 29 s
+ * instead of 2.9 s for 100 checkpoints of 8 MiB with every other page
+ * written). */
+struct src_cache {
+    uint8_t *buf;
+    size_t cap;
+    uint64_t ext;                /* UINT64_MAX: none                           */
+    uintptr_t addr;
+};
+
 static struct {
     uint8_t *buf;                /* COMPOSE_BATCH bytes being built            */
-    uint8_t *ebuf;               /* the last source extent read                */
-    size_t ebuflen;
+    struct src_cache *link;      /* one per chain link                         */
+    size_t nlink;
 } C;
 
 struct composer {
@@ -120,9 +134,6 @@ struct composer {
     struct cr_restore *r;
     struct cr_restore_piece *pc;
     size_t npc;
-    uint32_t link;               /* source extent in ebuf (UINT32_MAX: none)   */
-    uint64_t ext;
-    uintptr_t eaddr;
     size_t d;                    /* first written extent not wholly below       */
     size_t doff;                 /* its bytes' offset in the staged data        */
     uint64_t chain_bytes;        /* read from the chain                          */
@@ -146,29 +157,29 @@ static int from_chain(struct composer *c, uintptr_t a, uintptr_t end, uint8_t *d
         if (p->zero) {
             memset(dst + (a - a0), 0, hi - a);
         } else {
-            if (p->link != c->link || p->ext != c->ext) {
+            struct src_cache *sc = &C.link[p->link];
+            if (p->ext != sc->ext) {
                 size_t elen;
-                cr_restore_extent(c->r, p->link, p->ext, &c->eaddr, &elen);
-                if (elen > C.ebuflen) {
-                    uint8_t *nb = realloc(C.ebuf, elen);
+                cr_restore_extent(c->r, p->link, p->ext, &sc->addr, &elen);
+                if (elen > sc->cap) {
+                    uint8_t *nb = realloc(sc->buf, elen);
                     if (!nb)
                         return -ENOMEM;
-                    C.ebuf = nb;
-                    C.ebuflen = elen;
+                    sc->buf = nb;
+                    sc->cap = elen;
                 }
-                c->link = UINT32_MAX;
-                int rc = cr_restore_fetch(c->r, p->link, p->ext, C.ebuf);
+                sc->ext = UINT64_MAX;
+                int rc = cr_restore_fetch(c->r, p->link, p->ext, sc->buf);
                 if (rc) {
                     cr_errc(rc, "composing a full checkpoint epoch: cannot read extent %llu "
                             "of epoch %llu", (unsigned long long)p->ext,
                             (unsigned long long)cr_restore_link_epoch(c->r, p->link));
                     return rc;
                 }
-                c->link = p->link;
-                c->ext = p->ext;
+                sc->ext = p->ext;
                 c->chain_bytes += elen;
             }
-            memcpy(dst + (a - a0), C.ebuf + (a - c->eaddr), hi - a);
+            memcpy(dst + (a - a0), sc->buf + (a - sc->addr), hi - a);
         }
         a = hi;
     }
@@ -214,13 +225,27 @@ int cr_compose_put(const struct cr_write_job *j)
 {
     if (!C.buf && !(C.buf = malloc(COMPOSE_BATCH)))
         return -ENOMEM;
-    struct composer c = { .j = j, .link = UINT32_MAX };
+    struct composer c = { .j = j };
     int rc = cr_restore_open_local(j->st, j->parent, &c.r);
     if (rc) {
         cr_errc(rc, "composing a full checkpoint epoch: cannot open epoch %llu",
                 (unsigned long long)j->parent);
         return rc;
     }
+    struct cr_restore_info info;
+    cr_restore_info(c.r, &info);
+    if (info.nlinks > C.nlink) {
+        struct src_cache *v = realloc(C.link, info.nlinks * sizeof *v);
+        if (!v) {
+            cr_restore_close(c.r);
+            return -ENOMEM;
+        }
+        memset(v + C.nlink, 0, (info.nlinks - C.nlink) * sizeof *v);
+        C.link = v;
+        C.nlink = info.nlinks;
+    }
+    for (size_t l = 0; l < C.nlink; l++)
+        C.link[l].ext = UINT64_MAX;
     rc = cr_restore_pieces(c.r, &c.pc, &c.npc);
     for (size_t i = 0; i < j->n && rc == 0;) {
         /* Extents are at most CR_EXTENT_MAX, so at least one fits. */
