@@ -169,7 +169,9 @@ static int from_chain(struct composer *c, uintptr_t a, uintptr_t end, uint8_t *d
                     sc->cap = elen;
                 }
                 sc->ext = UINT64_MAX;
-                int rc = cr_restore_fetch(c->r, p->link, p->ext, sc->buf);
+                int rc = cr_fault("compose-read");
+                if (rc == 0)
+                    rc = cr_restore_fetch(c->r, p->link, p->ext, sc->buf);
                 if (rc) {
                     cr_errc(rc, "composing a full checkpoint epoch: cannot read extent %llu "
                             "of epoch %llu", (unsigned long long)p->ext,

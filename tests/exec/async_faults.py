@@ -99,6 +99,37 @@ def main(argv):
     if "Input/output error" not in err:
         fail("the report does not name the error:\n" + err[-1500:])
     print("async_faults: an EIO of the writer was reported once and the job went on")
+    if sync:
+        print("async_faults: PASS")
+        return
+    # A full epoch composed from the previous chain (CRMPI_FULL_EVERY=2:
+    # every other one) whose chain cannot be read: the epoch fails, the
+    # checkpoint that commits it says so once, the next full epoch is
+    # written from memory, and nothing is lost.
+    fresh(wd)
+    env_full = dict(os.environ, CRMPI_FULL_EVERY="2")
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env_full)
+    try:
+        rc, out, err = run(prog, wd, args=ARGS + ["tolerate"], fault="compose-read@5:eio",
+                           log="debug")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    m = re.search(r"(\d+) checkpoint failures", err)
+    if rc != 0 or out != ref:
+        fail("run with a failing chain read: exit %d, output %r (want %r)\n%s"
+             % (rc, out, ref, err[-1500:]))
+    if not m or int(m.group(1)) != 1:
+        fail("the failing chain read was not reported exactly once:\n" + err[-1500:])
+    if "composing a full checkpoint epoch" not in err or "Input/output error" not in err:
+        fail("the report does not name the composed epoch and the error:\n" + err[-1500:])
+    after = err[err.index("composing a full checkpoint epoch"):]
+    if not re.search(r"checkpoint staged: .*, full, blocked", after):
+        fail("no full epoch from memory followed the failed composed one:\n" + after[:3000])
+    print("async_faults: a composed full epoch whose chain read failed was reported once, "
+          "the next full epoch was written from memory, and the job went on")
     print("async_faults: PASS")
 
 

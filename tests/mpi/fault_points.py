@@ -80,6 +80,9 @@ CASES = {
     # an epoch's pages in batches of up to 8 MiB: one hit per epoch here.
     'writer-put':          ('@3#1', 'ckpt', 'index', 'async'),
     'writer-finished':     ('@3#0', 'ckpt', 'index', 'async'),
+    # Reading the previous chain for a full epoch composed from it: with
+    # CRMPI_FULL_EVERY=2, epoch 3 is the first one composed.
+    'compose-read':        ('@1#1', 'ckpt', 'index', 'async', 'CRMPI_FULL_EVERY=2'),
 }
 # Points without a mode run in synchronous mode (CRMPI_CKPT_MODE=sync),
 # where the Nth checkpoint call writes and commits epoch N: the expectations
@@ -153,7 +156,8 @@ def restart(cmd, cwd, ref, want, np):
 
 def one(point, case, cmd, work, tool, ref, np):
     spec, phase, expect = case[:3]
-    cmd = ['env', 'CRMPI_CKPT_MODE=' + (case[3] if len(case) > 3 else 'sync')] + cmd
+    cmd = ['env', 'CRMPI_CKPT_MODE=' + (case[3] if len(case) > 3 else 'sync')] + \
+        list(case[4:]) + cmd
     work = os.path.join(work, point)
     os.makedirs(work, exist_ok=True)
     ckpt = os.path.join(work, 'crmpi-ckpt')
