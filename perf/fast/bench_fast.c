@@ -20,8 +20,11 @@
  *         the same job does first, are reported apart)
  *       base,<np>,<heap>,0,<ms memcpy heap>,<ms fork>,<ms write+fsync heap>
  *       track,<np>,<heap>,<f>,<ms loop tracked>,<ms loop untracked>
- *       full,<np>,<heap>,1,<ms blocked>,<ms copy>,<ms begin>,<n staged>
+ *       full,<np>,<heap>,1,<ms blocked>,<ms copy>,<ms begin>,<n staged>,
+ *            <ms writer>
  *         (full epochs, timed apart: see full_epochs())
+ *   full HEAP_MIB REPS   only the full epochs of the sweep (run.sh runs it
+ *       with CRMPI_FULL_FROM_CHAIN=0 for the baseline: kind fullmem)
  *     Baseline buffers are mmap'd, outside the persistent region.
  *     Between checkpoints the program waits until the writer has finished
  *     (cr_checkpoint_stats().writing: the computation the writer overlaps),
@@ -262,16 +265,22 @@ static void tracking(uint8_t *heap, size_t pages, double pct, int reps)
     plain_free(plain, pages * PAGE);
 }
 
-/* Every CRMPI_FULL_EVERY-th checkpoint is full: it stages every populated
- * page (or, beyond CRMPI_STAGING_MAX, writes them before returning). The
- * sweep's medians are of incremental ones; this times full ones apart,
- * with 1% of the pages written between checkpoints, until `reps` full
- * epochs were seen:
- *   full,<np>,<heap>,1,<ms blocked>,<ms copy to staging>,<ms begin>,
- *        <how many of them were staged (the others were written in the call)> */
+/* Every CRMPI_FULL_EVERY-th checkpoint is full. By default (async,
+ * CRMPI_FULL_FROM_CHAIN=1) it stages the written pages only and the writer
+ * takes the others from the previous epoch's files; with
+ * CRMPI_FULL_FROM_CHAIN=0 it stages every populated page (or, beyond
+ * CRMPI_STAGING_MAX, writes them before returning): kind "fullmem", the
+ * baseline run.sh measures in the same run. The sweep's medians are of
+ * incremental ones; this times full ones apart, with 1% of the pages
+ * written between checkpoints, until `reps` full epochs were seen:
+ *   full|fullmem,<np>,<heap>,1,<ms blocked>,<ms copy to staging>,<ms begin>,
+ *        <how many of them were staged (the others were written in the call)>,
+ *        <ms the writer took for the epoch (slowest rank; 0 when written in the call)> */
 static void full_epochs(uint8_t *heap, size_t pages, size_t mib, int reps)
 {
-    double tb[16], ts[16], tbeg[16];
+    const char *chain = getenv("CRMPI_FULL_FROM_CHAIN");
+    const char *kind = chain && !strcmp(chain, "0") ? "fullmem" : "full";
+    double tb[16], ts[16], tbeg[16], twr[16];
     int staged = 0, r = 0;
     size_t n = pages / 100 ? pages / 100 : 1;
     for (int guard = 0; r < reps && guard < 64 * reps; guard++) {
@@ -295,10 +304,28 @@ static void full_epochs(uint8_t *heap, size_t pages, size_t mib, int reps)
         }
         if ((rc = ckpt_wait()) < 0)
             die("checkpoint_wait", rc);
+        if (s.last_full)
+            twr[r - 1] = maxall(stats().last_write_seconds);
     }
     if (rank == 0 && r > 0)
-        printf("full,%d,%zu,1,%.3f,%.3f,%.3f,%d\n", np, mib, 1e3 * median(tb, r),
-               1e3 * median(ts, r), 1e3 * median(tbeg, r), staged);
+        printf("%s,%d,%zu,1,%.3f,%.3f,%.3f,%d,%.1f\n", kind, np, mib, 1e3 * median(tb, r),
+               1e3 * median(ts, r), 1e3 * median(tbeg, r), staged, 1e3 * median(twr, r));
+}
+
+/* Full checkpoints alone (run.sh's baseline with CRMPI_FULL_FROM_CHAIN=0). */
+static void full_only(size_t mib, int reps)
+{
+    size_t len = mib << 20, pages = len / PAGE;
+    uint8_t *heap = crmalloc(len);
+    if (!heap)
+        die("crmalloc heap", -12);
+    memset(heap, 3, len);
+    int rc = ckpt();
+    if (rc < 0 || (rc = ckpt_wait()) < 0)
+        die("first checkpoint", rc);
+    full_epochs(heap, pages, mib, reps);
+    fflush(stdout);
+    crfree(heap);
 }
 
 static void sweep(size_t mib, const char *fracs, int reps)
@@ -470,19 +497,22 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &np);
 #endif
     if (argc < 2)
-        die("usage: sweep MIB FRACS REPS | empty REPS | paper MIB", -22);
+        die("usage: sweep MIB FRACS REPS | full MIB REPS | empty REPS | paper MIB", -22);
     if (!strcmp(argv[1], "sweep") && argc >= 5) {
         int reps = atoi(argv[4]);
         sweep((size_t)atol(argv[2]), argv[3], reps < 1 ? 1 : reps > 16 ? 16 : reps);
     } else if (!strcmp(argv[1], "empty") && argc >= 3) {
         int reps = atoi(argv[2]);
         empty(reps < 1 ? 1 : reps > 64 ? 64 : reps);
+    } else if (!strcmp(argv[1], "full") && argc >= 4) {
+        int reps = atoi(argv[3]);
+        full_only((size_t)atol(argv[2]), reps < 1 ? 1 : reps > 16 ? 16 : reps);
 #ifndef WITH_MPI
     } else if (!strcmp(argv[1], "paper") && argc >= 3) {
         paper((size_t)atol(argv[2]));
 #endif
     } else {
-        die("usage: sweep MIB FRACS REPS | empty REPS | paper MIB", -22);
+        die("usage: sweep MIB FRACS REPS | full MIB REPS | empty REPS | paper MIB", -22);
     }
 #ifdef WITH_MPI
     MPI_Finalize();

@@ -13,7 +13,8 @@
 #   the copy-on-write paper's 2-thread experiment (64 MiB, 10 checkpoints,
 #     4 KiB .. 1 MiB modified between them) vs a memcpy of the data;
 #   crmpi_checkpoint() of 4 ranks with nothing written since the last one;
-#   full checkpoints (every CRMPI_FULL_EVERY-th), timed apart.
+#   full checkpoints (every CRMPI_FULL_EVERY-th), timed apart, composed from
+#     the previous epoch (the default) beside copied from memory.
 # Writes perf/results/fast.csv, fast.txt and (with gnuplot) fast.png.
 # Environment overrides: SIZES (MiB per rank), FRACS (percent), NPS, REPS,
 # CRMPI_BENCH_DIR (scratch directory on the filesystem to measure).
@@ -48,6 +49,16 @@ for np in $nps; do
     "${mpi[@]}" -np "$np" "$bin/bench_fast_mpi" sweep "$mib" "$fracs" "$reps" >> "$raw"
   done
 done
+# Baseline of the full table: full checkpoints that copy every page in the
+# call (CRMPI_FULL_FROM_CHAIN=0), measured in this run.
+for np in $nps; do
+  for mib in $sizes; do
+    echo "full checkpoints from memory: $np rank(s), $mib MiB per rank" >&2
+    rm -rf "$CRMPI_DIR"
+    CRMPI_FULL_FROM_CHAIN=0 "${mpi[@]}" -x CRMPI_FULL_FROM_CHAIN -np "$np" \
+      "$bin/bench_fast_mpi" full "$mib" "$reps" >> "$raw"
+  done
+done
 echo "empty checkpoint, 4 ranks" >&2
 rm -rf "$CRMPI_DIR"
 "${mpi[@]}" -np 4 "$bin/bench_fast_mpi" empty 21 >> "$raw"
@@ -75,17 +86,25 @@ for k in sorted(blk):
     b = blk[k]; m, f, w = base[k[:2]]
     print('%5d %7d %6g%% %9.2f %8.2f %7.2f %7.2f %9.1f %9.1f %9.1f %9.1f %9.1f' %
           (k[0], k[1], k[2], b[0], b[1], b[2], b[3], m, f, w, m / b[0], f / b[0]))
-full = get('full')
+full, fullmem = get('full'), get('fullmem')
 if full:
     print('\nfull checkpoints (every CRMPI_FULL_EVERY-th; the rows above are medians, i.e. incremental')
-    print('ones), 1% written between checkpoints, medians of the full ones, ms (staged: how many of them')
-    print('went to the writer; the others were larger than CRMPI_STAGING_MAX and written in the call):')
-    print('%5s %7s %9s %7s %7s %7s %9s %9s %9s %9s' % ('ranks', 'MiB/rk', 'blocked', 'copy', 'begin',
-          'staged', 'memcpy', 'fork', 'memcpy/x', 'fork/x'))
+    print('ones), 1% written between checkpoints, medians of the full ones, ms. Composed (the default):')
+    print('the call copies the written pages, the writer takes the others from the previous epoch\'s')
+    print('files; "from memory" (CRMPI_FULL_FROM_CHAIN=0, same run) copies every page in the call.')
+    print('staged: how many went to the writer (the others exceeded CRMPI_STAGING_MAX and were written')
+    print('in the call); writer: its time for the epoch (0: written in the call):')
+    print('%5s %7s %9s %7s %7s %7s %9s %10s %7s %9s %9s %9s %9s %9s' % ('ranks', 'MiB/rk', 'blocked',
+          'copy', 'begin', 'staged', 'writer', 'memory', 'staged', 'writer', 'memory/x',
+          'memcpy', 'memcpy/x', 'fork/x'))
+    nan = float('nan')
     for k in sorted(full):
         b = full[k]; m, f, w = base[k[:2]]
-        print('%5d %7d %9.2f %7.2f %7.2f %7d %9.1f %9.1f %9.2f %9.2f' %
-              (k[0], k[1], b[0], b[1], b[2], int(b[3]), m, f, m / b[0], f / b[0]))
+        fm = fullmem.get(k, [nan] * 5)
+        wb = b[4] if len(b) > 4 else nan
+        print('%5d %7d %9.2f %7.2f %7.2f %7d %9.1f %10.2f %7d %9.1f %9.1f %9.1f %9.1f %9.2f' %
+              (k[0], k[1], b[0], b[1], b[2], int(b[3]), wb, fm[0],
+               int(fm[3]) if fm[3] == fm[3] else -1, fm[4], fm[0] / b[0], m, m / b[0], f / b[0]))
 print('\nbytes written per checkpoint vs bytes dirtied (per rank):')
 print('%5s %7s %7s %12s %12s %12s %8s' % ('ranks', 'MiB/rk', 'written', 'dirty', 'page bytes', 'file bytes', 'file/dirty'))
 for k in sorted(byt):
