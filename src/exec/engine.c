@@ -23,6 +23,10 @@
  *                    the same sequence of collectives.
  *   sync             put, finish and commit here, reading the region in
  *                    place; nothing persistent runs until commit returns.
+ * A scheduled full epoch in async mode is composed (compose.c): staged like
+ * an incremental one (the pages written since the previous epoch), the
+ * writer taking every other populated page from the previous epoch's
+ * chain, which holds exactly their contents.
  * A failed epoch is abandoned by the store; since the tracker has already
  * moved on, the next epoch is forced full. A failed background write or
  * index publication is returned by the call that commits, on every rank.
@@ -172,8 +176,8 @@ static void open_region_for_asan(size_t size)
 
 /* deferred (async mode): a snapshot, whose re-arm is left to whoever
  * writes the epoch (cr_staging_rearm): the writer thread, judging pages
- * against the staged copy, or this thread before writing in place. */
-/* composed: a full epoch composed from the chain (compose.c): the populated
+ * against the staged copy, or this thread before writing in place.
+ * composed: a full epoch composed from the chain (compose.c): the populated
  * extents into E.pop (a read-only walk), then the written ones into E.w
  * (an incremental snapshot); nothing runs in between. */
 static int collect(int full, int deferred, int composed)
