@@ -93,7 +93,8 @@ if full:
     print('the call copies the written pages, the writer takes the others from the previous epoch\'s')
     print('files; "from memory" (CRMPI_FULL_FROM_CHAIN=0, same run) copies every page in the call.')
     print('staged: how many went to the writer (the others exceeded CRMPI_STAGING_MAX and were written')
-    print('in the call); writer: its time for the epoch (0: written in the call):')
+    print('in the call); writer: the time spent writing the epoch, fsync included (inside the call when not')
+    print('staged):')
     print('%5s %7s %9s %7s %7s %7s %9s %10s %7s %9s %9s %9s %9s %9s' % ('ranks', 'MiB/rk', 'blocked',
           'copy', 'begin', 'staged', 'writer', 'memory', 'staged', 'writer', 'memory/x',
           'memcpy', 'memcpy/x', 'fork/x'))
