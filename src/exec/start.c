@@ -299,6 +299,8 @@ int cr_exec_main(int (*main)(int, char **, char **), int argc, char **argv, char
     if (on_exit(on_normal_exit, NULL) != 0)
         cr_warn("on_exit failed: a normal end will not be recorded");
     int rc = open_region();
+    if (rc == 0)
+        rc = cr_region_thread_prepare();    /* main runs on a persistent stack */
     if (rc == 0 && !(flags & CR_EXEC_DEFER_RESTORE)) {
         cr_exec_set_coll(cr_coll_self());
         /* Returns only when there is nothing to restore. */

@@ -201,6 +201,10 @@ static void *thread_home(void *p)
     struct spawn_arg a = *(struct spawn_arg *)p;
     free(p);
     self_id = (int)a.t->id;
+    int rc = cr_region_thread_prepare();
+    if (rc)
+        cr_errc(rc, "persistent thread %u: cannot prepare its pthread for a persistent stack",
+                a.t->id);
     if (cr_ctx_save(cr_exec_home()) == 0) {
         if (a.resume == CR_RESUME_ROLLEDBACK) {
             /* Spawned by the rollback collector: not before its round ends. */

@@ -364,6 +364,14 @@ unlock:
     return rc;
 }
 
+int cr_region_thread_prepare(void)
+{
+    if (!cr_region_is_open())
+        return -EBADF;
+    /* The ops do not change while the region is open. */
+    return R.trk.ops->thread_prepare ? R.trk.ops->thread_prepare(&R.trk) : 0;
+}
+
 /* ---- discard ------------------------------------------------------------------ */
 
 int cr_region_discard(void *addr, size_t len)

@@ -112,6 +112,13 @@ void cr_region_set_discard_hook(void (*fn)(void *arg, uintptr_t addr, size_t len
  * outside the data part. */
 CR_MUST_CHECK int cr_region_fence(uintptr_t lo, uintptr_t hi);
 
+/* The calling thread is about to run on a stack inside the region (a
+ * persistent thread's): call it on that thread first. With a tracker whose
+ * write faults are signals (mprotect) it gets an alternate signal stack,
+ * without which a fault on its own stack kills the process. 0, or -errno
+ * (the thread must then not run on a region stack). */
+CR_MUST_CHECK int cr_region_thread_prepare(void);
+
 /* Report every extent written or discarded since the previous collection
  * and start a new epoch, atomically per page: a page written while this runs
  * is reported now or by the next collection, never lost. fn may be NULL to

@@ -81,6 +81,9 @@ struct cr_tracker_ops {
      * (lo == hi: nothing), which the region keeps inaccessible; forget what
      * was written, populated or carried there. NULL: cannot skip. */
     void (*fence)(struct cr_tracker *t, uintptr_t lo, uintptr_t hi);
+    /* Optional: the calling thread is about to run on a stack inside the
+     * region (a persistent thread's). NULL: nothing to do. */
+    int  (*thread_prepare)(struct cr_tracker *t);
     /* Stop tracking (the region is about to be unmapped). */
     void (*fini)(struct cr_tracker *t);
 };

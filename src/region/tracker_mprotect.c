@@ -22,12 +22,22 @@
  *    EFAULT. Use a uffd tracker where that matters.
  *  - an application that later installs its own SIGSEGV handler without
  *    chaining to ours disables tracking.
+ *
+ * The handler runs on an alternate signal stack (SA_ONSTACK, one per
+ * thread that runs on a persistent stack: thread_prepare). Those stacks lie
+ * in the region and are armed like any page, so the first write below the
+ * stack pointer faults, and the kernel cannot push the handler's frame onto
+ * the page that faulted: it kills the process instead (seen: kill_iter
+ * died at its first checkpoint, fault address one word below the stack
+ * pointer, both in the region).
  */
 #include "tracker.h"
 #include "page_bitmap.h"
 #include "common/errors.h"
 #include "common/log.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -170,6 +180,60 @@ static int mp_discard(struct cr_tracker *t, uintptr_t addr, size_t len)
     return rc;
 }
 
+/* ---- alternate signal stacks ------------------------------------------------ */
+static pthread_key_t mp_alt_key;
+static pthread_once_t mp_alt_once = PTHREAD_ONCE_INIT;
+static int mp_alt_key_ok;
+static __thread void *mp_alt;      /* this thread's, once installed */
+
+static size_t alt_size(void)
+{
+    size_t n = 64 << 10;           /* the handler needs little; glibc's minimum is less */
+#ifdef _SC_SIGSTKSZ
+    long s = sysconf(_SC_SIGSTKSZ);
+    if (s > 0 && (size_t)s > n)
+        n = (size_t)s;
+#endif
+    return cr_align_up(n, CR_PAGE_SIZE);
+}
+
+/* At the thread's exit (pthread key destructor, on that thread). */
+static void alt_free(void *p)
+{
+    stack_t ss = { .ss_flags = SS_DISABLE };
+    (void)sigaltstack(&ss, NULL);
+    munmap(p, alt_size());
+}
+
+static void alt_key_create(void) { mp_alt_key_ok = pthread_key_create(&mp_alt_key, alt_free) == 0; }
+
+static int mp_thread_prepare(struct cr_tracker *t)
+{
+    (void)t;
+    if (mp_alt)
+        return 0;
+    size_t n = alt_size();
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                   -1, 0);
+    if (p == MAP_FAILED) {
+        int rc = cr_neg_errno();
+        cr_perr("mprotect tracker: no memory for a signal stack");
+        return rc;
+    }
+    stack_t ss = { .ss_sp = p, .ss_size = n, .ss_flags = 0 };
+    if (sigaltstack(&ss, NULL) != 0) {
+        int rc = cr_neg_errno();
+        cr_perr("mprotect tracker: sigaltstack");
+        munmap(p, n);
+        return rc;
+    }
+    mp_alt = p;
+    pthread_once(&mp_alt_once, alt_key_create);
+    if (mp_alt_key_ok)
+        (void)pthread_setspecific(mp_alt_key, p);
+    return 0;
+}
+
 static void mp_fini(struct cr_tracker *t)
 {
     __atomic_store_n(&mp_active, 0, __ATOMIC_RELEASE);
@@ -192,5 +256,6 @@ const struct cr_tracker_ops cr_tracker_mprotect = {
     .collect = mp_collect,
     .collect_populated = mp_collect_populated,
     .discard = mp_discard,
+    .thread_prepare = mp_thread_prepare,
     .fini = mp_fini,
 };

@@ -119,6 +119,12 @@ static int serve_one(int fd, hid_t *fapl)
         rc = io_full(fd, hosts, q.ntopo * CR_HOST_MAX, 0);
     if (!rc && q.ntopo)
         rc = io_full(fd, lens, q.ntopo * sizeof *lens, 0);
+    /* An owner that died after asking has closed its end: nobody will use
+     * the file, and its restarted successor may be creating the same
+     * epoch's file by now, which creating it here would truncate. */
+    char b;
+    if (rc == 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+        rc = -EPIPE;
     if (rc == 0) {
         struct cr_layout_in in = { .path = path, .coll = cr_coll_self(), .fapl = fapl,
             .hdr = &hdr, .identity = id, .ntopo = q.ntopo,
