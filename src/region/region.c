@@ -463,6 +463,13 @@ int cr_region_populate(void *addr, size_t len)
 {
     if (!cr_region_contains(addr, len))
         return -EFAULT;
+    if (R.trk.ops->open_write) {     /* the caller's pread would fail with EFAULT */
+        pthread_mutex_lock(&R.lock);
+        int rc = R.open ? R.trk.ops->open_write(&R.trk, (uintptr_t)addr, len) : -EBADF;
+        pthread_mutex_unlock(&R.lock);
+        if (rc)
+            return rc;
+    }
     if (madvise(addr, len, MADV_POPULATE_WRITE) != 0)
         return cr_neg_errno();
     return 0;

@@ -81,6 +81,11 @@ struct cr_tracker_ops {
      * (lo == hi: nothing), which the region keeps inaccessible; forget what
      * was written, populated or carried there. NULL: cannot skip. */
     void (*fence)(struct cr_tracker *t, uintptr_t lo, uintptr_t hi);
+    /* Optional: the kernel is about to write [addr, addr+len) (a restore
+     * preads into it, cr_region_populate): make it writable for the kernel
+     * and count it as written. NULL: the kernel's writes are tracked (or
+     * allowed) like the application's. */
+    int  (*open_write)(struct cr_tracker *t, uintptr_t addr, size_t len);
     /* Optional: the calling thread is about to run on a stack inside the
      * region (a persistent thread's). NULL: nothing to do. */
     int  (*thread_prepare)(struct cr_tracker *t);

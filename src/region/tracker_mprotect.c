@@ -19,7 +19,9 @@
  *    chunk and marks all of it written: over-reporting, never losing.
  *  - the kernel does not raise SIGSEGV for its own accesses: a system call
  *    writing into an armed page (read(2) into a region buffer) fails with
- *    EFAULT. Use a uffd tracker where that matters.
+ *    EFAULT. Use a uffd tracker where that matters. crmpi's own such writes
+ *    (a restore's preads) open the pages first (open_write, through
+ *    cr_region_populate) and count them as written.
  *  - an application that later installs its own SIGSEGV handler without
  *    chaining to ours disables tracking.
  *
@@ -180,6 +182,16 @@ static int mp_discard(struct cr_tracker *t, uintptr_t addr, size_t len)
     return rc;
 }
 
+static int mp_open_write(struct cr_tracker *t, uintptr_t addr, size_t len)
+{
+    (void)t;
+    /* As the handler does: writable first, then marked. */
+    int rc = protect(addr, len, PROT_READ | PROT_WRITE);
+    if (rc == 0)
+        cr_page_bitmap_set_range(&mp_dirty, addr, len);
+    return rc;
+}
+
 /* ---- alternate signal stacks ------------------------------------------------ */
 static pthread_key_t mp_alt_key;
 static pthread_once_t mp_alt_once = PTHREAD_ONCE_INIT;
@@ -256,6 +268,7 @@ const struct cr_tracker_ops cr_tracker_mprotect = {
     .collect = mp_collect,
     .collect_populated = mp_collect_populated,
     .discard = mp_discard,
+    .open_write = mp_open_write,
     .thread_prepare = mp_thread_prepare,
     .fini = mp_fini,
 };
