@@ -34,8 +34,8 @@ def fail(msg):
     sys.exit(1)
 
 
-def run(prog, wd, args=ARGS, fault=None, log=None):
-    env = dict(os.environ)
+def run(prog, wd, args=ARGS, fault=None, log=None, extra=None):
+    env = dict(os.environ, **(extra or {}))
     env.pop("CRMPI_FAULT", None)
     env["CRMPI_DIR"] = os.path.join(wd, "ckpt")
     if fault:
@@ -107,16 +107,8 @@ def main(argv):
     # checkpoint that commits it says so once, the next full epoch is
     # written from memory, and nothing is lost.
     fresh(wd)
-    env_full = dict(os.environ, CRMPI_FULL_EVERY="2")
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env_full)
-    try:
-        rc, out, err = run(prog, wd, args=ARGS + ["tolerate"], fault="compose-read@5:eio",
-                           log="debug")
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    rc, out, err = run(prog, wd, args=ARGS + ["tolerate"], fault="compose-read@5:eio",
+                       log="debug", extra={"CRMPI_FULL_EVERY": "2"})
     m = re.search(r"(\d+) checkpoint failures", err)
     if rc != 0 or out != ref:
         fail("run with a failing chain read: exit %d, output %r (want %r)\n%s"
