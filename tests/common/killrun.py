@@ -8,7 +8,12 @@ it finishes, and check that its final output equals an uninterrupted run.
    removed); its stdout is the reference, and it must exit 0.
 2. Kill rounds: COMMAND is started again and again. Each run is SIGKILLed
    after a random delay drawn uniformly from [--min-delay, --max-delay]
-   seconds; the next run is expected to resume from the last checkpoint. A
+   seconds; the next run is expected to resume from the last checkpoint.
+   The window never reaches past the reference run's duration: a delay
+   longer than the whole program kills nothing, and a test whose program
+   got faster than its window would silently stop killing (the upper bound
+   becomes that duration and the lower one at most half of it; the PASS
+   line reports the window used and where the kills fell). A
    round ends when a run exits 0 by itself: its stdout must equal the
    reference byte for byte. The checkpoint directory is *not* cleaned between
    the reference and the first round, nor between rounds: a program that
@@ -24,7 +29,9 @@ What gets killed (--target):
     child:NAME        one random descendant whose command name is NAME (e.g.
                       one MPI rank under mpirun); the launcher is then given
                       --grace seconds to exit by itself before its group is
-                      killed
+                      killed. The delay counts from the moment the first
+                      such descendant exists (the launcher's own start-up
+                      is not the program's), in the reference run too.
 
 Everything random comes from --seed, so a failure can be replayed.
 The last line printed is a summary: "killrun: PASS ..." or "killrun: FAIL ...".
@@ -186,22 +193,44 @@ class Runner:
         self.kill_group(proc)
         return "%s pid %d" % (name, victim)
 
-    def run_to_end(self, env, what):
+    def target_name(self):
+        t = self.a.target
+        return t.split(":", 1)[1] if t.startswith("child:") else None
+
+    def wait_target(self, proc, deadline):
+        """For a child:NAME target, poll until a descendant NAME exists, the
+        launcher exits or deadline passes; returns the moment it was seen
+        (or now). For other targets the launched process is the target."""
+        name = self.target_name()
+        while name is not None and time.monotonic() < deadline and proc.poll() is None:
+            if any(comm(p) == name for p in descendants(proc.pid)):
+                break
+            time.sleep(0.005)
+        return time.monotonic()
+
+    def run_to_end(self, env, what, timed=False):
+        """Run to completion; with timed, also return the seconds from the
+        target's appearance to the exit (the span kills can land in)."""
         proc, out, err = self.start(env)
+        t0 = time.monotonic()
+        if timed:
+            t0 = self.wait_target(proc, t0 + self.a.timeout)
         try:
             rc = proc.wait(timeout=self.a.timeout)
         except subprocess.TimeoutExpired:
             self.kill_group(proc)
             o, e = self.finish_files(out, err)
             raise Failure("%s: no exit after %.0fs" % (what, self.a.timeout), e)
+        span = time.monotonic() - t0
         o, e = self.finish_files(out, err)
-        return rc, o, e
+        return (rc, o, e, span) if timed else (rc, o, e)
 
-    def killed_run(self):
-        """One run with a kill after a random delay. Returns (killed, rc, out, err)."""
-        delay = self.rng.uniform(self.a.min_delay, self.a.max_delay)
+    def killed_run(self, lo, hi):
+        """One run with a kill after a random delay in [lo, hi] seconds from
+        the target's appearance. Returns (killed, delay, rc, out, err)."""
+        delay = self.rng.uniform(lo, hi)
         proc, out, err = self.start(self.env)
-        deadline = time.monotonic() + delay
+        deadline = self.wait_target(proc, time.monotonic() + self.a.timeout) + delay
         rc = None
         while rc is None and time.monotonic() < deadline:
             time.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
@@ -215,7 +244,7 @@ class Runner:
             self.log("run %d: killed %s after %.3fs" % (self.nrun, killed, delay))
         else:
             self.log("run %d: exited %d before the kill (%.3fs)" % (self.nrun, rc, delay))
-        return killed, rc, o, e
+        return killed, delay, rc, o, e
 
 
 class Failure(Exception):
@@ -236,10 +265,14 @@ def main(argv):
             os.makedirs(a.cwd, exist_ok=True)
         for path in a.clean:
             shutil.rmtree(path, ignore_errors=True)
-        rc, ref, e = r.run_to_end(env_with(a.env + a.ref_env), "reference run")
+        rc, ref, e, span = r.run_to_end(env_with(a.env + a.ref_env), "reference run", timed=True)
         if rc != 0:
             raise Failure("reference run exited with status %d" % rc, e)
-        r.log("reference: %d bytes of output" % len(ref))
+        hi = min(a.max_delay, span)
+        lo = min(a.min_delay, hi / 2)
+        r.log("reference: %d bytes of output, %.3fs; kill window [%.3f, %.3f]s"
+              % (len(ref), span, lo, hi))
+        delays = []
         while kills < a.kills or rounds == 0:
             round_kills = 0
             while True:
@@ -250,8 +283,9 @@ def main(argv):
                     killed = None
                     rc, o, e = r.run_to_end(r.env, "run %d" % (r.nrun + 1))
                 else:
-                    killed, rc, o, e = r.killed_run()
+                    killed, delay, rc, o, e = r.killed_run(lo, hi)
                 if killed:
+                    delays.append(delay)
                     kills += 1
                     round_kills += 1
                     continue
@@ -271,8 +305,12 @@ def main(argv):
               % (f, kills, r.nrun, a.seed, " ".join(a.command)), flush=True)
         return 1
     shutil.rmtree(r.tmp, ignore_errors=True)
-    print("killrun: PASS kills=%d runs=%d rounds=%d seed=%d elapsed=%.1fs cmd=%s"
-          % (kills, r.nrun, rounds, a.seed, time.monotonic() - t0, " ".join(a.command)), flush=True)
+    delays.sort()
+    print("killrun: PASS kills=%d runs=%d rounds=%d seed=%d elapsed=%.1fs "
+          "reference=%.2fs window=[%.2f,%.2f]s kills at %.2f/%.2f/%.2fs (min/median/max) cmd=%s"
+          % (kills, r.nrun, rounds, a.seed, time.monotonic() - t0, span, lo, hi,
+             delays[0] if delays else 0, delays[len(delays) // 2] if delays else 0,
+             delays[-1] if delays else 0, " ".join(a.command)), flush=True)
     return 0
 
 
