@@ -127,6 +127,9 @@ static int run_job(const struct cr_write_job *j, struct cr_writer_times *t)
     /* First, so that fewer pages written meanwhile land in the next epoch. */
     double t0 = now();
     int rc = j->rearm ? cr_staging_rearm(j->dirty, j->ndirty, j->data) : 0;
+    /* Before the index's fsync: the other ranks wait for rank 0's layout. */
+    if (rc == 0 && j->ep)
+        rc = cr_epoch_prepare(j->ep);
     double tp = now();
     int prc = cr_index_pub_run(j->pub);
     if (prc)

@@ -12,10 +12,14 @@
  * (CRMPI_ALIGN) when any slice is at least that large, so that ranks never
  * share a stripe of a parallel filesystem.
  * After begin, nothing here calls HDF5: put and finish may run on a
- * background writer thread while the application continues. In a single
- * process's store begin does not call HDF5 either: the layout helper
- * process (layout_helper.c) makes the file, and the first put, finish or
- * commit waits for it (layout_ready).
+ * background writer thread while the application continues. Begin does not
+ * call HDF5 either when rank 0 has a layout helper process
+ * (layout_helper.c): the first put or finish waits for the layout
+ * (layout_ready). On rank 0 that asks the helper; in a job of several
+ * ranks rank 0 then publishes the offsets HDF5 chose in a small file beside
+ * the epoch file (the layout record, below), which the other ranks wait
+ * for. So begin is one allgather and one agreement, where the collective
+ * H5Fcreate through MPI-IO was a dozen rounds more.
  */
 #include "store/internal.h"
 #include "common/crc32c.h"
@@ -28,6 +32,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,8 +57,13 @@ struct cr_epoch {
     int finished;
     atomic_int layout_pending;     /* the helper lays the file out, later   */
     pthread_mutex_t layout_lock;   /* puts may come from several threads    */
+    int remote_layout;             /* rank > 0: rank 0 publishes the layout  */
+    int published;                 /* rank 0 of several: the record is out   */
+    uint64_t nonce;                /* rank 0's, of this attempt              */
     int topo_mine;                 /* which node's topology is ours, or -1  */
-    char topo_host[CR_HOST_MAX];   /* for the helper: this node's name      */
+    size_t ntopo;                  /* for a deferred layout: every node's    */
+    char (*topo_hosts)[CR_HOST_MAX];   /* name and topology length, then    */
+    uint64_t *topo_lens;               /* the offsets (2 x ntopo)           */
 };
 
 static int check_desc(const struct cr_store *st, const struct cr_epoch_desc *d,
@@ -234,6 +244,34 @@ static int gather_topology(struct cr_epoch *ep, const struct cr_begin_info *all,
     return 0;
 }
 
+/* Rank 0's layout helper, started on first use and again after it died
+ * (layout_helper.c). NULL: the file is laid out in begin, collectively. */
+static struct cr_layout_helper *helper(struct cr_store *st)
+{
+    if (st->coll->rank != 0 || st->helper_off)
+        return NULL;
+    if (st->helper && !cr_layout_helper_usable(st->helper)) {
+        cr_layout_helper_stop(st->helper);
+        st->helper = NULL;
+    }
+    if (!st->helper && cr_layout_helper_start(&st->helper) < 0)
+        st->helper_off = 1;
+    return st->helper;
+}
+
+/* Names this attempt at an epoch: a layout record of an earlier attempt
+ * with the same epoch number (a killed job's, or an abandoned epoch's whose
+ * record outlived it) never passes for this one's. */
+static uint64_t attempt_nonce(void)
+{
+    uint64_t v;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) == (ssize_t)sizeof v)
+        return v;
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return ((uint64_t)t.tv_sec << 32) ^ (uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 20);
+}
+
 /* The allgather of begin: every rank's sizes into st->peers, and the
  * agreement on whether to go on (the most negative local status; like
  * cr_coll_agree, CR_EREMOTE on ranks that only learn of another's failure). */
@@ -241,7 +279,8 @@ static int share_sizes(struct cr_store *st, const struct cr_epoch_desc *d, uint6
                        int status)
 {
     struct cr_coll *c = st->coll;
-    struct cr_begin_info mine = { status, next_epoch(st), (uint64_t)time(NULL), data_bytes,
+    struct cr_begin_info mine = { status, next_epoch(st), (uint64_t)time(NULL),
+        c->rank == 0 ? attempt_nonce() : 0, c->rank == 0 && helper(st), 0, data_bytes,
         status == 0 ? d->nextents : 0, status == 0 ? d->nthreads : 0,
         st->topo_xml ? st->topo_len : 0, status == 0 && d->full, (uint32_t)st->identity_len,
         cr_crc32c(0, st->identity, st->identity_len), "" };
@@ -267,21 +306,6 @@ static int share_sizes(struct cr_store *st, const struct cr_epoch_desc *d, uint6
     return 0;
 }
 
-/* The layout helper of a single process's store, started on first use
- * and again after it died (layout_helper.c). NULL: lay out here. */
-static struct cr_layout_helper *helper(struct cr_store *st)
-{
-    if (st->coll->size != 1 || st->helper_off)
-        return NULL;
-    if (st->helper && !cr_layout_helper_usable(st->helper)) {
-        cr_layout_helper_stop(st->helper);
-        st->helper = NULL;
-    }
-    if (!st->helper && cr_layout_helper_start(&st->helper) < 0)
-        st->helper_off = 1;
-    return st->helper;
-}
-
 /* The file exists and has its layout: open it for the pwrites. */
 static int open_created(struct cr_epoch *ep)
 {
@@ -301,14 +325,161 @@ static int open_created(struct cr_epoch *ep)
     return 0;
 }
 
-/* layout_ready's work, under the epoch's layout lock. */
-static int layout_wait(struct cr_epoch *ep)
+/* ---- the layout record ------------------------------------------------------
+ * In a job of several ranks with a deferred layout, rank 0 publishes what
+ * its helper answered - the datasets' offsets and every node's topology
+ * offset, or the failure - as "<epoch file>.layout": written under another
+ * name and renamed, so a reader sees all of it or nothing, and named by the
+ * attempt's nonce (every rank has rank 0's from the allgather), so a record
+ * left by an earlier attempt at the same epoch is not taken for this one.
+ * The other ranks' writers poll for it (a shared filesystem has no other
+ * way to say "ready" across nodes without MPI, which the writer thread may
+ * not call). It is transient: rank 0 deletes it at commit, whatever the
+ * outcome, and garbage collection deletes a killed job's. */
+#define LAYOUT_MAGIC "CRLAYOUT"
+/* A rank gives up on a record that never comes (rank 0 hung without dying,
+ * or could not write the record): its epoch fails, like a failed write. */
+#define LAYOUT_WAIT_SEC 300
+
+struct layout_rec {
+    char     magic[8];
+    uint64_t epoch, nonce;
+    int64_t  rc;
+    uint64_t ds_off[CR_DS_COUNT];
+    uint64_t ntopo;               /* followed by ntopo topology offsets      */
+    uint32_t reserved, crc;       /* of the record and the offsets, crc = 0 */
+} __attribute__((packed));
+
+static void layout_rec_path(const struct cr_epoch *ep, char *out, size_t n, const char *tail)
+{
+    snprintf(out, n, "%s.layout%s", ep->path, tail);
+}
+
+static uint32_t layout_rec_crc(const struct layout_rec *r, const uint64_t *offs)
+{
+    struct layout_rec c = *r;
+    c.crc = 0;
+    return cr_crc32c(cr_crc32c(0, &c, sizeof c), offs, r->ntopo * sizeof *offs);
+}
+
+/* Rank 0: publish the outcome of the layout (rc) once. A record that cannot
+ * be written leaves the others to their timeout; the epoch fails here. */
+static int layout_publish(struct cr_epoch *ep, int rc)
+{
+    if (ep->published || !ep->hdr.nranks || ep->hdr.nranks == 1)
+        return rc;
+    ep->published = 1;
+    cr_store_fault("layout-publishing");
+    struct layout_rec r = { .epoch = ep->hdr.epoch, .nonce = ep->nonce, .rc = rc,
+        .ntopo = rc == 0 ? ep->ntopo : 0 };
+    memcpy(r.magic, LAYOUT_MAGIC, 8);
+    for (int i = 0; i < CR_DS_COUNT; i++)
+        r.ds_off[i] = ep->hdr.ds[i].offset;
+    const uint64_t *offs = ep->topo_lens ? ep->topo_lens + ep->ntopo : NULL;
+    r.crc = layout_rec_crc(&r, offs);
+    char tmp[PATH_MAX + 16], path[PATH_MAX + 16];
+    layout_rec_path(ep, tmp, sizeof tmp, ".tmp");
+    layout_rec_path(ep, path, sizeof path, "");
+    /* Small: one write each (a short one is an error, not retried). */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int w = fd >= 0 ? 0 : cr_neg_errno();
+    if (w == 0 && pwrite(fd, &r, sizeof r, 0) != (ssize_t)sizeof r)
+        w = errno ? cr_neg_errno() : -EIO;
+    if (w == 0 && r.ntopo && pwrite(fd, offs, r.ntopo * sizeof *offs, sizeof r) !=
+                                 (ssize_t)(r.ntopo * sizeof *offs))
+        w = errno ? cr_neg_errno() : -EIO;
+    if (fd >= 0 && close(fd) < 0 && w == 0)
+        w = cr_neg_errno();
+    if (w == 0 && rename(tmp, path) < 0)
+        w = cr_neg_errno();
+    if (w < 0) {
+        cr_errc(w, "%s: cannot publish the layout to the other ranks", path);
+        unlink(tmp);
+    }
+    return rc < 0 ? rc : w;
+}
+
+/* Rank 0, at commit: the record's work is done (every rank has voted, so
+ * none reads it any more). */
+static void layout_unpublish(struct cr_epoch *ep)
+{
+    if (!ep || !ep->published)
+        return;
+    char path[PATH_MAX + 16];
+    layout_rec_path(ep, path, sizeof path, "");
+    if (unlink(path) < 0 && errno != ENOENT)
+        cr_perr("unlink(%s)", path);
+}
+
+/* One look at the record: 1 = this attempt's (ep's offsets set, or its
+ * failure in *rc), 0 = not there yet (or an earlier attempt's, or being
+ * replaced), negative = unreadable. */
+static int layout_rec_read(struct cr_epoch *ep, const char *path, int *rc)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : cr_neg_errno();
+    struct layout_rec r;
+    uint64_t *offs = ep->topo_lens ? ep->topo_lens + ep->ntopo : NULL;
+    ssize_t k = pread(fd, &r, sizeof r, 0);
+    int got = 0;
+    if (k == (ssize_t)sizeof r && !memcmp(r.magic, LAYOUT_MAGIC, 8) &&
+        r.epoch == ep->hdr.epoch && r.nonce == ep->nonce) {
+        size_t want = r.rc == 0 ? ep->ntopo : 0;
+        if (r.ntopo == want &&
+            (!want || pread(fd, offs, want * sizeof *offs, sizeof r) ==
+                          (ssize_t)(want * sizeof *offs)) &&
+            layout_rec_crc(&r, offs) == r.crc)
+            got = 1;
+        else
+            got = -EBADMSG;       /* this attempt's, but damaged */
+    }
+    close(fd);
+    if (got == 1) {
+        *rc = (int)r.rc;
+        for (int i = 0; i < CR_DS_COUNT; i++)
+            ep->hdr.ds[i].offset = r.ds_off[i];
+    }
+    return got;
+}
+
+/* Rank > 0: wait for rank 0's record. Polls from 50 us up to every 2 ms:
+ * the layout takes rank 0's helper 1-2 ms once rank 0's writer asks. */
+static int layout_wait_remote(struct cr_epoch *ep)
+{
+    char path[PATH_MAX + 16];
+    layout_rec_path(ep, path, sizeof path, "");
+    cr_store_fault("layout-waiting");
+    struct timespec t0, now, nap = { 0, 50000 };
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        int rc = 0, got = layout_rec_read(ep, path, &rc);
+        if (got < 0) {
+            cr_errc(got, "%s: the layout record of epoch %llu", path,
+                    (unsigned long long)ep->hdr.epoch);
+            return got;
+        }
+        if (got)
+            return rc < 0 ? CR_EREMOTE : 0;   /* rank 0 logged why */
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - t0.tv_sec >= LAYOUT_WAIT_SEC) {
+            cr_err("%s: no layout from rank 0 in %d s; epoch %llu fails", path,
+                   LAYOUT_WAIT_SEC, (unsigned long long)ep->hdr.epoch);
+            return -ETIMEDOUT;
+        }
+        nanosleep(&nap, NULL);
+        if (nap.tv_nsec < 2000000)
+            nap.tv_nsec *= 2;
+    }
+}
+
+/* Rank 0: ask the helper. One that is gone is replaced once. */
+static int layout_ask_helper(struct cr_epoch *ep)
 {
     struct cr_store *st = ep->st;
-    uint64_t len = ep->topo_len, off = 0;
     struct cr_layout_in in = { .path = ep->path, .hdr = &ep->hdr, .identity = st->id0,
-        .ntopo = ep->hdr.ntopo, .topo_host = (const char (*)[CR_HOST_MAX])ep->topo_host,
-        .topo_len = &len, .align = st->opts.align };
+        .ntopo = ep->ntopo, .topo_host = (const char (*)[CR_HOST_MAX])ep->topo_hosts,
+        .topo_len = ep->topo_lens, .align = st->opts.align };
     int rc = -EPIPE;
     for (int attempt = 0; attempt < 2 && rc == -EPIPE; attempt++) {
         if (!cr_layout_helper_usable(st->helper)) {
@@ -319,12 +490,20 @@ static int layout_wait(struct cr_epoch *ep)
         }
         rc = cr_layout_helper_send(st->helper, &in);
         if (rc == 0)
-            rc = cr_layout_helper_receive(st->helper, &ep->hdr, &off, in.ntopo, ep->path);
+            rc = cr_layout_helper_receive(st->helper, &ep->hdr, ep->topo_lens + ep->ntopo,
+                                          in.ntopo, ep->path);
         if (rc < 0 && !cr_layout_helper_usable(st->helper))
             rc = -EPIPE;      /* it died: once more with a new one */
     }
+    return layout_publish(ep, rc);
+}
+
+/* layout_ready's work, under the epoch's layout lock. */
+static int layout_wait(struct cr_epoch *ep)
+{
+    int rc = ep->remote_layout ? layout_wait_remote(ep) : layout_ask_helper(ep);
     if (rc == 0 && ep->topo_mine >= 0)
-        ep->topo_off = off;
+        ep->topo_off = ep->topo_lens[ep->ntopo + (size_t)ep->topo_mine];
     if (rc == 0)
         rc = open_created(ep);
     if (rc < 0)
@@ -350,9 +529,9 @@ static int layout_ready(struct cr_epoch *ep)
     return rc;
 }
 
-/* Create the HDF5 file (collective, once the sizes are shared; handed to
- * the layout helper in a single process's store); returns the local
- * status, which the caller agrees on. */
+/* Create the HDF5 file (collective, once the sizes are shared), or - when
+ * rank 0 has a layout helper - keep what laying it out needs for
+ * layout_ready; returns the local status, which the caller agrees on. */
 static int create_file(struct cr_epoch *ep, const struct cr_epoch_desc *d,
                        char (*hosts)[CR_HOST_MAX], uint64_t *lens, uint64_t *offs)
 {
@@ -377,29 +556,36 @@ static int create_file(struct cr_epoch *ep, const struct cr_epoch_desc *d,
             ep->topo_len = lens[j];
         }
     }
-    /* A file of this name is an uncommitted leftover (begin numbers epochs
-     * past the committed ones). In a single process's store it may still be
-     * open in the layout helper of a process that died (the helper finishes
-     * the request it was serving): HDF5's lock on that file made H5Fcreate
-     * fail here (test_store_crash, about one run in 18). A new inode has no
-     * lock, and the old helper's late writes go to the old one. */
-    if (n == 1 && unlink(ep->path) == 0)
-        cr_dbg("%s: removed a leftover file of an uncommitted epoch", ep->path);
-    struct cr_layout_in in = { .path = ep->path, .coll = c, .fapl = &st->fapl,
-        .hdr = &ep->hdr, .identity = st->id0, .ntopo = ntopo, .topo_host = hosts,
-        .topo_len = lens, .align = st->opts.align };
-    if (ntopo <= 1 && helper(st)) {
+    if (all[0].helper) {
+        /* A file of this name is an uncommitted leftover (begin numbers
+         * epochs past the committed ones). It may still be open in the
+         * layout helper of a process that died (the helper finishes the
+         * request it was serving): HDF5's lock on that file made H5Fcreate
+         * fail (test_store_crash, about one run in 18). A new inode has no
+         * lock, and the old helper's late writes go to the old one. */
+        if (c->rank == 0 && unlink(ep->path) == 0)
+            cr_dbg("%s: removed a leftover file of an uncommitted epoch", ep->path);
         if (cr_fault_errno("epoch-create")) {
             /* As when the fault fires in h5layout.c: HDF5 reports no errno. */
             cr_err("%s: H5Fcreate failed (rank %d of %d)", ep->path, c->rank, n);
             return -EIO;
         }
-        if (ntopo)
-            memcpy(ep->topo_host, hosts[0], CR_HOST_MAX);
-        ep->topo_len = ntopo ? lens[0] : 0;
+        size_t k = ntopo ? ntopo : 1;
+        ep->topo_hosts = malloc(k * CR_HOST_MAX);
+        ep->topo_lens = calloc(2 * k, sizeof *ep->topo_lens);
+        if (!ep->topo_hosts || !ep->topo_lens)
+            return -ENOMEM;
+        memcpy(ep->topo_hosts, hosts, ntopo * CR_HOST_MAX);
+        memcpy(ep->topo_lens, lens, ntopo * sizeof *lens);
+        ep->ntopo = ntopo;
+        ep->nonce = all[0].nonce;
+        ep->remote_layout = c->rank != 0;
         ep->layout_pending = 1;
         return 0;
     }
+    struct cr_layout_in in = { .path = ep->path, .coll = c, .fapl = &st->fapl,
+        .hdr = &ep->hdr, .identity = st->id0, .ntopo = ntopo, .topo_host = hosts,
+        .topo_len = lens, .align = st->opts.align };
     int rc = cr_layout_create(&in, &ep->hdr, offs);
     if (rc < 0)
         return rc;
@@ -415,6 +601,8 @@ static void epoch_free(struct cr_epoch *ep)
     if (ep->fd >= 0)
         close(ep->fd);
     pthread_mutex_destroy(&ep->layout_lock);
+    free(ep->topo_hosts);
+    free(ep->topo_lens);
     free(ep->rows);
     free(ep->done);
     free(ep->threads);
@@ -512,6 +700,13 @@ int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d, struct cr
 free_ep:
     epoch_free(ep);
     return rc;
+}
+
+int cr_epoch_prepare(struct cr_epoch *ep)
+{
+    if (!ep)
+        return -EINVAL;
+    return ep->remote_layout ? atomic_load(&ep->failed) : layout_ready(ep);
 }
 
 uint64_t cr_epoch_number(const struct cr_epoch *ep)
@@ -750,6 +945,11 @@ static int commit(struct cr_store *st, struct cr_epoch *ep, int local_status,
      * then whether rank 0 wrote the index). */
     struct cr_index next = { 0 };
     struct cr_index_pub *p = NULL;
+    /* Rank 0 never asked its helper (its epoch failed first): the other
+     * ranks' writers are still waiting for the layout, and must hear of
+     * the failure before they can vote. */
+    if (ep && c->rank == 0 && atomic_load(&ep->layout_pending))
+        layout_publish(ep, rc < 0 ? rc : CR_ESTATE);
     if (rc == 0) {
         struct cr_index_entry e = { .epoch = ep->hdr.epoch, .parent = ep->hdr.parent,
             .flags = ep->hdr.full ? CR_ENTRY_FULL : 0, .nranks = ep->hdr.nranks,
@@ -760,6 +960,7 @@ static int commit(struct cr_store *st, struct cr_epoch *ep, int local_status,
             rc = cr_index_pub_new(st, &next, e.epoch, &p);
     }
     rc = same_status(c, rc);
+    layout_unpublish(ep);
     if (rc == 0 && !pub)
         rc = same_status(c, cr_store_index_write(st, &next));
     if (rc == 0) {

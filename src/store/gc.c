@@ -48,13 +48,23 @@ static int is_epoch_name(const char *name, uint64_t *epoch)
     return 1;
 }
 
-/* Open MPI's MPI-IO (OMPIO, sharedfp/lockedfile) probes whether the
- * filesystem supports fcntl locks on every collective file open: each rank
- * creates "<file>.locktest.<rank>" beside the file and unlinks it at once
- * (seen by inotify during H5Fcreate of an epoch). A rank killed in between
- * leaves its probe behind, and nothing but this sweep ever removes it. */
-static int is_lock_probe_name(const char *name, uint64_t *epoch)
+/* Files that live beside an epoch file only while it is made, and that
+ * only this sweep removes when a killed process leaves one behind:
+ * - Open MPI's MPI-IO (OMPIO, sharedfp/lockedfile) probes whether the
+ *   filesystem supports fcntl locks on every collective file open: each
+ *   rank creates "<file>.locktest.<rank>" beside the file and unlinks it at
+ *   once (seen by inotify during H5Fcreate of an epoch);
+ * - rank 0's layout record for the other ranks, "<file>.layout", and the
+ *   "<file>.layout.tmp" it is renamed from (epoch.c; deleted at commit). */
+static int is_transient_name(const char *name, uint64_t *epoch)
 {
+    unsigned long long e;
+    int m = 0;
+    if (sscanf(name, "epoch-%12llu.h5.layout%n", &e, &m) == 1 && m == 28 &&
+        (!name[m] || !strcmp(name + m, ".tmp"))) {
+        *epoch = e;
+        return 1;
+    }
     unsigned long long v;
     unsigned rank;
     int n = 0;
@@ -119,12 +129,12 @@ void cr_gc_wait(struct cr_store *st)
     gc_free(g);
 }
 
-/* The epoch files older than `below` that ix does not name, and the lock
- * probes of those epoch numbers. Newer files may be epochs still being
+/* The epoch files older than `below` that ix does not name, and the
+ * transient files (is_transient_name) of those epoch numbers. Newer files may be epochs still being
  * written (asynchronous checkpoints create the next epoch's file before the
  * previous index is published). No sweep runs during an epoch file's
  * creation (begin waits for the thread; the deferred sweep runs on the
- * writer, which the next begin waits for), so no probe is in use. */
+ * writer, which the next begin waits for), so none of them is in use. */
 static struct cr_gc *gc_collect(const char *dir, const struct cr_index *ix, uint64_t below)
 {
     struct cr_gc *g = calloc(1, sizeof *g);
@@ -142,7 +152,7 @@ static struct cr_gc *gc_collect(const char *dir, const struct cr_index *ix, uint
         if (is_epoch_name(de->d_name, &ep)) {
             if (ep >= below || cr_index_find(ix, ep))
                 continue;
-        } else if (!is_lock_probe_name(de->d_name, &ep) || ep >= below) {
+        } else if (!is_transient_name(de->d_name, &ep) || ep >= below) {
             continue;
         }
         if (g->n == cap) {

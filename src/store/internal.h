@@ -52,6 +52,8 @@ int cr_topology_xml(char **xml, size_t *len);
 struct cr_begin_info {
     int64_t  status;
     uint64_t epoch, ctime;
+    uint64_t nonce;               /* rank 0's: names this attempt's layout   */
+    uint32_t helper, pad;         /* rank 0's: its layout helper lays out    */
     uint64_t data_bytes, nextents, nthreads, topo_len;
     uint32_t full, id_len, id_crc;
     char     host[CR_HOST_MAX];
@@ -74,7 +76,7 @@ struct cr_store {
     struct cr_begin_info *peers;  /* one per rank, for cr_epoch_begin      */
     hid_t fapl;                   /* file-access list of the epoch files,
                                      made at the first epoch (h5layout.c) */
-    struct cr_layout_helper *helper;  /* a single process's layouts        */
+    struct cr_layout_helper *helper;  /* rank 0's (or a single process's)  */
     int helper_off;               /* none could be started: lay out here  */
     char *topo_xml;  size_t topo_len;        /* this node                      */
     char host[CR_HOST_MAX];

@@ -8,7 +8,8 @@
  *   writing one epoch (every rank, in this order)
  *     cr_epoch_begin()   collective: agree on sizes, create the epoch file
  *                        and its shared datasets (all HDF5 metadata work
- *                        happens here, on the calling thread)
+ *                        happens here, on the calling thread, or in rank
+ *                        0's layout helper process: layout_helper.c)
  *     cr_epoch_put()     per rank, any thread, no HDF5: pwrite one extent's
  *                        bytes (checksummed) into this rank's slice
  *     cr_epoch_finish()  per rank, any thread, no HDF5: write the page index,
@@ -114,9 +115,18 @@ struct cr_epoch_desc {
      * threads are then ignored. */
     int status;
 };
-/* Collective. Creates the epoch file (not yet committed). */
+/* Collective. Creates the epoch file (not yet committed), or, when rank 0
+ * has a layout helper process, plans it: the helper makes it when rank 0
+ * first needs it, and the other ranks wait for it at their first put or
+ * finish (no HDF5 on their threads). */
 CR_MUST_CHECK int cr_epoch_begin(struct cr_store *st, const struct cr_epoch_desc *d,
                                  struct cr_epoch **ep);
+/* Any thread, no HDF5: have the file laid out now rather than at the first
+ * put (rank 0: asks its helper, and publishes the layout to the other
+ * ranks; elsewhere nothing). A writer calls it first, so that the other
+ * ranks do not wait for whatever it does before its first put. Returns the
+ * epoch's status; a failure fails the epoch like a failed put. */
+CR_MUST_CHECK int cr_epoch_prepare(struct cr_epoch *ep);
 /* Write the bytes of extent i (src points at its contents, extent.len bytes;
  * nothing for CR_EXTENT_ZERO extents). Thread-safe per epoch, no HDF5. */
 CR_MUST_CHECK int cr_epoch_put(struct cr_epoch *ep, size_t i, const void *src);

@@ -48,6 +48,8 @@ from concurrent.futures import ThreadPoolExecutor
 CASES = {
     'epoch-create':        ('@3#1', 'ckpt', 'N-1'),
     'epoch-begun':         ('@3#0', 'ckpt', 'N-1'),
+    'layout-publishing':   ('@3#0', 'ckpt', 'N-1'),
+    'layout-waiting':      ('@3#1', 'ckpt', 'N-1'),
     'store-pwrite':        ('@40#1', 'ckpt', 'index'),
     'epoch-put':           ('@20#0', 'ckpt', 'index'),
     'epoch-fsync':         ('@3#1', 'ckpt', 'N-1'),

@@ -78,7 +78,7 @@ def args(argv):
 
 
 EPOCH = re.compile(r'epoch-\d{12}\.h5$')
-PROBE = re.compile(r'epoch-\d{12}\.h5\.locktest\.\d+$')
+PROBE = re.compile(r'epoch-\d{12}\.h5\.(locktest\.\d+|layout|layout\.tmp)$')
 OTHER = ('index', 'index.tmp', 'crmpi-job.last', 'crmpi-job.last.tmp', 'finished')
 
 
@@ -106,17 +106,21 @@ def file_bounds(full_every, keep, async_mode, nranks):
     launcher's record, rewritten by rank 0 after each checkpoint while its
     writer thread may be replacing the index), finished (the last run's
     normal end).
-    Lock probes: while an epoch file is created collectively, Open MPI's
-    MPI-IO has every rank create and unlink "<epoch file>.locktest.<rank>"
-    (swept if a kill leaves one): at most one per rank.
+    Transient files beside an epoch file ("probes", swept if a kill leaves
+    one): while an epoch file is created collectively, Open MPI's MPI-IO has
+    every rank create and unlink "<epoch file>.locktest.<rank>" (at most one
+    per rank); when rank 0's layout helper creates it instead (the default),
+    rank 0 publishes "<epoch file>.layout" by renaming "<...>.layout.tmp"
+    and deletes it when that epoch is committed, before the next one is
+    laid out (at most 2).
     """
     epochs = full_every + keep - 1 + (2 if async_mode else 1)
-    return {'epochs': epochs, 'probes': nranks,
-            'all': epochs + len(OTHER) + nranks}
+    return {'epochs': epochs, 'probes': nranks + 2,
+            'all': epochs + len(OTHER) + nranks + 2}
 
 
 def classify(names):
-    """(epoch files, lock probes, names crmpi does not write)."""
+    """(epoch files, transient files beside them, names crmpi does not write)."""
     epochs = [n for n in names if EPOCH.match(n)]
     probes = [n for n in names if PROBE.match(n)]
     unknown = [n for n in names if not (EPOCH.match(n) or PROBE.match(n) or n in OTHER)]
@@ -278,7 +282,7 @@ def main(argv):
         final = out
     dt = time.time() - t0
     print('soak: %d runs, %d kills, %d checkpoints taken (%d distinct epochs, the last %d), '
-          '%.0f s, max files %d (bound %d; epoch files %d, bound %d; lock probes %d, '
+          '%.0f s, max files %d (bound %d; epoch files %d, bound %d; transient files %d, '
           'bound %d), max rank RSS %.1f MiB (bound %.0f)' %
           (runs, kills, ckpts, len(epochs), last_epoch, dt, max_nfiles, max_files,
            max_epochs, bounds['epochs'], max_probes, bounds['probes'],
@@ -310,7 +314,7 @@ def main(argv):
     if max_epochs > bounds['epochs']:
         bad.append('%d epoch files at once (bound %d)' % (max_epochs, bounds['epochs']))
     if max_probes > bounds['probes']:
-        bad.append('%d MPI-IO lock probes at once (bound %d)' % (max_probes, bounds['probes']))
+        bad.append('%d transient files (lock probes, layout records) at once (bound %d)' % (max_probes, bounds['probes']))
     if strays:
         bad.append('files crmpi does not write: %s' % ' '.join(sorted(strays)))
     if leftover or len(ep) > full_every + keep:

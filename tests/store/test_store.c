@@ -343,9 +343,9 @@ static void touch(const char *path)
 }
 
 /* What a killed run leaves that the index does not name - its unpublished
- * epochs, the files its interrupted sweep had not deleted yet, and the
- * lock probes Open MPI's MPI-IO creates beside a file on every collective
- * open ("<file>.locktest.<rank>") - goes when the store is opened again,
+ * epochs, the files its interrupted sweep had not deleted yet, the lock
+ * probes Open MPI's MPI-IO creates beside a file on every collective open
+ * ("<file>.locktest.<rank>") and rank 0's layout records - goes when the store is opened again,
  * before the new run writes an epoch (with asynchronous checkpoints the
  * first sweep of a run comes only at its second checkpoint, and until then
  * these added up with the run's own files). Named epochs and files that
@@ -356,13 +356,18 @@ static void test_open_sweeps_what_a_killed_run_left(void)
     struct cr_store *st = write_chain(3, 8, 2);      /* 1F 2 3: all named */
     cr_store_close(st);
     char e4[4200], e9[4200], probe4[4300], probe2[4300], job[4300], idx[4300];
+    char rec5[4300], rec5tmp[4300];
     snprintf(e4, sizeof e4, "%s", epoch_file(4));
     snprintf(e9, sizeof e9, "%s", epoch_file(9));
     snprintf(probe4, sizeof probe4, "%s.locktest.5", e4);
     snprintf(probe2, sizeof probe2, "%s.locktest.12", epoch_file(2));
+    /* Rank 0's layout record of a job of several ranks (epoch.c), and the
+     * temporary it is renamed from. */
+    snprintf(rec5, sizeof rec5, "%s.layout", epoch_file(5));
+    snprintf(rec5tmp, sizeof rec5tmp, "%s.layout.tmp", epoch_file(5));
     snprintf(job, sizeof job, "%s/crmpi-job.last", dir);
     snprintf(idx, sizeof idx, "%s/index", dir);
-    const char *junk[] = { e4, e9, probe4, probe2 };
+    const char *junk[] = { e4, e9, probe4, probe2, rec5, rec5tmp };
     for (size_t i = 0; i < CR_ARRAY_SIZE(junk); i++)
         touch(junk[i]);
     touch(job);
