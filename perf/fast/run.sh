@@ -14,7 +14,9 @@
 #     4 KiB .. 1 MiB modified between them) vs a memcpy of the data;
 #   crmpi_checkpoint() of 4 ranks with nothing written since the last one;
 #   full checkpoints (every CRMPI_FULL_EVERY-th), timed apart, composed from
-#     the previous epoch (the default) beside copied from memory.
+#     the previous epoch (the default) beside copied from memory;
+#   several ranks: the epoch file laid out by rank 0's helper (the default)
+#     beside created collectively in the call (CRMPI_LAYOUT_HELPER=off).
 # Writes perf/results/fast.csv, fast.txt and (with gnuplot) fast.png.
 # Environment overrides: SIZES (MiB per rank), FRACS (percent), NPS, REPS,
 # CRMPI_BENCH_DIR (scratch directory on the filesystem to measure).
@@ -59,6 +61,18 @@ for np in $nps; do
       "$bin/bench_fast_mpi" full "$mib" "$reps" >> "$raw"
   done
 done
+# Baseline of the layout: jobs of several ranks with the epoch file created
+# collectively through MPI-IO in the call (CRMPI_LAYOUT_HELPER=off), as
+# before rank 0's layout helper made it, same run; rows "blocked_coll".
+for np in $nps; do
+  [ "$np" -gt 1 ] || continue
+  for mib in $sizes; do
+    echo "collective layout (no helper): $np ranks, $mib MiB per rank, 1 %" >&2
+    rm -rf "$CRMPI_DIR"
+    CRMPI_LAYOUT_HELPER=off "${mpi[@]}" -x CRMPI_LAYOUT_HELPER -np "$np" \
+      "$bin/bench_fast_mpi" sweep "$mib" 1 "$reps" | sed -n 's/^blocked,/blocked_coll,/p' >> "$raw"
+  done
+done
 echo "empty checkpoint, 4 ranks" >&2
 rm -rf "$CRMPI_DIR"
 "${mpi[@]}" -np 4 "$bin/bench_fast_mpi" empty 21 >> "$raw"
@@ -86,6 +100,18 @@ for k in sorted(blk):
     b = blk[k]; m, f, w = base[k[:2]]
     print('%5d %7d %6g%% %9.2f %8.2f %7.2f %7.2f %9.1f %9.1f %9.1f %9.1f %9.1f' %
           (k[0], k[1], k[2], b[0], b[1], b[2], b[3], m, f, w, m / b[0], f / b[0]))
+coll = get('blocked_coll')
+if coll:
+    print('\njobs of several ranks: the epoch file laid out by rank 0\'s helper process (the default; begin')
+    print('is one allgather and one agreement) vs created collectively through MPI-IO in the call')
+    print('(CRMPI_LAYOUT_HELPER=off, same run), ms, slowest rank:')
+    print('%5s %7s %7s %9s %7s %11s %10s %9s' % ('ranks', 'MiB/rk', 'written', 'blocked', 'begin',
+          'collective', 'its begin', 'coll/x'))
+    for k in sorted(coll):
+        if k in blk:
+            b, c = blk[k], coll[k]
+            print('%5d %7d %6g%% %9.2f %7.2f %11.2f %10.2f %9.2f' % (k[0], k[1], k[2], b[0], b[3],
+                  c[0], c[3], c[0] / b[0]))
 full, fullmem = get('full'), get('fullmem')
 if full:
     print('\nfull checkpoints (every CRMPI_FULL_EVERY-th; the rows above are medians, i.e. incremental')

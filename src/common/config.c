@@ -78,7 +78,7 @@ static const struct var vars[] = {
     { "CRMPI_FULL_FROM_CHAIN", T_BOOL, "1", F(full_from_chain), NULL,
       "async full epochs: copy only the pages written since the previous epoch in the call; the writer takes the others from the previous epoch's files (0: copy every page in the call)" },
     { "CRMPI_LAYOUT_HELPER", T_STR, "", F(layout_helper), NULL,
-      "program that lays out a single process's checkpoint files outside the checkpoint call: "
+      "program that lays out the checkpoint files (rank 0's, for all ranks) outside the checkpoint call: "
       "empty for the installed crmpi-layout-helper, off to lay them out in the call" },
     { "CRMPI_WRITER_NICE", T_UINT, "19", F(writer_nice), NULL,
       "nice value (0-19) of the background checkpoint writer thread: where it shares a CPU with the computation, the computation runs first" },

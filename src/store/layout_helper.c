@@ -1,19 +1,23 @@
 /*
- * layout_helper.c - creating a single process's epoch files in a helper
- * process, so that HDF5 runs outside the application's blocking phase.
+ * layout_helper.c - creating the epoch files in a helper process of rank 0
+ * (or of a single process), so that HDF5 runs outside the application's
+ * blocking phase.
  *
  * Laying out an epoch file (h5layout.c) is CPU time inside HDF5: measured
  * 0.9-1.9 ms of a 1 GiB, 1%-written checkpoint's 3.5-6 ms blocking phase
  * here, and it cannot move to the background writer thread: the Debian
  * HDF5 is not thread-safe, and the application may be calling HDF5 itself
- * while the writer runs. A separate process has an HDF5 of its own. So a
- * store of one process (no other rank takes part in creating its files)
- * keeps one helper process, started with the store: begin hands it the
- * layout (sizes, header, identity, topology) on a socket and returns at
- * once; whoever first needs the file - the writer's first put, finish, or
- * commit - reads the answer (the offsets HDF5 chose) and opens the file.
- * Collective stores (several ranks create the file together through
- * MPI-IO) lay out in begin as before.
+ * while the writer runs. A separate process has an HDF5 of its own. So
+ * rank 0 (or a single process) keeps one helper process, started with the
+ * first epoch: begin plans the layout (sizes, header, identity, every
+ * node's topology - all ranks know them from begin's allgather) and
+ * returns; whoever first needs the file on rank 0 - its writer, first
+ * thing, or a put or finish - hands the plan to the helper on a socket and
+ * reads the answer (the offsets HDF5 chose), which epoch.c then publishes
+ * to the other ranks (its layout record). The helper uses HDF5's POSIX
+ * driver for every file: the same datasets and attributes the ranks would have
+ * made together through MPI-IO in begin, which is what happens when
+ * rank 0 has no helper (the choice is rank 0's, sent in the allgather).
  *
  * The helper is the program crmpi-layout-helper (installed in
  * libexec/crmpi; CRMPI_LAYOUT_HELPER names another, or "off" for none). It serves one

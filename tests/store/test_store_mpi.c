@@ -1,7 +1,7 @@
 /*
  * test_store_mpi.c - the container in an MPI job (run under mpirun with
- * 1, 2 and 4 ranks): shared epoch files created collectively with parallel
- * HDF5, each rank's slice at its prefix-sum offset, restores that read only
+ * 1, 2 and 4 ranks): shared epoch files laid out by rank 0's layout helper
+ * (or collectively with parallel HDF5 without it), each rank's slice at its prefix-sum offset, restores that read only
  * each rank's own rows, agreement on failures, and fallback when one
  * rank's part of the newest epoch is damaged.
  * Ranks hold different amounts of data (rank r: 8 + 24*r pages, rank 1 none
@@ -10,6 +10,7 @@
 #include "cutest.h"
 #include "store_helpers.h"
 #include "common/config.h"
+#include "common/crc32c.h"
 #include "coll_mpi.h"
 
 #include <hdf5.h>
@@ -211,12 +212,128 @@ static void test_mpi_damaged_slice_of_one_rank_falls_back_on_all(void)
     cr_store_close(st);
 }
 
+/* Rank 0's layout record (epoch.c) as a foreign or earlier writer would
+ * leave it: the fields in their order, packed. */
+struct stale_rec {
+    char     magic[8];
+    uint64_t epoch, nonce;
+    int64_t  rc;
+    uint64_t ds_off[CR_DS_COUNT];
+    uint64_t ntopo;
+    uint32_t reserved, crc;
+} __attribute__((packed));
+
+static void plant(const char *path, const void *buf, size_t n)
+{
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(fwrite(buf, 1, n, f), n);
+    fclose(f);
+}
+
+/* The other ranks take the layout only from this attempt's record: a
+ * record of the same epoch left by an earlier attempt (valid but for its
+ * nonce, with offsets that would make them write over the file's
+ * metadata) or garbage under that name is passed over, and every record
+ * is gone once its epoch is committed. */
+static void test_mpi_stale_layout_records_are_not_taken(void)
+{
+    new_dir();
+    struct cr_store *st = write_chain(2, 8, 4);
+    char rec[4300];
+    uint8_t dirty[MAXPAGES] = { 0 }, zeroed[MAXPAGES] = { 0 };
+    for (uint64_t e = 3; e <= 4; e++) {
+        snprintf(rec, sizeof rec, "%s.layout", epoch_file(e));
+        if (rank == 0 && e == 3) {
+            char junk[300];
+            memset(junk, 0x5a, sizeof junk);
+            plant(rec, junk, sizeof junk);
+        } else if (rank == 0) {
+            struct stale_rec r = { .epoch = e, .nonce = 0x1234 };
+            memcpy(r.magic, "CRLAYOUT", 8);
+            r.crc = cr_crc32c(0, &r, sizeof r);
+            plant(rec, &r, sizeof r);
+        }
+        MPI_Barrier(MPI_COMM_WORLD);
+        for (size_t p = 0; p < mem.npages; p += 2) {
+            fill(cur + p * PSZ, PSZ, e * 77 + p);
+            dirty[p] = 1;
+        }
+        uint64_t got = 0;
+        CU_ASSERT_EQUAL(th_write_epoch(st, &mem, 0, dirty, zeroed, 1, &got), 0);
+        CU_ASSERT_EQUAL(got, e);
+        memcpy(snap[e], cur, sizeof cur);
+        if (rank == 0 && nranks > 1)
+            CU_ASSERT_NOT_EQUAL(access(rec, F_OK), 0);
+    }
+    cr_store_close(st);
+    st = open_store(8, 4);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, mem.npages, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 4);
+    CU_ASSERT_EQUAL(memcmp(out, snap[4], mem.npages * PSZ), 0);
+    cr_store_close(st);
+}
+
+/* Rank 0 fails before it ever needs the file (so its helper never lays it
+ * out) while the others put: they wait for the layout, learn of the
+ * failure from rank 0's commit, and all agree on rank 0's error. */
+static void test_mpi_rank0_failing_before_layout_releases_the_others(void)
+{
+    new_dir();
+    struct cr_store *st = write_chain(2, 8, 4);
+    struct cr_extent x = { TH_BASE, PSZ, 0 };
+    struct cr_epoch_desc d = { .full = 0, .region_base = TH_BASE,
+        .region_size = mem.npages * PSZ, .nextents = 1, .extents = &x };
+    struct cr_epoch *ep;
+    CU_ASSERT_EQUAL_FATAL(cr_epoch_begin(st, &d, &ep), 0);
+    int local = -ENOSPC;
+    if (rank != 0) {
+        local = cr_epoch_put(ep, 0, cur);
+        CU_ASSERT_EQUAL(local, CR_EREMOTE);
+    }
+    CU_ASSERT_EQUAL(cr_epoch_commit(st, ep, local), -ENOSPC);
+    CU_ASSERT_TRUE(cr_store_next_is_full(st));
+    if (rank == 0) {
+        char rec[4300];
+        snprintf(rec, sizeof rec, "%s.layout", epoch_file(3));
+        CU_ASSERT_NOT_EQUAL(access(rec, F_OK), 0);
+    }
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, mem.npages, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 2);
+    CU_ASSERT_EQUAL(memcmp(out, snap[2], mem.npages * PSZ), 0);
+    cr_store_close(st);
+}
+
+/* Without a layout helper (CRMPI_LAYOUT_HELPER=off) the ranks create each
+ * file together through MPI-IO, as before; same files, same restores. */
+static void test_mpi_collective_layout_without_helper(void)
+{
+    setenv("CRMPI_LAYOUT_HELPER", "off", 1);
+    CU_ASSERT_EQUAL_FATAL(cr_config_reload(), 0);
+    new_dir();
+    struct cr_store *st = write_chain(4, 3, 4);
+    cr_store_close(st);
+    unsetenv("CRMPI_LAYOUT_HELPER");
+    CU_ASSERT_EQUAL_FATAL(cr_config_reload(), 0);
+    st = open_store(3, 4);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, mem.npages, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 4);
+    CU_ASSERT_EQUAL(memcmp(out, snap[4], mem.npages * PSZ), 0);
+    cr_store_close(st);
+}
+
 static CU_TestInfo tests[] = {
     CUTEST(test_mpi_roundtrip_each_rank_gets_its_own_pages),
     CUTEST(test_mpi_file_is_one_shared_hdf5_file),
     CUTEST(test_mpi_incremental_chain_and_gc),
     CUTEST(test_mpi_one_rank_failing_abandons_epoch_everywhere),
     CUTEST(test_mpi_damaged_slice_of_one_rank_falls_back_on_all),
+    CUTEST(test_mpi_stale_layout_records_are_not_taken),
+    CUTEST(test_mpi_rank0_failing_before_layout_releases_the_others),
+    CUTEST(test_mpi_collective_layout_without_helper),
     CU_TEST_INFO_NULL,
 };
 
