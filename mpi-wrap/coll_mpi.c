@@ -14,7 +14,10 @@
 #include "common/log.h"
 
 #include <limits.h>
+#include <semaphore.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct coll_mpi {
     struct cr_coll c;
@@ -95,13 +98,34 @@ static hid_t mpi_fapl(struct cr_coll *c)
     return fapl;
 }
 
+/* Open MPI's MPI-IO (OMPIO) sets up a shared file pointer on every
+ * collective open, guarded by a named POSIX semaphore, "OMPIO_<basename>"
+ * (/dev/shm/sem.OMPIO_epoch-NNNNNNNNNNNN.h5: sharedfp/sm), that rank 0
+ * takes and releases in the open. A rank killed while holding it leaves it
+ * taken, and the next open of a file of that name - the restarted job's
+ * epoch of the same number, or another job's - waits on it forever (seen:
+ * transparent_kill_mpi_md_proxy and _mc_proxy hung in MPI_File_open under
+ * H5Fcreate). The name is gone once unlinked; a job that has it open keeps
+ * its own. */
+static void mpi_before_create(struct cr_coll *c, const char *path)
+{
+    if (c->size == 1)
+        return;                     /* mpi_fapl: the POSIX driver */
+    const char *base = strrchr(path, '/');
+    char name[300];
+    if (snprintf(name, sizeof name, "OMPIO_%s", base ? base + 1 : path) < (int)sizeof name &&
+        sem_unlink(name) == 0)
+        cr_info("removed a semaphore an earlier MPI-IO open of %s left behind (%s)", path, name);
+}
+
 int cr_coll_mpi_create(MPI_Comm comm, struct cr_coll **out)
 {
     struct coll_mpi *m = calloc(1, sizeof *m);
     if (!m)
         return -ENOMEM;
     m->c = (struct cr_coll){ .ctx = m, .allgather = mpi_allgather, .bcast = mpi_bcast,
-        .barrier = mpi_barrier, .allreduce_min = mpi_allreduce_min, .fapl = mpi_fapl };
+        .barrier = mpi_barrier, .allreduce_min = mpi_allreduce_min, .fapl = mpi_fapl,
+        .before_create = mpi_before_create };
     int e = PMPI_Comm_dup(comm, &m->comm);
     if (e != MPI_SUCCESS) {
         free(m);

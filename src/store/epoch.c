@@ -279,8 +279,14 @@ static int share_sizes(struct cr_store *st, const struct cr_epoch_desc *d, uint6
                        int status)
 {
     struct cr_coll *c = st->coll;
+    int use_helper = c->rank == 0 && helper(st);
+    if (c->rank == 0 && !use_helper && status == 0 && c->before_create) {
+        char path[PATH_MAX];
+        cr_epoch_path(st, next_epoch(st), path, sizeof path);
+        c->before_create(c, path);
+    }
     struct cr_begin_info mine = { status, next_epoch(st), (uint64_t)time(NULL),
-        c->rank == 0 ? attempt_nonce() : 0, c->rank == 0 && helper(st), 0, data_bytes,
+        c->rank == 0 ? attempt_nonce() : 0, (uint32_t)use_helper, 0, data_bytes,
         status == 0 ? d->nextents : 0, status == 0 ? d->nthreads : 0,
         st->topo_xml ? st->topo_len : 0, status == 0 && d->full, (uint32_t)st->identity_len,
         cr_crc32c(0, st->identity, st->identity_len), "" };

@@ -65,6 +65,11 @@ struct cr_coll {
      * (H5Pset_fapl_mpio for MPI; a plain sec2 list for one process).
      * The caller closes it. */
     hid_t (*fapl)(struct cr_coll *c);
+    /* Rank 0 only, before the collective round that precedes creating the
+     * file at path through fapl (no rank is creating it yet): undo what a
+     * killed earlier creation of that name may have left behind in the
+     * implementation (NULL: nothing to undo). */
+    void (*before_create)(struct cr_coll *c, const char *path);
 };
 /* The trivial collective of a single process. */
 struct cr_coll *cr_coll_self(void);
