@@ -47,7 +47,7 @@ Commands:
   restart-node NODE  start NODE's slurmd again (ReturnToService=2 resumes it)
 
 Environment: CRMPI_SLURM_DIR (cluster directory), CRMPI_SLURM_PORT (first
-of 4 consecutive TCP ports; default: the first free block from 46817).
+of 4 consecutive TCP ports; default: the first free block from 26817).
 EOF
 }
 
@@ -126,10 +126,16 @@ $(tail -5 "$DIR/log/$name.out")"
 
 # ---- configuration ----------------------------------------------------------
 
-port_free() { ! ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qE "[:.]$1\$"; }
+# Free: no TCP socket in any state has it as its local port (a connection's
+# local port blocks a bind as much as a listener does).
+port_free() { ! ss -tanH 2>/dev/null | awk '{print $4}' | grep -qE "[:.]$1\$"; }
 
+# The default block lies below the kernel's ephemeral range (32768-60999 by
+# default): inside it, a port found free could become some connection's
+# local port before slurmd binds it (seen once: "Unable to bind listen
+# port (46820): Address already in use" while MPI jobs ran beside).
 pick_ports() {
-  local p=${CRMPI_SLURM_PORT:-46817} i ok
+  local p=${CRMPI_SLURM_PORT:-26817} i ok
   for ((tries = 0; tries < 50; tries++)); do
     ok=1
     for ((i = 0; i < 4; i++)); do port_free $((p + i)) || { ok=0; break; }; done
@@ -137,7 +143,7 @@ pick_ports() {
     [ -n "${CRMPI_SLURM_PORT:-}" ] && break
     p=$((p + 10))
   done
-  die "no 4 free consecutive TCP ports from ${CRMPI_SLURM_PORT:-46817}"
+  die "no 4 free consecutive TCP ports from ${CRMPI_SLURM_PORT:-26817}"
 }
 
 write_conf() {
