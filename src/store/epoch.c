@@ -501,6 +501,16 @@ static int layout_ask_helper(struct cr_epoch *ep)
         if (rc < 0 && !cr_layout_helper_usable(st->helper))
             rc = -EPIPE;      /* it died: once more with a new one */
     }
+    if (rc == -EPIPE) {
+        /* A new helper died on the same request as the old one: one that
+         * dies on every request (a broken installation, a helper of
+         * another build) would fail every epoch from now on. */
+        cr_layout_helper_stop(st->helper);
+        st->helper = NULL;
+        atomic_store(&st->helper_off, 1);
+        cr_warn("%s: the layout helper died on this epoch's request twice: this epoch fails, "
+                "and the following ones are laid out in the checkpoint call", ep->path);
+    }
     return layout_publish(ep, rc);
 }
 

@@ -8,6 +8,7 @@
 #define CR_STORE_INTERNAL_H
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -77,7 +78,10 @@ struct cr_store {
     hid_t fapl;                   /* file-access list of the epoch files,
                                      made at the first epoch (h5layout.c) */
     struct cr_layout_helper *helper;  /* rank 0's (or a single process's)  */
-    int helper_off;               /* none could be started: lay out here  */
+    /* None could be started, or two in a row died on one request: lay out
+     * in the call from now on. Set by whoever asked the helper (rank 0's
+     * writer), read by begin. */
+    atomic_int helper_off;
     char *topo_xml;  size_t topo_len;        /* this node                      */
     char host[CR_HOST_MAX];
     uint64_t *bad; size_t nbad;   /* epochs found corrupt by this handle     */

@@ -24,9 +24,12 @@
  * request at a time, in order, on its standard input, and exits when the
  * socket closes - when this process dies too, however it dies. When it
  * cannot be started, or a request fails to reach it, the layout is made
- * here, as without it. When it dies with a request outstanding, that epoch
- * fails like any failed write (the next one is full) and the next begin
- * starts a new helper.
+ * here, as without it. When it dies with a request outstanding, a new one
+ * is asked once; when that one dies on the request too (a helper that
+ * dies on every request: a broken installation), the epoch fails like any
+ * failed write (the next one is full), and this process lays out every
+ * later epoch in the call (epoch.c: helper_off), so it loses one epoch,
+ * not all of them. A helper killed between epochs is simply replaced.
  *
  * Wire format (one build talks to itself; the version check refuses a
  * helper of another build): request = struct req + path + epoch header +

@@ -955,7 +955,8 @@ static void test_helper_killed_between_epochs_is_replaced(void)
 
 /* A helper that dies on every request (here: a program that exits at once)
  * fails that epoch like a failed write - an error code, the previous epoch
- * kept, the next one full - and never the process. */
+ * kept, the next one full - and never the process. The epochs after it are
+ * laid out in the call: a broken helper costs one epoch, not every one. */
 static void test_helper_that_always_dies_fails_the_epoch_cleanly(void)
 {
     fresh();
@@ -965,17 +966,32 @@ static void test_helper_that_always_dies_fails_the_epoch_cleanly(void)
     CU_ASSERT_EQUAL(cr_config_reload(), 0);
     st = open_store(8, 8);
     uint8_t dirty[NPAGES], zeroed[NPAGES];
-    memcpy(snap[2], cur, sizeof cur);
     mutate(dirty, zeroed);
     uint64_t got = 0;
-    int rc = th_write_epoch(st, &mem, 0, dirty, zeroed, 3, &got);
-    CU_ASSERT(rc < 0);
+    /* Full: a reopened store takes no incremental epoch before a restore,
+     * and that refusal must not pass for the helper's failure. */
     CU_ASSERT(cr_store_next_is_full(st));
+    int rc = th_write_epoch(st, &mem, 1, dirty, zeroed, 3, &got);
+    CU_ASSERT_EQUAL(rc, -EPIPE);
+    CU_ASSERT(cr_store_next_is_full(st));
+    CU_ASSERT_EQUAL(access(epoch_file(2), F_OK), -1);
+    /* The same broken helper is still configured: the next (full) epochs
+     * commit, laid out here, and no helper process is left running. */
+    mutate(dirty, zeroed);
+    CU_ASSERT_EQUAL(th_write_epoch(st, &mem, 1, dirty, zeroed, 3, &got), 0);
+    CU_ASSERT_EQUAL(got, 2);
+    memcpy(snap[2], cur, sizeof cur);
+    mutate(dirty, zeroed);
+    CU_ASSERT_EQUAL(th_write_epoch(st, &mem, 0, dirty, zeroed, 3, &got), 0);
+    CU_ASSERT_EQUAL(got, 3);
+    memcpy(snap[3], cur, sizeof cur);
+    int n;
+    helper_of(getpid(), &n);
+    CU_ASSERT_EQUAL(n, 0);
     unsetenv("CRMPI_LAYOUT_HELPER");
     CU_ASSERT_EQUAL(cr_config_reload(), 0);
-    expect_chain_restores(st, 1);
+    expect_chain_restores(st, 3);
     cr_store_close(st);
-    CU_ASSERT_EQUAL(access(epoch_file(2), F_OK), -1);
 }
 
 /* No helper to be had: the layout is made in the call, as it was before. */
