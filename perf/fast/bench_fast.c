@@ -10,7 +10,12 @@
  *   sweep HEAP_MIB FRACS REPS   heap of HEAP_MIB MiB (crmalloc, warmed), for
  *       each fraction f (percent) of its pages written between checkpoints:
  *       blocked,<np>,<heap>,<f>,<ms crmpi_checkpoint>,<ms commit part>,
- *               <ms copy to staging>,<ms begin>
+ *               <ms copy to staging>,<ms begin>,<ms scan>,<ms CPU floor>
+ *         (scan: finding the written pages; CPU floor: every rank's own
+ *         work in the call - scan and copy - summed over the ranks and
+ *         divided among the node's CPUs (at most one per rank): what the
+ *         slowest rank is blocked for at least, however the ranks wait
+ *         for each other, when they share the CPUs)
  *       bytes,<np>,<heap>,<f>,<dirty bytes>,<page bytes written>,<file bytes>
  *       writer,<np>,<heap>,<f>,<MB/s writer>,<MB/s raw write+fsync same bytes>,
  *              <ms the writer spent re-arming dirty-page tracking first>,
@@ -101,6 +106,24 @@ static double maxall(double v)
     MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
 #endif
     return v;
+}
+
+static double sumall(double v)
+{
+#ifdef WITH_MPI
+    MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+#endif
+    return v;
+}
+
+/* CPUs the job's ranks share (the benchmark runs on one node): at most one
+ * per rank. */
+static double cpus_for_ranks(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1)
+        cpus = 1;
+    return (double)(cpus < np ? cpus : np);
 }
 
 static void barrier(void)
@@ -347,6 +370,7 @@ static void sweep(size_t mib, const char *fracs, int reps)
         if (n == 0)
             n = 1;
         double tb[16], tc[16], ts[16], tbeg[16], wr[16], raw[16], trearm[16], tidx[16];
+        double tscan[16], tfloor[16];
         double written = 0, file = 0;
         /* one round untimed: the staging buffer grows to this size, and
          * the writer's time for this size is known */
@@ -374,6 +398,8 @@ static void sweep(size_t mib, const char *fracs, int reps)
             tc[r] = maxall(s.last_commit_seconds);
             ts[r] = maxall(s.last_stage_seconds);
             tbeg[r] = maxall(s.last_begin_seconds);
+            tscan[r] = maxall(s.last_collect_seconds);
+            tfloor[r] = sumall(s.last_collect_seconds + s.last_stage_seconds) / cpus_for_ranks();
             written = (double)s.last_bytes;
             if ((rc = ckpt_wait()) < 0)
                 die("checkpoint_wait", rc);
@@ -392,9 +418,10 @@ static void sweep(size_t mib, const char *fracs, int reps)
             barrier();
         }
         if (rank == 0) {
-            printf("blocked,%d,%zu,%g,%.3f,%.3f,%.3f,%.3f\n", np, mib, pct,
+            printf("blocked,%d,%zu,%g,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f\n", np, mib, pct,
                    1e3 * median(tb, reps), 1e3 * median(tc, reps), 1e3 * median(ts, reps),
-                   1e3 * median(tbeg, reps));
+                   1e3 * median(tbeg, reps), 1e3 * median(tscan, reps),
+                   1e3 * median(tfloor, reps));
             printf("bytes,%d,%zu,%g,%zu,%.0f,%.0f\n", np, mib, pct, n * PAGE, written, file);
             printf("writer,%d,%zu,%g,%.1f,%.1f,%.3f,%.3f\n", np, mib, pct, median(wr, reps),
                    median(raw, reps), 1e3 * median(trearm, reps), 1e3 * median(tidx, reps));

@@ -93,13 +93,18 @@ base = {(int(r[1]), int(r[2])): list(map(float, r[4:7])) for r in rows if r[0] =
 def get(kind):
     return {(int(r[1]), int(r[2]), float(r[3])): list(map(float, r[4:])) for r in rows if r[0] == kind}
 blk, byt, wr, tr = get('blocked'), get('bytes'), get('writer'), get('track')
-print('time the application is blocked per checkpoint (slowest rank), ms:')
-print('%5s %7s %7s %9s %8s %7s %7s %9s %9s %9s %9s %9s' % ('ranks', 'MiB/rk', 'written', 'blocked',
-      '(commit', 'copy', 'begin)', 'memcpy', 'fork', 'wr+fsync', 'memcpy/x', 'fork/x'))
+print('time the application is blocked per checkpoint (slowest rank), ms. In it: commit, scan for')
+print('written pages, copy to the staging buffer, begin (the slowest of each); floor: every rank\'s')
+print('scan + copy summed over the ranks, over the CPUs they share (at most one per rank), i.e. the')
+print('least the slowest rank can be blocked while the ranks share the CPUs:')
+print('%5s %7s %7s %9s %8s %6s %6s %7s %6s %9s %9s %9s %9s %9s' % ('ranks', 'MiB/rk', 'written',
+      'blocked', '(commit', 'scan', 'copy', 'begin)', 'floor', 'memcpy', 'fork', 'wr+fsync',
+      'memcpy/x', 'fork/x'))
 for k in sorted(blk):
     b = blk[k]; m, f, w = base[k[:2]]
-    print('%5d %7d %6g%% %9.2f %8.2f %7.2f %7.2f %9.1f %9.1f %9.1f %9.1f %9.1f' %
-          (k[0], k[1], k[2], b[0], b[1], b[2], b[3], m, f, w, m / b[0], f / b[0]))
+    scan, floor = (b[4], b[5]) if len(b) > 5 else (float('nan'), float('nan'))
+    print('%5d %7d %6g%% %9.2f %8.2f %6.2f %6.2f %7.2f %6.2f %9.1f %9.1f %9.1f %9.1f %9.1f' %
+          (k[0], k[1], k[2], b[0], b[1], scan, b[2], b[3], floor, m, f, w, m / b[0], f / b[0]))
 coll = get('blocked_coll')
 if coll:
     print('\njobs of several ranks: the epoch file laid out by rank 0\'s helper process (the default; begin')

@@ -451,6 +451,7 @@ int cr_engine_checkpoint(struct cr_exec_root *root, void *unused)
             cr_errc(local, "cannot collect the written pages of the region");
     }
     tc = now() - tc;
+    E.stats.last_collect_seconds = tc;
     if (local == 0)
         (void)cr_fault("engine-collected");
     static struct cr_thread_record rec[CR_MAX_THREADS];

@@ -197,6 +197,10 @@ struct cr_checkpoint_stats {
                                   rename, fsync of the directory), done
                                   before the last committed one was written
                                   (not part of last_write_seconds)        */
+    /* since the scan was timed apart */
+    double   last_collect_seconds; /* finding the pages written since the
+                                  previous checkpoint (PAGEMAP_SCAN), part
+                                  of last_seconds                         */
 };
 CR_API int cr_checkpoint_stats(struct cr_checkpoint_stats *out, size_t size);
 

@@ -8,11 +8,13 @@
 #include "store_helpers.h"
 #include "common/config.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -913,7 +915,9 @@ static void expect_chain_restores(struct cr_store *st, uint64_t newest)
     CU_ASSERT_EQUAL(memcmp(out, snap[newest], sizeof out), 0);
 }
 
-/* One helper lays out every epoch of the store, and goes with the store. */
+/* One helper lays out every epoch of the store, and goes with the store.
+ * It runs at the background writer's nice value (it sets that itself: this
+ * thread, which started it, runs at nice 0). */
 static void test_one_helper_lays_out_every_epoch_and_exits_with_the_store(void)
 {
     fresh();
@@ -922,6 +926,10 @@ static void test_one_helper_lays_out_every_epoch_and_exits_with_the_store(void)
     pid_t h = helper_of(getpid(), &n);
     CU_ASSERT_EQUAL(n, 1);
     CU_ASSERT(h > 0);
+    errno = 0;
+    int prio = h > 0 ? getpriority(PRIO_PROCESS, (id_t)h) : -1;
+    CU_ASSERT_EQUAL(errno, 0);
+    CU_ASSERT_EQUAL(prio, (int)cr_config()->writer_nice);
     expect_chain_restores(st, 4);
     cr_store_close(st);
     CU_ASSERT(h <= 0 || exited(h));
