@@ -67,6 +67,9 @@ static void test_writer_parts(void)
     CU_ASSERT(s.last_bytes >= (NPAGES / 2) * PAGE);
     CU_ASSERT_EQUAL(s.last_full, 0);
     CU_ASSERT_EQUAL(s.last_async, async_mode());
+    /* the scan for written pages is part of the call */
+    CU_ASSERT(s.last_collect_seconds > 0);
+    CU_ASSERT(s.last_collect_seconds <= s.last_seconds);
     CU_ASSERT_EQUAL(cr_checkpoint_wait(), 0);
     CU_ASSERT_EQUAL_FATAL(cr_checkpoint_stats(&s, sizeof s), 0);
     CU_ASSERT_EQUAL(s.checkpoints, s0.checkpoints + 2);
