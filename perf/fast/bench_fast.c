@@ -13,9 +13,12 @@
  *               <ms copy to staging>,<ms begin>,<ms scan>,<ms CPU floor>
  *         (scan: finding the written pages; CPU floor: every rank's own
  *         work in the call - scan and copy - summed over the ranks and
- *         divided among the node's CPUs (at most one per rank): what the
- *         slowest rank is blocked for at least, however the ranks wait
- *         for each other, when they share the CPUs)
+ *         divided among the node's CPUs (at most one per rank). Every
+ *         rank's work comes after the first rank entered the call and
+ *         before the last leaves begin, so the slowest rank is blocked for
+ *         at least that. But the parts are wall times: a rank preempted
+ *         by another during its scan or copy counts the wait too, and
+ *         where ranks share CPUs the floor can then overstate the bound)
  *       bytes,<np>,<heap>,<f>,<dirty bytes>,<page bytes written>,<file bytes>
  *       writer,<np>,<heap>,<f>,<MB/s writer>,<MB/s raw write+fsync same bytes>,
  *              <ms the writer spent re-arming dirty-page tracking first>,

@@ -95,8 +95,9 @@ def get(kind):
 blk, byt, wr, tr = get('blocked'), get('bytes'), get('writer'), get('track')
 print('time the application is blocked per checkpoint (slowest rank), ms. In it: commit, scan for')
 print('written pages, copy to the staging buffer, begin (the slowest of each); floor: every rank\'s')
-print('scan + copy summed over the ranks, over the CPUs they share (at most one per rank), i.e. the')
-print('least the slowest rank can be blocked while the ranks share the CPUs:')
+print('scan + copy summed over the ranks, over the CPUs they share (at most one per rank). Those are')
+print('wall times: a rank preempted by another inside its scan or copy counts the wait too, so with')
+print('ranks sharing CPUs the floor can overstate the least the slowest rank can be blocked:')
 print('%5s %7s %7s %9s %8s %6s %6s %7s %6s %9s %9s %9s %9s %9s' % ('ranks', 'MiB/rk', 'written',
       'blocked', '(commit', 'scan', 'copy', 'begin)', 'floor', 'memcpy', 'fork', 'wr+fsync',
       'memcpy/x', 'fork/x'))

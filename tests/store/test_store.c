@@ -916,8 +916,9 @@ static void expect_chain_restores(struct cr_store *st, uint64_t newest)
 }
 
 /* One helper lays out every epoch of the store, and goes with the store.
- * It runs at the background writer's nice value (it sets that itself: this
- * thread, which started it, runs at nice 0). */
+ * It runs at the background writer's nice value, which it sets itself
+ * (otherwise it would have the nice value of the thread that started it,
+ * this one's). */
 static void test_one_helper_lays_out_every_epoch_and_exits_with_the_store(void)
 {
     fresh();

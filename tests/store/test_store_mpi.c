@@ -13,6 +13,7 @@
 #include "common/crc32c.h"
 #include "coll_mpi.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
 #include <mpi.h>
@@ -336,6 +337,51 @@ static void test_mpi_collective_layout_without_helper(void)
     cr_store_close(st);
 }
 
+/* Rank 0's layout helper dies on every request (a program that exits at
+ * once): that epoch fails on every rank with rank 0's error (the others'
+ * writers learn of it from its layout record, the commit agrees on it),
+ * and rank 0 then lays out the following
+ * epochs collectively with the others: they commit and restore. */
+static void test_mpi_helper_that_always_dies_costs_one_epoch(void)
+{
+    new_dir();
+    struct cr_store *st = write_chain(2, 8, 4);
+    cr_store_close(st);
+    setenv("CRMPI_LAYOUT_HELPER", "/bin/true", 1);
+    CU_ASSERT_EQUAL_FATAL(cr_config_reload(), 0);
+    st = open_store(8, 4);          /* a new helper: the broken one */
+    uint8_t dirty[MAXPAGES], zeroed[MAXPAGES];
+    memset(zeroed, 0, sizeof zeroed);
+    uint64_t got = 0;
+    for (int k = 0; k < 3; k++) {
+        memset(dirty, 0, sizeof dirty);
+        for (size_t p = (size_t)k; p < mem.npages; p += 3) {
+            fill(cur + p * PSZ, PSZ, 5000 + (uint64_t)k * 100 + p);
+            dirty[p] = 1;
+        }
+        int full = cr_store_next_is_full(st);
+        CU_ASSERT_EQUAL(full, k < 2);   /* reopened, then after the failure */
+        int rc = th_write_epoch(st, &mem, full, dirty, zeroed, 1, &got);
+        if (k == 0) {
+            CU_ASSERT_EQUAL(rc, -EPIPE);        /* rank 0's error, on every rank */
+            CU_ASSERT_NOT_EQUAL(access(epoch_file(3), F_OK), 0);
+        } else {
+            CU_ASSERT_EQUAL(rc, 0);
+            CU_ASSERT_EQUAL(got, (uint64_t)k + 2);
+            memcpy(snap[k + 2], cur, sizeof cur);
+        }
+    }
+    cr_store_close(st);
+    unsetenv("CRMPI_LAYOUT_HELPER");
+    CU_ASSERT_EQUAL_FATAL(cr_config_reload(), 0);
+    st = open_store(8, 4);
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, mem.npages, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 4);
+    CU_ASSERT_EQUAL(memcmp(out, snap[4], mem.npages * PSZ), 0);
+    cr_store_close(st);
+}
+
 static CU_TestInfo tests[] = {
     CUTEST(test_mpi_roundtrip_each_rank_gets_its_own_pages),
     CUTEST(test_mpi_file_is_one_shared_hdf5_file),
@@ -345,6 +391,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_mpi_stale_layout_records_are_not_taken),
     CUTEST(test_mpi_rank0_failing_before_layout_releases_the_others),
     CUTEST(test_mpi_collective_layout_without_helper),
+    CUTEST(test_mpi_helper_that_always_dies_costs_one_epoch),
     CU_TEST_INFO_NULL,
 };
 
