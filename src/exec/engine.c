@@ -664,6 +664,16 @@ static int restore_epoch(uint64_t epoch, uint64_t *got, struct cr_thread_record 
         rc = CR_EMISMATCH;
         goto close_restore;
     }
+    /* An MPI job starts a fresh heap before MPI_Init decides to restore,
+     * and that heap fenced off the part of its page map it does not use
+     * (src/heap/attach.c); the checkpoint's heap may use more of it. Lift
+     * the fence before writing: cr_heap_init(CR_HEAP_RESTORED) fences what
+     * the restored heap leaves unused. */
+    rc = cr_region_fence(0, 0);
+    if (rc) {
+        cr_errc(rc, "cannot lift the heap's fence for epoch %llu", (unsigned long long)info.epoch);
+        goto close_restore;
+    }
     rc = cr_region_grow(info.region_size);
     if (rc) {
         cr_errc(rc, "cannot grow the region to %zu bytes for epoch %llu", info.region_size,

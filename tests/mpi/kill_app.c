@@ -27,6 +27,12 @@
  *   coll     Allreduce, Bcast, Alltoall, Allgather every step
  *   thread   MPI_THREAD_FUNNELED; a persistent worker thread per rank
  *            computes alongside main and joins every checkpoint rendezvous
+ *
+ * KILL_APP_BALLAST_MIB=N: before the scenario each rank also allocates N
+ * MiB with crmalloc and marks one word per MiB, which the checksum covers.
+ * A heap that large uses heap page-map entries beyond the first part a
+ * fresh heap leaves open (the rest is fenced off, src/heap/attach.c); the
+ * restart must write them all back.
  */
 #ifdef KILL_APP_PLAIN
 #include "plain_compat.h"
@@ -413,7 +419,22 @@ int main(int argc, char **argv)
         MPI_Finalize();
         return 2;
     }
+    const char *bm = getenv("KILL_APP_BALLAST_MIB");
+    size_t ballast_mib = bm ? (size_t)strtoul(bm, NULL, 10) : 0;
+    uint64_t *ballast = NULL;
+    if (ballast_mib) {
+        ballast = crmalloc(ballast_mib << 20);
+        if (!ballast) {
+            fprintf(stderr, "kill_app: cannot allocate %zu MiB of ballast\n", ballast_mib);
+            MPI_Abort(MPI_COMM_WORLD, 7);
+        }
+        for (size_t i = 0; i < ballast_mib; i++)
+            ballast[i << 17] = mix((uint64_t)rank, i);
+    }
     uint64_t h = fn(steps), *all = malloc(sizeof *all * (size_t)size);
+    for (size_t i = 0; i < ballast_mib; i++)
+        h = mix(h, ballast[i << 17]);
+    crfree(ballast);
     MPI_Gather(&h, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
     if (rank == 0) {
         uint64_t t = 0;

@@ -17,6 +17,8 @@
 #define CRMPI_RESTARTED    1
 typedef pthread_t crthread_t;
 static inline void *crcalloc(size_t n, size_t s) { return calloc(n, s); }
+static inline void *crmalloc(size_t n) { return malloc(n); }
+static inline void crfree(void *p) { free(p); }
 static inline int crmpi_checkpoint(void) { return CRMPI_CHECKPOINTED; }
 static inline int cr_checkpoint(void) { return 0; }
 static inline const char *cr_strerror(int code) { return strerror(code < 0 ? -code : code); }
