@@ -50,6 +50,7 @@ struct cr_config {
     int      full_from_chain; /* CRMPI_FULL_FROM_CHAIN: compose async full epochs */
     int      restore;         /* CRMPI_RESTORE: enum cr_restore_mode            */
     unsigned writer_nice;     /* CRMPI_WRITER_NICE: nice value of the writer    */
+    unsigned stage_threads;   /* CRMPI_STAGE_THREADS: staging copy team, 0 auto */
 };
 enum cr_restore_mode { CR_RESTORE_EAGER = 0, CR_RESTORE_LAZY };
 

@@ -57,7 +57,6 @@
 #include "common/errors.h"
 #include "common/fault.h"
 #include "common/log.h"
-#include "common/page_copy.h"
 #include "heap/heap.h"
 #include "interpose/interpose.h"
 #include "region/region.h"
@@ -290,23 +289,12 @@ static uint64_t data_bytes(const struct extv *x)
 
 /* Copy the non-zero extents back to back into the staging buffer. NULL
  * when they do not fit: the caller writes from the region in place. The
- * copy streams past the cache (page_copy.h): nothing reads the buffer
- * before the writer, which runs later. */
+ * rank's idle PUs help (copy_team.c). */
 static const uint8_t *stage(uint64_t bytes)
 {
     uint8_t *buf = bytes ? cr_staging_get(bytes) : NULL;
-    if (!buf)
-        return NULL;
-    uint8_t *p = buf;
-    for (size_t i = 0; i < E.w.n; i++) {
-        if (E.w.v[i].flags & CR_EXTENT_ZERO)
-            continue;
-        /* Two extents ahead: most extents are one page (measured best). */
-        const void *ahead = i + 2 < E.w.n ? (const void *)E.w.v[i + 2].addr : NULL;
-        cr_page_copy(p, (const void *)E.w.v[i].addr, E.w.v[i].len, ahead);
-        p += E.w.v[i].len;
-    }
-    cr_page_copy_done();
+    if (buf)
+        cr_copy_team_stage(buf, E.w.v, E.w.n);
     return buf;
 }
 
@@ -571,6 +559,7 @@ void cr_engine_at_exit(void)
     }
     pthread_mutex_unlock(&cr_exec_rt_.lock);
     cr_writer_stop();
+    cr_copy_team_stop();
 }
 
 CR_EXPORT int cr_checkpoint_stats(struct cr_checkpoint_stats *out, size_t size)

@@ -230,6 +230,17 @@ void cr_staging_forget(void);
  * Changed pages are reported by the next collection. */
 CR_MUST_CHECK int cr_staging_rearm(const struct cr_extent *ext, size_t n, const uint8_t *data);
 
+/* ---- copy_team.c ------------------------------------------------------------ */
+/* Copy the non-zero extents ext[0..n) back to back into dst, in the
+ * blocking phase, with the team of CRMPI_STAGE_THREADS threads (the caller
+ * and idle helpers; the caller alone when the rank has one PU). dst is
+ * ready for another thread to read on return. */
+void cr_copy_team_stage(uint8_t *dst, const struct cr_extent *ext, size_t n);
+/* The team's size, the caller included (decided on first use). */
+unsigned cr_copy_team_size(void);
+/* Join the helper threads (at exit). */
+void cr_copy_team_stop(void);
+
 /* ---- writer.c -------------------------------------------------------------- */
 /* One job for the background writer: publish the index of the previous
  * epoch (pub, may be NULL; its failure fails the job), then put every

@@ -53,7 +53,6 @@
 
 #include <errno.h>
 #include <hwloc.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -63,6 +62,7 @@
 #include "common/config.h"
 #include "common/fault.h"
 #include "common/log.h"
+#include "common/quiet_thread.h"
 #include "store/store.h"
 
 static struct {
@@ -213,13 +213,7 @@ static int start(void)
         }
         W.atfork = 1;
     }
-    sigset_t all, old;
-    sigfillset(&all);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGBUS);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&W.tid, NULL, writer_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = cr_quiet_thread_create(&W.tid, writer_main, NULL, CR_QUIET_BUT_FAULTS);
     if (rc) {
         cr_errc(-rc, "cannot start the checkpoint writer thread");
         return -rc;

@@ -34,6 +34,7 @@
 #include "uffd_sys.h"
 #include "common/errors.h"
 #include "common/log.h"
+#include "common/quiet_thread.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -134,11 +135,7 @@ static int sync_init(struct cr_tracker *t)
         goto free_dirty;
     /* The handler takes no signals: the application's handlers might touch
      * the region and block the only thread that can unblock them. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = -pthread_create(&s->thread, NULL, handler_main, s);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    rc = -cr_quiet_thread_create(&s->thread, handler_main, s, CR_QUIET_ALL);
     if (rc < 0) {
         cr_errc(rc, "uffd-sync: cannot start the fault handler thread");
         goto free_populated;

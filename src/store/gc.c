@@ -18,13 +18,13 @@
  */
 #include "store/internal.h"
 #include "common/log.h"
+#include "common/quiet_thread.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,12 +109,7 @@ static void *gc_main(void *arg)
  * signals must not be delivered to a thread it does not know about. */
 static int start_thread(struct cr_gc *g)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&g->th, NULL, gc_main, g);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc;
+    return cr_quiet_thread_create(&g->th, gc_main, g, CR_QUIET_ALL);
 }
 
 void cr_gc_wait(struct cr_store *st)
