@@ -341,7 +341,11 @@ static int open_created(struct cr_epoch *ep)
  * The other ranks' writers poll for it (a shared filesystem has no other
  * way to say "ready" across nodes without MPI, which the writer thread may
  * not call). It is transient: rank 0 deletes it at commit, whatever the
- * outcome, and garbage collection deletes a killed job's. */
+ * outcome, and garbage collection deletes a killed job's.
+ * When the record cannot be written (a full or failing filesystem), rank 0
+ * still creates an empty "<epoch file>.layout.failed.<nonce>": no data
+ * block, so it usually succeeds where the record's write did not, and the
+ * other ranks fail the epoch at once instead of waiting out their timeout. */
 #define LAYOUT_MAGIC "CRLAYOUT"
 /* A rank gives up on a record that never comes (rank 0 hung without dying,
  * or could not write the record): its epoch fails, like a failed write. */
@@ -361,6 +365,11 @@ static void layout_rec_path(const struct cr_epoch *ep, char *out, size_t n, cons
     snprintf(out, n, "%s.layout%s", ep->path, tail);
 }
 
+static void layout_fail_path(const struct cr_epoch *ep, char *out, size_t n)
+{
+    snprintf(out, n, "%s.layout.failed.%016llx", ep->path, (unsigned long long)ep->nonce);
+}
+
 static uint32_t layout_rec_crc(const struct layout_rec *r, const uint64_t *offs)
 {
     struct layout_rec c = *r;
@@ -375,7 +384,7 @@ static int layout_publish(struct cr_epoch *ep, int rc)
     if (ep->published || !ep->hdr.nranks || ep->hdr.nranks == 1)
         return rc;
     ep->published = 1;
-    cr_store_fault("layout-publishing");
+    int fault = cr_fault("layout-publishing");     /* :eio fails the record's write */
     struct layout_rec r = { .epoch = ep->hdr.epoch, .nonce = ep->nonce, .rc = rc,
         .ntopo = rc == 0 ? ep->ntopo : 0 };
     memcpy(r.magic, LAYOUT_MAGIC, 8);
@@ -387,8 +396,8 @@ static int layout_publish(struct cr_epoch *ep, int rc)
     layout_rec_path(ep, tmp, sizeof tmp, ".tmp");
     layout_rec_path(ep, path, sizeof path, "");
     /* Small: one write each (a short one is an error, not retried). */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int w = fd >= 0 ? 0 : cr_neg_errno();
+    int fd = fault ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int w = fault ? fault : fd >= 0 ? 0 : cr_neg_errno();
     if (w == 0 && pwrite(fd, &r, sizeof r, 0) != (ssize_t)sizeof r)
         w = errno ? cr_neg_errno() : -EIO;
     if (w == 0 && r.ntopo && pwrite(fd, offs, r.ntopo * sizeof *offs, sizeof r) !=
@@ -399,8 +408,15 @@ static int layout_publish(struct cr_epoch *ep, int rc)
     if (w == 0 && rename(tmp, path) < 0)
         w = cr_neg_errno();
     if (w < 0) {
-        cr_errc(w, "%s: cannot publish the layout to the other ranks", path);
         unlink(tmp);
+        char failed[PATH_MAX + 40];
+        layout_fail_path(ep, failed, sizeof failed);
+        int ffd = open(failed, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        if (ffd >= 0 && close(ffd) == 0)
+            cr_errc(w, "%s: cannot publish the layout to the other ranks (told them so)", path);
+        else
+            cr_errc(w, "%s: cannot publish the layout to the other ranks, nor that it failed "
+                    "(%s): they give up after %d s", path, strerror(errno), LAYOUT_WAIT_SEC);
     }
     return rc < 0 ? rc : w;
 }
@@ -411,8 +427,11 @@ static void layout_unpublish(struct cr_epoch *ep)
 {
     if (!ep || !ep->published)
         return;
-    char path[PATH_MAX + 16];
+    char path[PATH_MAX + 40];
     layout_rec_path(ep, path, sizeof path, "");
+    if (unlink(path) < 0 && errno != ENOENT)
+        cr_perr("unlink(%s)", path);
+    layout_fail_path(ep, path, sizeof path);
     if (unlink(path) < 0 && errno != ENOENT)
         cr_perr("unlink(%s)", path);
 }
@@ -453,8 +472,9 @@ static int layout_rec_read(struct cr_epoch *ep, const char *path, int *rc)
  * the layout takes rank 0's helper 1-2 ms once rank 0's writer asks. */
 static int layout_wait_remote(struct cr_epoch *ep)
 {
-    char path[PATH_MAX + 16];
+    char path[PATH_MAX + 16], failed[PATH_MAX + 40];
     layout_rec_path(ep, path, sizeof path, "");
+    layout_fail_path(ep, failed, sizeof failed);
     cr_store_fault("layout-waiting");
     struct timespec t0, now, nap = { 0, 50000 };
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -467,6 +487,11 @@ static int layout_wait_remote(struct cr_epoch *ep)
         }
         if (got)
             return rc < 0 ? CR_EREMOTE : 0;   /* rank 0 logged why */
+        if (access(failed, F_OK) == 0) {
+            cr_err("%s: rank 0 could not publish the layout of epoch %llu; the epoch fails",
+                   path, (unsigned long long)ep->hdr.epoch);
+            return CR_EREMOTE;
+        }
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec - t0.tv_sec >= LAYOUT_WAIT_SEC) {
             cr_err("%s: no layout from rank 0 in %d s; epoch %llu fails", path,

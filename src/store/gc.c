@@ -54,14 +54,23 @@ static int is_epoch_name(const char *name, uint64_t *epoch)
  *   filesystem supports fcntl locks on every collective file open: each
  *   rank creates "<file>.locktest.<rank>" beside the file and unlinks it at
  *   once (seen by inotify during H5Fcreate of an epoch);
- * - rank 0's layout record for the other ranks, "<file>.layout", and the
- *   "<file>.layout.tmp" it is renamed from (epoch.c; deleted at commit). */
+ * - rank 0's layout record for the other ranks, "<file>.layout", the
+ *   "<file>.layout.tmp" it is renamed from, and the empty
+ *   "<file>.layout.failed.<16 hex digits>" that says it could not be
+ *   written (epoch.c; deleted at commit). */
+static int is_failed_tail(const char *t)
+{
+    if (strncmp(t, ".failed.", 8) || strlen(t + 8) != 16)
+        return 0;
+    return strspn(t + 8, "0123456789abcdef") == 16;
+}
+
 static int is_transient_name(const char *name, uint64_t *epoch)
 {
     unsigned long long e;
     int m = 0;
     if (sscanf(name, "epoch-%12llu.h5.layout%n", &e, &m) == 1 && m == 28 &&
-        (!name[m] || !strcmp(name + m, ".tmp"))) {
+        (!name[m] || !strcmp(name + m, ".tmp") || is_failed_tail(name + m))) {
         *epoch = e;
         return 1;
     }

@@ -358,7 +358,7 @@ static void test_open_sweeps_what_a_killed_run_left(void)
     struct cr_store *st = write_chain(3, 8, 2);      /* 1F 2 3: all named */
     cr_store_close(st);
     char e4[4200], e9[4200], probe4[4300], probe2[4300], job[4300], idx[4300];
-    char rec5[4300], rec5tmp[4300];
+    char rec5[4300], rec5tmp[4300], rec5failed[4300], rec5odd[4300];
     snprintf(e4, sizeof e4, "%s", epoch_file(4));
     snprintf(e9, sizeof e9, "%s", epoch_file(9));
     snprintf(probe4, sizeof probe4, "%s.locktest.5", e4);
@@ -367,9 +367,14 @@ static void test_open_sweeps_what_a_killed_run_left(void)
      * temporary it is renamed from. */
     snprintf(rec5, sizeof rec5, "%s.layout", epoch_file(5));
     snprintf(rec5tmp, sizeof rec5tmp, "%s.layout.tmp", epoch_file(5));
+    /* The empty file saying the record could not be written (its nonce in
+     * the name); a name that only looks like it is not the store's. */
+    snprintf(rec5failed, sizeof rec5failed, "%s.layout.failed.00c0ffee12345678", epoch_file(5));
+    snprintf(rec5odd, sizeof rec5odd, "%s.layout.failed.00c0ffee", epoch_file(5));
+    touch(rec5odd);
     snprintf(job, sizeof job, "%s/crmpi-job.last", dir);
     snprintf(idx, sizeof idx, "%s/index", dir);
-    const char *junk[] = { e4, e9, probe4, probe2, rec5, rec5tmp };
+    const char *junk[] = { e4, e9, probe4, probe2, rec5, rec5tmp, rec5failed };
     for (size_t i = 0; i < CR_ARRAY_SIZE(junk); i++)
         touch(junk[i]);
     touch(job);
@@ -380,6 +385,7 @@ static void test_open_sweeps_what_a_killed_run_left(void)
     for (uint64_t e = 1; e <= 3; e++)
         CU_ASSERT_EQUAL(access(epoch_file(e), F_OK), 0);
     CU_ASSERT_EQUAL(access(job, F_OK), 0);
+    CU_ASSERT_EQUAL(access(rec5odd, F_OK), 0);
     CU_ASSERT_EQUAL(th_restore(st, 0, out, NPAGES, NULL, NULL, 0), 0);
     CU_ASSERT_EQUAL(memcmp(out, snap[3], sizeof out), 0);
     /* A probe left while the store is open goes with the next commit. */

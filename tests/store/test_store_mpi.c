@@ -382,6 +382,62 @@ static void test_mpi_helper_that_always_dies_costs_one_epoch(void)
     cr_store_close(st);
 }
 
+/* Rank 0 cannot write the layout record (CRMPI_FAULT=layout-publishing#0:eio,
+ * as on a full or failing filesystem): it says so with an empty marker, and
+ * the other ranks fail the epoch at once with rank 0's error instead of
+ * polling for a record until their 300 s timeout (failing without the
+ * marker: the time bound is that timeout's half, a protocol bound, not a
+ * performance one). The marker goes at commit; the next epoch (full)
+ * commits and restores. */
+static void test_mpi_unwritable_layout_record_fails_the_epoch_at_once(void)
+{
+    if (nranks == 1) {
+        CU_PASS("a single process has no layout record");
+        return;
+    }
+    new_dir();
+    struct cr_store *st = write_chain(2, 8, 4);
+    setenv("CRMPI_FAULT", "layout-publishing#0:eio", 1);
+    CU_ASSERT_EQUAL_FATAL(cr_config_reload(), 0);
+    uint8_t dirty[MAXPAGES], zeroed[MAXPAGES];
+    memset(zeroed, 0, sizeof zeroed);
+    memset(dirty, 0, sizeof dirty);
+    for (size_t p = 0; p < mem.npages; p += 2) {
+        fill(cur + p * PSZ, PSZ, 7100 + p);
+        dirty[p] = 1;
+    }
+    uint64_t got = 0;
+    double t0 = MPI_Wtime();
+    int rc = th_write_epoch(st, &mem, 0, dirty, zeroed, 1, &got);
+    double took = MPI_Wtime() - t0;
+    CU_ASSERT_EQUAL(rc, -EIO);           /* rank 0's error, on every rank */
+    CU_ASSERT(took < 150.0);
+    if (rank == 0) {
+        char rec[4300];
+        snprintf(rec, sizeof rec, "%s.layout", epoch_file(3));
+        CU_ASSERT_NOT_EQUAL(access(rec, F_OK), 0);
+    }
+    unsetenv("CRMPI_FAULT");
+    CU_ASSERT_EQUAL_FATAL(cr_config_reload(), 0);
+    CU_ASSERT_TRUE(cr_store_next_is_full(st));
+    for (size_t p = 0; p < mem.npages; p++)
+        dirty[p] = 1;
+    CU_ASSERT_EQUAL(th_write_epoch(st, &mem, 1, dirty, zeroed, 1, &got), 0);
+    CU_ASSERT_EQUAL(got, 3);
+    memcpy(snap[3], cur, sizeof cur);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0) {                      /* nothing transient is left */
+        char cmd[4400];
+        snprintf(cmd, sizeof cmd, "ls '%s' | grep -q layout", dir);
+        CU_ASSERT_NOT_EQUAL(system(cmd), 0);
+    }
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, mem.npages, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, 3);
+    CU_ASSERT_EQUAL(memcmp(out, snap[3], mem.npages * PSZ), 0);
+    cr_store_close(st);
+}
+
 static CU_TestInfo tests[] = {
     CUTEST(test_mpi_roundtrip_each_rank_gets_its_own_pages),
     CUTEST(test_mpi_file_is_one_shared_hdf5_file),
@@ -392,6 +448,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_mpi_rank0_failing_before_layout_releases_the_others),
     CUTEST(test_mpi_collective_layout_without_helper),
     CUTEST(test_mpi_helper_that_always_dies_costs_one_epoch),
+    CUTEST(test_mpi_unwritable_layout_record_fails_the_epoch_at_once),
     CU_TEST_INFO_NULL,
 };
 
