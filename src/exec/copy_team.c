@@ -15,8 +15,10 @@
  * Hence the team's size (CRMPI_STAGE_THREADS, the calling thread included):
  * by default the PUs this rank has to itself - the PUs of its CPU binding,
  * divided among the node's ranks when it is not bound (all of the node's
- * PUs) - at most AUTO_MAX, where the memory bandwidth of a socket is about
- * used up. A rank bound to one core (Open MPI's default) copies alone.
+ * online PUs) - at most AUTO_MAX, where the memory bandwidth of a socket is
+ * about used up. A rank bound to one core (Open MPI's default) copies
+ * alone. Helpers run at nice 19, so a wrong guess costs the computation
+ * nothing but a few context switches.
  *
  * How: the stream of non-zero bytes (the staging buffer's layout) is cut
  * into CHUNK-sized chunks, which the caller and the helpers take from an
@@ -35,10 +37,13 @@
 #include "exec/exec.h"
 
 #include <errno.h>
-#include <hwloc.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "common/config.h"
 #include "common/log.h"
@@ -128,6 +133,11 @@ static void copy_alone(const struct job *j)
 static void *helper_main(void *arg)
 {
     uint64_t seen = (uint64_t)(uintptr_t)arg;
+    /* Lowest priority: on a PU that is idle, as the team's size assumes,
+     * it costs nothing; on one that is not (a binding the size got wrong),
+     * the computation there runs first and the caller copies the chunks
+     * this thread does not get to. */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
     pthread_mutex_lock(&T.mu);
     for (;;) {
         while (T.gen == seen && !T.quit)
@@ -166,26 +176,20 @@ static unsigned local_ranks(void)
     return 1;
 }
 
-/* PUs this process may run on, and whether that is every PU of the node
- * (not bound). 0 when hwloc cannot tell. */
+/* PUs this process may run on, and whether that is every online PU (not
+ * bound). From the affinity mask, which costs one system call, rather than
+ * from hwloc, whose topology load would run on the application's thread in
+ * the blocking phase of the first checkpoint. */
 static unsigned own_pus(int *unbound)
 {
-    hwloc_topology_t topo;
-    unsigned w = 0;
+    cpu_set_t set;
     *unbound = 0;
-    if (hwloc_topology_init(&topo) < 0)
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
         return 0;
-    hwloc_bitmap_t set = hwloc_bitmap_alloc();
-    if (set && hwloc_topology_load(topo) == 0 &&
-        hwloc_get_cpubind(topo, set, HWLOC_CPUBIND_PROCESS) == 0) {
-        int weight = hwloc_bitmap_weight(set);
-        w = weight > 0 ? (unsigned)weight : 0;
-        hwloc_const_cpuset_t all = hwloc_topology_get_topology_cpuset(topo);
-        *unbound = hwloc_bitmap_isincluded(all, set);
-    }
-    hwloc_bitmap_free(set);
-    hwloc_topology_destroy(topo);
-    return w;
+    int w = CPU_COUNT(&set);
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    *unbound = online > 0 && w >= online;
+    return w > 0 ? (unsigned)w : 0;
 }
 
 static unsigned decide(void)
