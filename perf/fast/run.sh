@@ -16,7 +16,9 @@
 #   full checkpoints (every CRMPI_FULL_EVERY-th), timed apart, composed from
 #     the previous epoch (the default) beside copied from memory;
 #   several ranks: the epoch file laid out by rank 0's helper (the default)
-#     beside created collectively in the call (CRMPI_LAYOUT_HELPER=off).
+#     beside created collectively in the call (CRMPI_LAYOUT_HELPER=off);
+#   one rank owning two PUs: the staging copy alone beside shared with the
+#     idle PU (the copy team, CRMPI_STAGE_THREADS).
 # Writes perf/results/fast.csv, fast.txt and (with gnuplot) fast.png.
 # Environment overrides: SIZES (MiB per rank), FRACS (percent), NPS, REPS,
 # CRMPI_BENCH_DIR (scratch directory on the filesystem to measure).
@@ -73,6 +75,23 @@ for np in $nps; do
       "$bin/bench_fast_mpi" sweep "$mib" 1 "$reps" | sed -n 's/^blocked,/blocked_coll,/p' >> "$raw"
   done
 done
+# The staging copy team (src/exec/copy_team.c): one rank that owns two PUs
+# (--bind-to none; a hybrid job's binding), copying alone
+# (CRMPI_STAGE_THREADS=1) and with the default team (one helper per PU it
+# owns), alternating, same run; rows *_pus2 and *_pus2alone, each with the
+# memcpy and fork baselines of its own job.
+if [ "$(nproc)" -ge 2 ]; then
+  for rep in 1 2; do
+    for st in 1 0; do
+      tag=pus2; [ "$st" = 1 ] && tag=pus2alone
+      echo "copy team: 1 rank owning 2 PUs, CRMPI_STAGE_THREADS=$st, 1024 MiB, 1 % (round $rep)" >&2
+      rm -rf "$CRMPI_DIR"
+      CRMPI_STAGE_THREADS=$st "${mpi[@]}" -x CRMPI_STAGE_THREADS --bind-to none -np 1 \
+        "$bin/bench_fast_mpi" sweep 1024 1 "$reps" |
+        sed -n "s/^blocked,/blocked_$tag,/p; s/^base,/base_$tag,/p" >> "$raw"
+    done
+  done
+fi
 echo "empty checkpoint, 4 ranks" >&2
 rm -rf "$CRMPI_DIR"
 "${mpi[@]}" -np 4 "$bin/bench_fast_mpi" empty 21 >> "$raw"
@@ -118,6 +137,18 @@ if coll:
             b, c = blk[k], coll[k]
             print('%5d %7d %6g%% %9.2f %7.2f %11.2f %10.2f %9.2f' % (k[0], k[1], k[2], b[0], b[3],
                   c[0], c[3], c[0] / b[0]))
+team = [r for r in rows if r[0] in ('blocked_pus2', 'blocked_pus2alone')]
+if team:
+    print('\none rank owning 2 PUs (--bind-to none), 1 GiB, 1% written: the staging copy by the calling')
+    print('thread alone (CRMPI_STAGE_THREADS=1) vs shared with the PUs the rank owns (the default), jobs')
+    print('alternating, each against the memcpy and fork of its own job, ms:')
+    print('%-8s %9s %6s %6s %9s %9s %9s %9s' % ('copy', 'blocked', 'scan', 'copy', 'memcpy', 'fork',
+          'memcpy/x', 'fork/x'))
+    tb = [r for r in rows if r[0] in ('base_pus2', 'base_pus2alone')]
+    for r, bs in zip(team, tb):
+        b, m, f = float(r[4]), float(bs[4]), float(bs[5])
+        print('%-8s %9.2f %6.2f %6.2f %9.1f %9.1f %9.1f %9.1f' % ('alone' if r[0].endswith('alone')
+              else 'team', b, float(r[8]), float(r[6]), m, f, m / b, f / b))
 full, fullmem = get('full'), get('fullmem')
 if full:
     print('\nfull checkpoints (every CRMPI_FULL_EVERY-th; the rows above are medians, i.e. incremental')
