@@ -18,6 +18,7 @@
 #include "interpose/interpose.h"
 
 #include <errno.h>
+#include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -178,9 +179,15 @@ void cr_exec_stack_free(void *lo, size_t size)
 
 /* ---- the pthread carrying a persistent thread -------------------------------- */
 
+/* The spawner waits on `ready` for the new pthread's verdict on whether it
+ * may run on a persistent stack (prepared: cr_region_thread_prepare), so a
+ * thread that may not is never started and crthread_create fails cleanly
+ * instead of the thread dying at its first write fault. */
 struct spawn_arg {
     struct cr_pthread *t;
     int resume;
+    sem_t ready;
+    int prepared;                /* 0, or the -errno of the preparation */
 };
 
 CR_NORETURN static void thread_exit_fallback(void *r)
@@ -198,13 +205,18 @@ static void *thread_trampoline(void *p)
 
 static void *thread_home(void *p)
 {
-    struct spawn_arg a = *(struct spawn_arg *)p;
-    free(p);
-    self_id = (int)a.t->id;
-    int rc = cr_region_thread_prepare();
+    struct spawn_arg *sp = p;
+    struct spawn_arg a = *sp;
+    /* Only stacks in the region need it (the tracker's own fault handling). */
+    int rc = RT.persistent ? cr_region_thread_prepare() : 0;
     if (rc)
         cr_errc(rc, "persistent thread %u: cannot prepare its pthread for a persistent stack",
                 a.t->id);
+    sp->prepared = rc;
+    sem_post(&sp->ready);        /* sp belongs to the spawner from here */
+    if (rc)
+        return NULL;
+    self_id = (int)a.t->id;
     if (cr_ctx_save(cr_exec_home()) == 0) {
         if (a.resume == CR_RESUME_ROLLEDBACK) {
             /* Spawned by the rollback collector: not before its round ends. */
@@ -266,8 +278,14 @@ static int exec_spawn(struct cr_pthread *t, int resume)
         return -ENOMEM;
     a->t = t;
     a->resume = resume;
+    a->prepared = 0;
+    if (sem_init(&a->ready, 0, 0) != 0) {
+        free(a);
+        return cr_neg_errno();
+    }
     int rc = home_attr(&attr, t->id);
     if (rc) {
+        sem_destroy(&a->ready);
         free(a);
         return rc;
     }
@@ -275,8 +293,18 @@ static int exec_spawn(struct cr_pthread *t, int resume)
     pthread_attr_destroy(&attr);
     if (rc) {
         cr_errc(-rc, "pthread_create for persistent thread %u", t->id);
+        sem_destroy(&a->ready);
         free(a);
         return -rc;
+    }
+    while (sem_wait(&a->ready) != 0 && errno == EINTR)
+        ;
+    rc = a->prepared;
+    sem_destroy(&a->ready);
+    free(a);
+    if (rc) {                    /* it ended without running anything */
+        pthread_join(RT.pt[t->id], NULL);
+        return rc;
     }
     RT.has_pt[t->id] = 1;
     return 0;
