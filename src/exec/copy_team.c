@@ -64,6 +64,7 @@ struct job {
     const size_t *first;         /* extent holding each chunk's first byte  */
     const size_t *skip;          /* that byte's offset within the extent    */
     size_t nchunks;
+    uint64_t chunk;              /* bytes per chunk (the last may be short)  */
     uint64_t total;
     atomic_size_t next;          /* next chunk to take                      */
 };
@@ -91,8 +92,8 @@ static void run_chunks(struct job *j)
 {
     size_t c;
     while ((c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->nchunks) {
-        uint64_t off = (uint64_t)c * CHUNK;
-        uint64_t end = off + CHUNK < j->total ? off + CHUNK : j->total;
+        uint64_t off = (uint64_t)c * j->chunk;
+        uint64_t end = off + j->chunk < j->total ? off + j->chunk : j->total;
         size_t i = j->first[c], in = j->skip[c];
         while (off < end) {
             const struct cr_extent *e = &j->ext[i];
@@ -112,20 +113,6 @@ static void run_chunks(struct job *j)
         }
     }
     cr_page_copy_done();    /* orders this thread's streaming stores */
-}
-
-/* The caller alone, with no chunk table: extent by extent. */
-static void copy_alone(const struct job *j)
-{
-    uint8_t *p = j->dst;
-    for (size_t i = 0; i < j->n; i++) {
-        if (j->ext[i].flags & CR_EXTENT_ZERO)
-            continue;
-        const void *ahead = i + 2 < j->n ? (const void *)j->ext[i + 2].addr : NULL;
-        cr_page_copy(p, (const void *)j->ext[i].addr, j->ext[i].len, ahead);
-        p += j->ext[i].len;
-    }
-    cr_page_copy_done();
 }
 
 /* arg: the generation current when the thread was created (under the lock,
@@ -282,6 +269,7 @@ static int plan(struct job *j)
     j->first = T.first;
     j->skip = T.skip;
     j->nchunks = c;
+    j->chunk = CHUNK;
     return 0;
 }
 
@@ -306,8 +294,12 @@ void cr_copy_team_stage(uint8_t *dst, const struct cr_extent *ext, size_t n)
         pthread_cond_broadcast(&T.wake);
     }
     pthread_mutex_unlock(&T.mu);
-    if (!team) {
-        copy_alone(&j);
+    if (!team) {                 /* the caller alone: one chunk of everything */
+        static const size_t zero = 0;
+        j.first = j.skip = &zero;
+        j.nchunks = j.total ? 1 : 0;
+        j.chunk = j.total;
+        run_chunks(&j);
         return;
     }
     run_chunks(&j);

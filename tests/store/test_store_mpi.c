@@ -97,6 +97,15 @@ static char *epoch_file(uint64_t e)
     return p;
 }
 
+/* The newest epoch restores on every rank, and it is epoch e as written. */
+static void restores_newest(struct cr_store *st, uint64_t e)
+{
+    struct cr_restore_info info;
+    CU_ASSERT_EQUAL(th_restore(st, 0, out, mem.npages, &info, NULL, 0), 0);
+    CU_ASSERT_EQUAL(info.epoch, e);
+    CU_ASSERT_EQUAL(memcmp(out, snap[e], mem.npages * PSZ), 0);
+}
+
 static void test_mpi_roundtrip_each_rank_gets_its_own_pages(void)
 {
     new_dir();
@@ -153,9 +162,7 @@ static void test_mpi_incremental_chain_and_gc(void)
     cr_store_close(st);
     st = open_store(3, 1);
     struct cr_restore_info info;
-    CU_ASSERT_EQUAL(th_restore(st, 0, out, mem.npages, &info, NULL, 0), 0);
-    CU_ASSERT_EQUAL(info.epoch, 6);
-    CU_ASSERT_EQUAL(memcmp(out, snap[6], mem.npages * PSZ), 0);
+    restores_newest(st, 6);
     CU_ASSERT_EQUAL(th_restore(st, 5, out, mem.npages, &info, NULL, 0), 0);
     CU_ASSERT_EQUAL(memcmp(out, snap[5], mem.npages * PSZ), 0);
     if (rank == 0)
@@ -179,10 +186,7 @@ static void test_mpi_one_rank_failing_abandons_epoch_everywhere(void)
         local = -ENOSPC;
     CU_ASSERT_EQUAL(cr_epoch_commit(st, ep, local), -ENOSPC);
     CU_ASSERT_TRUE(cr_store_next_is_full(st));
-    struct cr_restore_info info;
-    CU_ASSERT_EQUAL(th_restore(st, 0, out, mem.npages, &info, NULL, 0), 0);
-    CU_ASSERT_EQUAL(info.epoch, 2);
-    CU_ASSERT_EQUAL(memcmp(out, snap[2], mem.npages * PSZ), 0);
+    restores_newest(st, 2);
     cr_store_close(st);
 }
 
@@ -209,9 +213,7 @@ static void test_mpi_damaged_slice_of_one_rank_falls_back_on_all(void)
     int rc = th_restore(st, 0, out, mem.npages, &info, NULL, 0);
     int agreed = cr_coll_agree(coll, rc);
     CU_ASSERT_NOT_EQUAL(agreed, 0);
-    CU_ASSERT_EQUAL(th_restore(st, 0, out, mem.npages, &info, NULL, 0), 0);
-    CU_ASSERT_EQUAL(info.epoch, 2);
-    CU_ASSERT_EQUAL(memcmp(out, snap[2], mem.npages * PSZ), 0);
+    restores_newest(st, 2);
     cr_store_close(st);
 }
 
@@ -271,10 +273,7 @@ static void test_mpi_stale_layout_records_are_not_taken(void)
     }
     cr_store_close(st);
     st = open_store(8, 4);
-    struct cr_restore_info info;
-    CU_ASSERT_EQUAL(th_restore(st, 0, out, mem.npages, &info, NULL, 0), 0);
-    CU_ASSERT_EQUAL(info.epoch, 4);
-    CU_ASSERT_EQUAL(memcmp(out, snap[4], mem.npages * PSZ), 0);
+    restores_newest(st, 4);
     cr_store_close(st);
 }
 
@@ -302,10 +301,7 @@ static void test_mpi_rank0_failing_before_layout_releases_the_others(void)
         snprintf(rec, sizeof rec, "%s.layout", epoch_file(3));
         CU_ASSERT_NOT_EQUAL(access(rec, F_OK), 0);
     }
-    struct cr_restore_info info;
-    CU_ASSERT_EQUAL(th_restore(st, 0, out, mem.npages, &info, NULL, 0), 0);
-    CU_ASSERT_EQUAL(info.epoch, 2);
-    CU_ASSERT_EQUAL(memcmp(out, snap[2], mem.npages * PSZ), 0);
+    restores_newest(st, 2);
     cr_store_close(st);
 }
 
@@ -330,10 +326,7 @@ static void test_mpi_collective_layout_without_helper(void)
     unsetenv("CRMPI_LAYOUT_HELPER");
     CU_ASSERT_EQUAL_FATAL(cr_config_reload(), 0);
     st = open_store(3, 4);
-    struct cr_restore_info info;
-    CU_ASSERT_EQUAL(th_restore(st, 0, out, mem.npages, &info, NULL, 0), 0);
-    CU_ASSERT_EQUAL(info.epoch, 4);
-    CU_ASSERT_EQUAL(memcmp(out, snap[4], mem.npages * PSZ), 0);
+    restores_newest(st, 4);
     cr_store_close(st);
 }
 
@@ -375,10 +368,7 @@ static void test_mpi_helper_that_always_dies_costs_one_epoch(void)
     unsetenv("CRMPI_LAYOUT_HELPER");
     CU_ASSERT_EQUAL_FATAL(cr_config_reload(), 0);
     st = open_store(8, 4);
-    struct cr_restore_info info;
-    CU_ASSERT_EQUAL(th_restore(st, 0, out, mem.npages, &info, NULL, 0), 0);
-    CU_ASSERT_EQUAL(info.epoch, 4);
-    CU_ASSERT_EQUAL(memcmp(out, snap[4], mem.npages * PSZ), 0);
+    restores_newest(st, 4);
     cr_store_close(st);
 }
 
@@ -431,10 +421,7 @@ static void test_mpi_unwritable_layout_record_fails_the_epoch_at_once(void)
         snprintf(cmd, sizeof cmd, "ls '%s' | grep -q layout", dir);
         CU_ASSERT_NOT_EQUAL(system(cmd), 0);
     }
-    struct cr_restore_info info;
-    CU_ASSERT_EQUAL(th_restore(st, 0, out, mem.npages, &info, NULL, 0), 0);
-    CU_ASSERT_EQUAL(info.epoch, 3);
-    CU_ASSERT_EQUAL(memcmp(out, snap[3], mem.npages * PSZ), 0);
+    restores_newest(st, 3);
     cr_store_close(st);
 }
 
