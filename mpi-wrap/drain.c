@@ -43,7 +43,8 @@ static int settle_recv(struct vreq *r)
     PMPI_Test_cancelled(&st, &cancelled);
     if (cancelled) {
         r->state = VREQ_DEFERRED;
-        r->h.real.req = MPI_REQUEST_NULL;
+        if (!r->persistent)    /* a persistent one is started again */
+            r->h.real.req = MPI_REQUEST_NULL;
         last.deferred_recvs++;
     } else {
         vreq_complete(r, &st, MPI_SUCCESS);
@@ -265,20 +266,13 @@ int crmpi_repost(void)
         struct vreq *r = (struct vreq *)v;
         if (r->state != VREQ_DEFERRED)
             continue;
-        struct mq_msg *m = crmpi_queue_take(r->comm, r->source, r->tag);
-        if (m) {
-            (void)crmpi_deliver(m, r->buf, r->count, r->type, &r->status);
-            r->state = VREQ_DONE;
-            continue;
-        }
-        int rc = PMPI_Irecv(r->buf, r->count, vh_in_type(r->type), r->source, r->tag,
-                            vh_in_comm(r->comm), &r->h.real.req);
+        int rc = vreq_post_recv(r);
         if (rc != MPI_SUCCESS) {
-            cr_err("re-posting a deferred MPI_Irecv (buffer %p, %d elements, source %d, "
-                   "tag %d) failed: MPI error %d", r->buf, r->count, r->source, r->tag, rc);
+            cr_err("re-posting a deferred %s (buffer %p, %d elements, source %d, "
+                   "tag %d) failed: MPI error %d", r->persistent ? "persistent receive" : "MPI_Irecv",
+                   r->buf, r->count, r->source, r->tag, rc);
             return -EIO;
         }
-        r->state = VREQ_ACTIVE;
     }
     return 0;
 }

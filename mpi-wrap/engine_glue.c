@@ -19,6 +19,7 @@
 #include "wrap_support.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "coll_mpi.h"
 #include "exec/exec.h"
@@ -43,6 +44,32 @@ void crmpi_pfree(void *p)
         crfree(p);
     else
         free(p);
+}
+
+/* Memory from MPI_Alloc_mem is the application's data like any other, so
+ * it comes from the persistent heap (Open MPI's own would be the C
+ * library's, not saved). The info hints (registered memory for RDMA) do not
+ * apply to it. MPI_Free_mem gives back either kind. */
+int MPI_Alloc_mem(MPI_Aint size, MPI_Info info, void *baseptr)
+{
+    if (crmpi_passthrough() || !persistent())
+        return PMPI_Alloc_mem(size, vh_in_info(info), baseptr);
+    if (size < 0)
+        return MPI_ERR_SIZE;
+    void *p = crmalloc(size ? (size_t)size : 1);
+    if (!p)
+        return MPI_ERR_NO_MEM;
+    memcpy(baseptr, &p, sizeof p);     /* baseptr is a void ** passed as void * */
+    return MPI_SUCCESS;
+}
+
+int MPI_Free_mem(void *base)
+{
+    if (base && cr_region_is_open() && cr_region_contains(base, 1)) {
+        crfree(base);
+        return MPI_SUCCESS;
+    }
+    return PMPI_Free_mem(base);
 }
 
 struct crmpi_state *crmpi_persistent_root(void)

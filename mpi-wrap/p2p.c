@@ -12,6 +12,7 @@
  */
 #include "p2p.h"
 #include "wrap_support.h"
+#include "region/region.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +145,42 @@ ISEND_WRAPPER(Issend)
 ISEND_WRAPPER(Ibsend)
 ISEND_WRAPPER(Irsend)
 
+/* The buffered-send buffer is the application's memory, but its attachment
+ * is MPI's state: it is recorded and attached again after a restart
+ * (vh_rebuild_all). Only a buffer in persistent memory can be: it still
+ * holds nothing then (the drain delivered every buffered message). */
+int MPI_Buffer_attach(void *buf, int size)
+{
+    CRMPI_LIB_SCOPE;
+    if (crmpi_passthrough())
+        return PMPI_Buffer_attach(buf, size);
+    int rc = PMPI_Buffer_attach(buf, size);
+    if (rc != MPI_SUCCESS)
+        return rc;
+    if (!cr_region_is_open())
+        return MPI_SUCCESS;        /* nothing of this process is restored */
+    if (!cr_region_contains(buf, size > 0 ? (size_t)size : 1)) {
+        cr_warn("MPI_Buffer_attach: the buffer %p (%d bytes) is not in persistent memory: "
+                "it cannot be attached again after a restart, and buffered sends after "
+                "one will fail", buf, size);
+        return MPI_SUCCESS;
+    }
+    crmpi_st->bsend_buf = buf;
+    crmpi_st->bsend_size = size;
+    return MPI_SUCCESS;
+}
+
+int MPI_Buffer_detach(void *buf_addr, int *size)
+{
+    CRMPI_LIB_SCOPE;
+    int rc = PMPI_Buffer_detach(buf_addr, size);
+    if (rc == MPI_SUCCESS && !crmpi_passthrough()) {
+        crmpi_st->bsend_buf = NULL;
+        crmpi_st->bsend_size = 0;
+    }
+    return rc;
+}
+
 /* ---- receives ------------------------------------------------------------------- */
 
 int MPI_Recv(void *buf, int count, MPI_Datatype type, int source, int tag, MPI_Comm comm,
@@ -173,24 +210,177 @@ int MPI_Irecv(void *buf, int count, MPI_Datatype type, int source, int tag, MPI_
         return MPI_ERR_NO_MEM;
     r->buf = buf;
     r->count = count;
-    r->type = type;
+    vreq_hold_type(r, type);
     r->source = source;
     r->tag = tag;
     r->comm = comm;
-    struct mq_msg *m = crmpi_queue_take(comm, source, tag);
-    if (m) {
-        (void)crmpi_deliver(m, buf, count, type, &r->status);
-        r->state = VREQ_DONE;
-    } else {
-        int rc = PMPI_Irecv(buf, count, vh_in_type(type), source, tag, vh_in_comm(comm),
-                            &r->h.real.req);
-        if (rc != MPI_SUCCESS) {
-            vreq_release(r);
-            return rc;
-        }
-        r->state = VREQ_ACTIVE;
+    int rc = vreq_post_recv(r);
+    if (rc != MPI_SUCCESS) {
+        vreq_release(r);
+        return rc;
     }
     *req = (MPI_Request)r;
+    return MPI_SUCCESS;
+}
+
+int vreq_post_recv(struct vreq *r)
+{
+    struct mq_msg *m = crmpi_queue_take(r->comm, r->source, r->tag);
+    if (m) {
+        (void)crmpi_deliver(m, r->buf, r->count, r->type, &r->status);
+        r->state = VREQ_DONE;
+        return MPI_SUCCESS;
+    }
+    int rc = r->persistent
+             ? PMPI_Start(&r->h.real.req)
+             : PMPI_Irecv(r->buf, r->count, vh_in_type(r->type), r->source, r->tag,
+                          vh_in_comm(r->comm), &r->h.real.req);
+    if (rc == MPI_SUCCESS)
+        r->state = VREQ_ACTIVE;
+    return rc;
+}
+
+/* ---- persistent requests ------------------------------------------------------------ */
+/* MPI_Send_init and its siblings make a virtual request around a real
+ * persistent one and keep the recipe: a restarted job makes the real one
+ * again (vh_rebuild_all), and the request goes on where it was - inactive,
+ * or complete and not yet waited for, or (a receive) deferred by the drain
+ * and started again. MPI_Start of a receive is served from the drain queue
+ * first, exactly like MPI_Irecv; a started send is counted like MPI_Isend. */
+
+int vreq_init_real(struct vreq *r)
+{
+    if (vh_is_dead(r->comm) || vh_is_dead(r->type)) {
+        cr_err("a persistent request (%s %s rank %d, tag %d) outlived its %s: "
+               "it cannot be made again after a restart; free the request first",
+               r->persistent == VREQ_INIT_RECV ? "receive" : "send",
+               r->persistent == VREQ_INIT_RECV ? "from" : "to",
+               r->persistent == VREQ_INIT_RECV ? r->source : r->dest, r->tag,
+               vh_is_dead(r->comm) ? "communicator" : "datatype");
+        return MPI_ERR_REQUEST;
+    }
+    MPI_Datatype t = vh_in_type(r->type);
+    MPI_Comm c = vh_in_comm(r->comm);
+    MPI_Request *out = &r->h.real.req;
+    switch (r->persistent) {
+    case VREQ_INIT_SEND:  return PMPI_Send_init(r->buf, r->count, t, r->dest, r->tag, c, out);
+    case VREQ_INIT_SSEND: return PMPI_Ssend_init(r->buf, r->count, t, r->dest, r->tag, c, out);
+    case VREQ_INIT_RSEND: return PMPI_Rsend_init(r->buf, r->count, t, r->dest, r->tag, c, out);
+    case VREQ_INIT_BSEND: return PMPI_Bsend_init(r->buf, r->count, t, r->dest, r->tag, c, out);
+    case VREQ_INIT_RECV:  return PMPI_Recv_init(r->buf, r->count, t, r->source, r->tag, c, out);
+    default:              return MPI_ERR_REQUEST;
+    }
+}
+
+/* The empty status MPI reports for an inactive request. */
+static void empty_status(MPI_Status *st)
+{
+    memset(st, 0, sizeof *st);
+    st->MPI_SOURCE = MPI_ANY_SOURCE;
+    st->MPI_TAG = MPI_ANY_TAG;
+    st->MPI_ERROR = MPI_SUCCESS;
+    PMPI_Status_set_elements_x(st, MPI_BYTE, 0);
+    PMPI_Status_set_cancelled(st, 0);
+}
+
+void vreq_make_inactive(struct vreq *r)
+{
+    r->state = VREQ_INACTIVE;
+    empty_status(&r->status);
+}
+
+static int persistent_init(int how, void *buf, int count, MPI_Datatype type, int peer, int tag,
+                           MPI_Comm comm, MPI_Request *req)
+{
+    struct vreq *r = vreq_new(how == VREQ_INIT_RECV ? VREQ_RECV : VREQ_SEND);
+    if (!r)
+        return MPI_ERR_NO_MEM;
+    r->persistent = how;
+    r->buf = buf;
+    r->count = count;
+    vreq_hold_type(r, type);
+    r->tag = tag;
+    r->comm = comm;
+    if (how == VREQ_INIT_RECV) {
+        r->source = peer;
+    } else {
+        r->dest = peer;
+        r->peer_world = vh_world_of(comm, peer);
+    }
+    int rc = vreq_init_real(r);
+    if (rc != MPI_SUCCESS) {
+        r->h.real.req = MPI_REQUEST_NULL;
+        vreq_release(r);
+        return rc;
+    }
+    vreq_make_inactive(r);
+    *req = (MPI_Request)r;
+    return MPI_SUCCESS;
+}
+
+#define PSEND_WRAPPER(NAME, HOW)                                                         \
+    int MPI_##NAME(const void *buf, int count, MPI_Datatype type, int dest, int tag,      \
+                   MPI_Comm comm, MPI_Request *req)                                      \
+    {                                                                                    \
+        CRMPI_LIB_SCOPE;                                                                 \
+        if (crmpi_passthrough())                                                         \
+            return PMPI_##NAME(buf, count, type, dest, tag, comm, req);                  \
+        return persistent_init(HOW, (void *)buf, count, type, dest, tag, comm, req);     \
+    }
+PSEND_WRAPPER(Send_init, VREQ_INIT_SEND)
+PSEND_WRAPPER(Ssend_init, VREQ_INIT_SSEND)
+PSEND_WRAPPER(Rsend_init, VREQ_INIT_RSEND)
+PSEND_WRAPPER(Bsend_init, VREQ_INIT_BSEND)
+#undef PSEND_WRAPPER
+
+int MPI_Recv_init(void *buf, int count, MPI_Datatype type, int source, int tag, MPI_Comm comm,
+                  MPI_Request *req)
+{
+    CRMPI_LIB_SCOPE;
+    if (crmpi_passthrough())
+        return PMPI_Recv_init(buf, count, type, source, tag, comm, req);
+    return persistent_init(VREQ_INIT_RECV, buf, count, type, source, tag, comm, req);
+}
+
+static int start_one(MPI_Request *req)
+{
+    struct vreq *r = (struct vreq *)vh_get(*req, VH_REQ);
+    if (!r)
+        return PMPI_Start(req);
+    if (!r->persistent || r->state != VREQ_INACTIVE) {
+        cr_warn("MPI_Start of a request that is %s", !r->persistent ? "not persistent"
+                : "still active (started and not completed by a wait or test)");
+        return MPI_ERR_REQUEST;
+    }
+    if (r->kind == VREQ_RECV)
+        return vreq_post_recv(r);
+    int rc = PMPI_Start(&r->h.real.req);
+    if (rc != MPI_SUCCESS)
+        return rc;
+    r->state = VREQ_ACTIVE;
+    if (r->peer_world >= 0)
+        crmpi_sent_[r->peer_world]++;
+    return MPI_SUCCESS;
+}
+
+int MPI_Start(MPI_Request *req)
+{
+    CRMPI_LIB_SCOPE;
+    if (crmpi_passthrough())
+        return PMPI_Start(req);
+    return start_one(req);
+}
+
+int MPI_Startall(int n, MPI_Request reqs[])
+{
+    CRMPI_LIB_SCOPE;
+    if (crmpi_passthrough())
+        return PMPI_Startall(n, reqs);
+    for (int i = 0; i < n; i++) {
+        int rc = start_one(&reqs[i]);
+        if (rc != MPI_SUCCESS)
+            return rc;
+    }
     return MPI_SUCCESS;
 }
 

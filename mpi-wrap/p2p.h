@@ -45,5 +45,10 @@ void crmpi_probe_status(const struct mq_msg *m, MPI_Status *status);
 /* Requests: bookkeeping when MPI reports a request complete with *st;
  * err is the request's error code (stored in the status). */
 void vreq_complete(struct vreq *r, const MPI_Status *st, int err);
+/* Serve a receive request from the queue (DONE) or post it in MPI (ACTIVE:
+ * MPI_Irecv, or MPI_Start of a persistent one). Returns an MPI error code. */
+int vreq_post_recv(struct vreq *r);
+/* A persistent request back to INACTIVE, with the empty status. */
+void vreq_make_inactive(struct vreq *r);
 
 #endif

@@ -25,7 +25,8 @@ void vreq_complete(struct vreq *r, const MPI_Status *st, int err)
     r->status = *st;
     r->status.MPI_ERROR = err;   /* single-completion calls leave it unset */
     r->state = VREQ_DONE;
-    r->h.real.req = MPI_REQUEST_NULL;
+    if (!r->persistent)          /* a persistent one stays, inactive, in MPI */
+        r->h.real.req = MPI_REQUEST_NULL;
     PMPI_Test_cancelled(st, &cancelled);
     if (r->kind == VREQ_RECV && !cancelled)
         crmpi_count_recvd(r->comm, st->MPI_SOURCE);
@@ -33,13 +34,18 @@ void vreq_complete(struct vreq *r, const MPI_Status *st, int err)
         crmpi_sent_[r->peer_world]--;
 }
 
-/* Give a DONE request back to the application: status out, handle nulled.
- * Returns the error recorded in the status. */
+/* Give a DONE request back to the application: status out, handle nulled
+ * - or, for a persistent request, the request made inactive (an inactive
+ * one gives the empty status). Returns the error recorded in the status. */
 static int hand_back(struct vreq *r, MPI_Request *slot, MPI_Status *status)
 {
     int err = r->status.MPI_ERROR;
     if (status != MPI_STATUS_IGNORE)
         *status = r->status;
+    if (r->persistent) {
+        vreq_make_inactive(r);
+        return err;
+    }
     vreq_release(r);
     *slot = MPI_REQUEST_NULL;
     return err;
@@ -141,13 +147,24 @@ int MPI_Test(MPI_Request *req, int *flag, MPI_Status *status)
     return hand_back(r, req, status);
 }
 
+/* After an error of a Waitall/Testall: request i did not complete. MPI
+ * nulls a completed request, but leaves a completed persistent one. */
+static int still_pending(const struct vreq *r, const struct scratch *s, int i, int rc)
+{
+    if (!r || r->state != VREQ_ACTIVE)
+        return 0;
+    if (r->persistent)
+        return rc != MPI_SUCCESS && s->ss[i].MPI_ERROR == MPI_ERR_PENDING;
+    return s->rs[i] != MPI_REQUEST_NULL;
+}
+
 static int all_done(int n, MPI_Request reqs[], struct scratch *s, MPI_Status *sts, int rc)
 {
     int err = 0;
     for (int i = 0; i < n; i++) {
         struct vreq *r = vreq_of(reqs[i]);
-        if (r && r->state == VREQ_ACTIVE && s->rs[i] != MPI_REQUEST_NULL)
-            continue;   /* still pending after an error */
+        if (still_pending(r, s, i, rc))
+            continue;
         if (finish(reqs, i, s->rs[i], &s->ss[i], status_at(sts, i)) != MPI_SUCCESS)
             err = 1;
     }
@@ -326,7 +343,8 @@ int MPI_Request_get_status(MPI_Request req, int *flag, MPI_Status *status)
 }
 
 /* A freed active request stays known (detached) until the next checkpoint
- * settles it: its message still has to be counted. */
+ * settles it: its message still has to be counted. (MPI lets a persistent
+ * request be freed while active, too; its real request is freed with it.) */
 int MPI_Request_free(MPI_Request *req)
 {
     CRMPI_LIB_SCOPE;

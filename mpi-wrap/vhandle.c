@@ -227,8 +227,22 @@ struct vreq *vreq_new(int kind)
     return r;
 }
 
+void vreq_hold_type(struct vreq *r, MPI_Datatype t)
+{
+    struct vtype *v = (struct vtype *)vh_get(t, VH_TYPE);
+    if (v)
+        v->refs++;
+    r->type = t;
+}
+
 void vreq_release(struct vreq *r)
 {
+    if (r->persistent && r->h.real.req != MPI_REQUEST_NULL)
+        PMPI_Request_free(&r->h.real.req);   /* inactive here: freed at once */
+    struct vtype *t = (struct vtype *)vh_get(r->type, VH_TYPE);
+    if (t)
+        vtype_unref(t);
+    r->type = MPI_DATATYPE_NULL;
     vh_unlink(&r->h);
     r->h.magic = VH_DEAD;
     r->h.next = crmpi_st->req_free;
@@ -416,7 +430,7 @@ void vh_forget_reals(void)
 {
     for (int k = 0; k < VH_NKINDS; k++)
         for (struct vh *v = crmpi_st->live[k].head; v; v = v->next)
-            if (k != VH_REQ && k != VH_MSG)
+            if ((k != VH_REQ && k != VH_MSG) || (k == VH_REQ && ((struct vreq *)v)->persistent))
                 v->real.comm = NULL;
 }
 
@@ -432,9 +446,18 @@ void vh_release_reals(void)
             case VH_OP:    PMPI_Op_free(&v->real.op); break;
             case VH_INFO:  PMPI_Info_free(&v->real.info); break;
             case VH_ERRH:  PMPI_Errhandler_free(&v->real.errh); break;
+            case VH_REQ:
+                if (((struct vreq *)v)->persistent && v->real.req != MPI_REQUEST_NULL)
+                    PMPI_Request_free(&v->real.req);
+                break;
             default: break;
             }
         }
+    }
+    if (crmpi_st->bsend_buf) {
+        void *b;
+        int n;
+        PMPI_Buffer_detach(&b, &n);
     }
     vh_forget_reals();
 }
@@ -467,6 +490,9 @@ static int rebuild_one(struct vh *v)
     case VH_ERRH:
         return PMPI_Comm_create_errhandler(((struct verrh *)v)->fn, &v->real.errh)
                == MPI_SUCCESS ? 0 : -EIO;
+    case VH_REQ:   /* the others were completed or deferred by the drain */
+        return !((struct vreq *)v)->persistent || vreq_init_real((struct vreq *)v) == MPI_SUCCESS
+               ? 0 : -EIO;
     default:
         return 0;
     }
@@ -475,8 +501,8 @@ static int rebuild_one(struct vh *v)
 int vh_rebuild_all(void)
 {
     /* Errhandlers and ops before the communicators that use them; types
-     * only depend on older types. */
-    static const int order[] = { VH_INFO, VH_ERRH, VH_OP, VH_GROUP, VH_COMM, VH_TYPE };
+     * only depend on older types; persistent requests on both. */
+    static const int order[] = { VH_INFO, VH_ERRH, VH_OP, VH_GROUP, VH_COMM, VH_TYPE, VH_REQ };
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
         for (struct vh *v = crmpi_st->live[order[i]].head; v; v = v->next) {
             int rc = rebuild_one(v);
@@ -485,6 +511,12 @@ int vh_rebuild_all(void)
                 return rc;
             }
         }
+    }
+    if (crmpi_st->bsend_buf &&
+        PMPI_Buffer_attach(crmpi_st->bsend_buf, crmpi_st->bsend_size) != MPI_SUCCESS) {
+        cr_err("cannot attach the buffered-send buffer %p (%d bytes) again",
+               crmpi_st->bsend_buf, crmpi_st->bsend_size);
+        return -EIO;
     }
     if (crmpi_st->world_errh)
         PMPI_Comm_set_errhandler(MPI_COMM_WORLD, vh_in_errh(crmpi_st->world_errh));

@@ -100,18 +100,30 @@ struct vmsg {
 enum vreq_kind  { VREQ_SEND = 1, VREQ_RECV, VREQ_MRECV, VREQ_OTHER };
 enum vreq_state { VREQ_ACTIVE = 1,  /* h.real.req is pending in MPI */
                   VREQ_DONE,        /* complete; status holds the result */
-                  VREQ_DEFERRED };  /* receive cancelled at a checkpoint: re-post */
+                  VREQ_DEFERRED,    /* receive cancelled at a checkpoint: re-post */
+                  VREQ_INACTIVE };  /* persistent, not started (status: empty) */
+/* Which MPI_*_init made a persistent request (0: not persistent). */
+enum vreq_init { VREQ_INIT_SEND = 1, VREQ_INIT_SSEND, VREQ_INIT_RSEND, VREQ_INIT_BSEND,
+                 VREQ_INIT_RECV };
+/* A persistent request keeps its real persistent request from MPI_*_init
+ * to MPI_Request_free, across its completions; after a restart the recipe
+ * makes it again (p2p.c: vreq_init_real). */
 struct vreq {
     struct vh h;
     int kind, state;
     int detached;                  /* MPI_Request_free'd while active */
     int peer_world;                /* send: destination's world rank */
     MPI_Status status;
-    /* receive recipe (VREQ_RECV), to serve from the queue or re-post */
+    /* The recipe of a receive (VREQ_RECV: to serve it from the queue or
+     * re-post it) and of a persistent send (peer: its destination). A
+     * derived datatype in it holds a reference (vtype.refs), so the
+     * application may free the type while the request lives. */
     void *buf;
     int count, source, tag;
     MPI_Datatype type;
     MPI_Comm comm;
+    int persistent;                /* enum vreq_init, 0: not persistent */
+    int dest;
 };
 
 /* ---- the persistent state of the MPI layer ------------------------------- */
@@ -125,9 +137,11 @@ struct crmpi_state {
     struct mq queue;               /* drained messages */
     MPI_Errhandler world_errh, self_errh;   /* set by the application */
     uint64_t checkpoints;          /* committed by this job */
+    void *bsend_buf;               /* MPI_Buffer_attach'ed (NULL: none), attached */
+    int bsend_size;                /* again after a restart                        */
 };
 #define CRMPI_STATE_MAGIC   0x63726d7069737431ull   /* "crmpist1" */
-#define CRMPI_STATE_VERSION 1
+#define CRMPI_STATE_VERSION 2   /* 2: persistent requests */
 
 extern struct crmpi_state *crmpi_st;
 
@@ -197,7 +211,14 @@ int vh_out_op(MPI_Op *user, MPI_Op real, MPI_User_function *fn, int commute);
 int vh_out_errh(MPI_Errhandler *user, MPI_Errhandler real, MPI_Comm_errhandler_function *fn);
 /* Requests and messages are created by the point-to-point wrappers. */
 struct vreq *vreq_new(int kind);
+/* The request's recipe names datatype t: hold it (no-op for a predefined
+ * type); vreq_release lets it go. */
+void vreq_hold_type(struct vreq *r, MPI_Datatype t);
+/* Forget the request (a persistent one frees its real request first). */
 void vreq_release(struct vreq *r);
+/* Make a persistent request's real request from its recipe (MPI_*_init;
+ * p2p.c). Returns an MPI error code. */
+int vreq_init_real(struct vreq *r);
 struct vmsg *vmsg_new(MPI_Comm comm, MPI_Message real, struct mq_msg *held);
 void vmsg_release(struct vmsg *m);
 

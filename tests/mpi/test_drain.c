@@ -312,6 +312,120 @@ static void test_freed_isend_request_is_settled_by_drain(void)
     CU_ASSERT_EQUAL(live, 0);
 }
 
+/* Persistent requests (MPI_Send_init/MPI_Recv_init) across drains, reused
+ * every round: round 0 starts only the sends before the checkpoint (the
+ * messages wait in the queue, the receives started after it are served
+ * from there); round 1 starts everything before it (receives completed or
+ * deferred and started again); round 2 starts only the receives (every
+ * one deferred by the drain, started again after it, matched by sends
+ * made after it). */
+static void test_persistent_requests_across_drains_every_round(void)
+{
+    MPI_Request sreq[3], rreq[3];
+    unsigned char *sb[3], *rb[3];
+    for (int i = 0; i < 3; i++) {
+        sb[i] = malloc((size_t)sizes[i]);
+        rb[i] = malloc((size_t)sizes[i]);
+        CU_ASSERT_EQUAL_FATAL(MPI_Send_init(sb[i], sizes[i], MPI_BYTE, right, 200 + i,
+                                            MPI_COMM_WORLD, &sreq[i]), MPI_SUCCESS);
+        CU_ASSERT_EQUAL_FATAL(MPI_Recv_init(rb[i], sizes[i], MPI_BYTE, left, 200 + i,
+                                            MPI_COMM_WORLD, &rreq[i]), MPI_SUCCESS);
+    }
+    unsigned long long drained[3] = { 0, 0, 0 }, deferred = 0;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 3; i++) {
+            fill(sb[i], (size_t)sizes[i], rank * 10 + i + round * 100);
+            memset(rb[i], 0, (size_t)sizes[i]);
+        }
+        if (round <= 1)
+            CU_ASSERT_EQUAL(MPI_Startall(3, sreq), MPI_SUCCESS);
+        if (round >= 1)
+            CU_ASSERT_EQUAL(MPI_Startall(3, rreq), MPI_SUCCESS);
+        MPI_Barrier(MPI_COMM_WORLD);
+        CU_ASSERT_EQUAL_FATAL(crmpi_quiesce(), 0);
+        struct crmpi_drain_stats ds;
+        crmpi_drain_last_stats(&ds);
+        CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+        drained[round] = ds.drained_msgs;
+        if (round == 2)
+            deferred = ds.deferred_recvs;
+        if (round == 0)
+            CU_ASSERT_EQUAL(MPI_Startall(3, rreq), MPI_SUCCESS);
+        if (round == 2)
+            CU_ASSERT_EQUAL(MPI_Startall(3, sreq), MPI_SUCCESS);
+        MPI_Status st[3];
+        CU_ASSERT_EQUAL(MPI_Waitall(3, rreq, st), MPI_SUCCESS);
+        CU_ASSERT_EQUAL(MPI_Waitall(3, sreq, MPI_STATUSES_IGNORE), MPI_SUCCESS);
+        for (int i = 0; i < 3; i++) {
+            int cnt = -1;
+            MPI_Get_count(&st[i], MPI_BYTE, &cnt);
+            CU_ASSERT_EQUAL(cnt, sizes[i]);
+            CU_ASSERT_EQUAL(st[i].MPI_SOURCE, left);
+            CU_ASSERT_EQUAL(st[i].MPI_TAG, 200 + i);
+            CU_ASSERT_TRUE(check(rb[i], (size_t)sizes[i], left * 10 + i + round * 100));
+            CU_ASSERT_PTR_NOT_EQUAL(rreq[i], MPI_REQUEST_NULL);
+            CU_ASSERT_PTR_NOT_EQUAL(sreq[i], MPI_REQUEST_NULL);
+        }
+    }
+    /* the queue and the re-start really were used */
+    unsigned long long all = 0;
+    PMPI_Allreduce(&drained[0], &all, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
+    CU_ASSERT_TRUE(all > 0);
+    CU_ASSERT_EQUAL(deferred, 3);
+    CU_ASSERT_EQUAL(drained[2], 0);
+    for (int i = 0; i < 3; i++) {
+        MPI_Request_free(&sreq[i]);
+        MPI_Request_free(&rreq[i]);
+        free(sb[i]);
+        free(rb[i]);
+    }
+}
+
+/* A pending MPI_Irecv whose derived datatype the application freed (legal
+ * MPI) is deferred by the drain and re-posted with that type. */
+static void test_deferred_irecv_keeps_its_freed_datatype(void)
+{
+    MPI_Datatype pair;
+    MPI_Type_vector(2, 1, 3, MPI_INT, &pair);
+    MPI_Type_commit(&pair);
+    int in[4] = { -1, -1, -1, -1 }, out[2] = { rank, rank + 7 };
+    MPI_Request rr, sr;
+    MPI_Irecv(in, 1, pair, left, 68, MPI_COMM_WORLD, &rr);
+    MPI_Type_free(&pair);
+    MPI_Barrier(MPI_COMM_WORLD);
+    CU_ASSERT_EQUAL_FATAL(crmpi_quiesce(), 0);
+    struct crmpi_drain_stats ds;
+    crmpi_drain_last_stats(&ds);
+    CU_ASSERT_EQUAL(ds.deferred_recvs, 1);
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    MPI_Isend(out, 2, MPI_INT, right, 68, MPI_COMM_WORLD, &sr);   /* sent after it */
+    CU_ASSERT_EQUAL(MPI_Wait(&rr, MPI_STATUS_IGNORE), MPI_SUCCESS);
+    MPI_Wait(&sr, MPI_STATUS_IGNORE);
+    CU_ASSERT_EQUAL(in[0], left);
+    CU_ASSERT_EQUAL(in[1], -1);
+    CU_ASSERT_EQUAL(in[3], left + 7);
+}
+
+/* A persistent send freed while active (legal MPI) is completed and
+ * forgotten by the next drain, its message delivered. */
+static void test_freed_active_persistent_send_is_settled_by_drain(void)
+{
+    int v = rank + 5;
+    MPI_Request r;
+    MPI_Send_init(&v, 1, MPI_INT, right, 67, MPI_COMM_WORLD, &r);
+    CU_ASSERT_EQUAL(MPI_Start(&r), MPI_SUCCESS);
+    MPI_Request_free(&r);
+    CU_ASSERT_PTR_EQUAL(r, MPI_REQUEST_NULL);
+    checkpoint_drain();
+    int got = -1;
+    MPI_Recv(&got, 1, MPI_INT, left, 67, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    CU_ASSERT_EQUAL(got, left + 5);
+    size_t live = 0;
+    for (struct vh *h = crmpi_st->live[VH_REQ].head; h; h = h->next)
+        live++;
+    CU_ASSERT_EQUAL(live, 0);
+}
+
 static CU_TestInfo tests[] = {
     CUTEST(test_ring_messages_in_flight_all_sizes_delivered_after_drain),
     CUTEST(test_any_source_any_tag_keep_per_sender_order),
@@ -323,6 +437,9 @@ static CU_TestInfo tests[] = {
     CUTEST(test_truncation_reported_from_queue),
     CUTEST(test_collectives_and_empty_drain_every_step),
     CUTEST(test_freed_isend_request_is_settled_by_drain),
+    CUTEST(test_persistent_requests_across_drains_every_round),
+    CUTEST(test_freed_active_persistent_send_is_settled_by_drain),
+    CUTEST(test_deferred_irecv_keeps_its_freed_datatype),
     CU_TEST_INFO_NULL
 };
 static CU_SuiteInfo suites[] = {

@@ -350,9 +350,71 @@ static void test_uncheckpointable_calls_are_refused_by_name(void)
     MPI_File fh;
     CU_ASSERT_EQUAL(MPI_File_open(MPI_COMM_WORLD, "/nonexistent", MPI_MODE_RDONLY,
                                   MPI_INFO_NULL, &fh), MPI_ERR_UNSUPPORTED_OPERATION);
+    MPI_Comm c;
     MPI_Request r;
-    CU_ASSERT_EQUAL(MPI_Send_init(buf, 1, MPI_INT, 0, 0, MPI_COMM_WORLD, &r),
-                    MPI_ERR_UNSUPPORTED_OPERATION);
+    CU_ASSERT_EQUAL(MPI_Comm_idup(MPI_COMM_WORLD, &c, &r), MPI_ERR_UNSUPPORTED_OPERATION);
+}
+
+/* Persistent requests on a derived datatype the application has freed and
+ * a duplicated communicator: after the restart the same handles start
+ * again and carry the same strided traffic, twice (a persistent request
+ * outlives its completions). */
+static size_t live_types(void)
+{
+    size_t n = 0;
+    for (struct vh *h = crmpi_st->live[VH_TYPE].head; h; h = h->next)
+        n++;
+    return n;
+}
+
+static void test_persistent_requests_rebuilt_after_restart(void)
+{
+    size_t types_before = live_types();
+    MPI_Datatype col;
+    MPI_Comm dup;
+    MPI_Comm_dup(MPI_COMM_WORLD, &dup);
+    MPI_Type_vector(4, 1, 4, MPI_INT, &col);
+    MPI_Type_commit(&col);
+    int m[16], r[16];
+    int to = (rank + 1) % size, from = (rank - 1 + size) % size;
+    MPI_Request req[2];
+    CU_ASSERT_EQUAL_FATAL(MPI_Recv_init(r + 2, 1, col, from, 9, dup, &req[0]), MPI_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(MPI_Send_init(m + 1, 1, col, to, 9, dup, &req[1]), MPI_SUCCESS);
+    MPI_Type_free(&col);                        /* legal: the requests keep it */
+    CU_ASSERT_PTR_NOT_NULL(vh_get(req[0], VH_REQ));
+    /* inactive: completes at once with the empty status */
+    MPI_Status st;
+    int flag = 0;
+    CU_ASSERT_EQUAL(MPI_Test(&req[0], &flag, &st), MPI_SUCCESS);
+    CU_ASSERT_TRUE(flag);
+    CU_ASSERT_EQUAL(st.MPI_SOURCE, MPI_ANY_SOURCE);
+    CU_ASSERT_EQUAL(st.MPI_TAG, MPI_ANY_TAG);
+    CU_ASSERT_PTR_NOT_EQUAL(req[0], MPI_REQUEST_NULL);
+    simulate_restart();
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 16; i++) {
+            m[i] = rank * 100 + i + round * 1000;
+            r[i] = -1;
+        }
+        MPI_Status sts[2];
+        CU_ASSERT_EQUAL(MPI_Startall(2, req), MPI_SUCCESS);
+        CU_ASSERT_EQUAL(MPI_Start(&req[0]), MPI_ERR_REQUEST);   /* still active */
+        CU_ASSERT_EQUAL(MPI_Waitall(2, req, sts), MPI_SUCCESS);
+        int ok = 1;
+        for (int i = 0; i < 16; i++)
+            ok &= r[i] == (i % 4 == 2 ? from * 100 + (i - 1) + round * 1000 : -1);
+        CU_ASSERT_TRUE(ok);
+        CU_ASSERT_EQUAL(sts[0].MPI_SOURCE, from);
+        CU_ASSERT_EQUAL(sts[0].MPI_TAG, 9);
+        CU_ASSERT_PTR_NOT_EQUAL(req[0], MPI_REQUEST_NULL);
+        CU_ASSERT_PTR_NOT_EQUAL(req[1], MPI_REQUEST_NULL);
+    }
+    CU_ASSERT_EQUAL(MPI_Request_free(&req[0]), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(MPI_Request_free(&req[1]), MPI_SUCCESS);
+    CU_ASSERT_PTR_EQUAL(req[0], MPI_REQUEST_NULL);
+    /* the last reference to the type went with the requests */
+    CU_ASSERT_EQUAL(live_types(), types_before);
+    MPI_Comm_free(&dup);
 }
 
 static CU_TestInfo tests[] = {
@@ -365,6 +427,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_user_op_info_and_errhandler_rebuilt),
     CUTEST(test_get_contents_returns_virtual_children),
     CUTEST(test_uncheckpointable_calls_are_refused_by_name),
+    CUTEST(test_persistent_requests_rebuilt_after_restart),
     CU_TEST_INFO_NULL
 };
 static CU_SuiteInfo suites[] = {
