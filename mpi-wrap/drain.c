@@ -68,24 +68,64 @@ static int settle_requests(void)
             rc = PMPI_Wait(&r->h.real.req, &st) == MPI_SUCCESS ? 0 : -EIO;
             if (!rc)
                 vreq_complete(r, &st, MPI_SUCCESS);
-        } else if (r->kind == VREQ_OTHER) {
-            int flag = 0;
-            MPI_Status st;
-            if (PMPI_Test(&r->h.real.req, &flag, &st) == MPI_SUCCESS && flag) {
-                vreq_complete(r, &st, MPI_SUCCESS);
-            } else {
-                cr_err("a non-blocking collective (or other non point-to-point request) "
-                       "is still pending at crmpi_checkpoint(): cannot be checkpointed; "
-                       "complete it before the checkpoint");
-                rc = CR_EUNSUPPORTED;
-            }
-        }
+        }   /* VREQ_OTHER: settle_collectives */
         if (rc)
             return rc;
         if (r->detached && r->state == VREQ_DONE)
             vreq_release(r);
     }
     return 0;
+}
+
+/* Non-blocking collectives (requests that are neither sends nor receives)
+ * still pending. One completes once every rank of its communicator has
+ * posted its part, which no rank can know alone: all ranks test theirs and
+ * agree, rounds of MPI_Test and an MPI_Allreduce on the protocol's
+ * communicator, until none is pending anywhere. A collective that some rank
+ * posts only after the checkpoint never completes here: after
+ * NBC_WAIT_S seconds (agreed, so every rank leaves the loop in the same
+ * round) the checkpoint fails, as it always did, and the job goes on. */
+#define NBC_WAIT_S 5.0
+
+static int settle_collectives(void)
+{
+    double t0 = PMPI_Wtime();
+    for (;;) {
+        int mine[2] = { 0, PMPI_Wtime() - t0 > NBC_WAIT_S }, all[2];
+        struct vh *next;
+        for (struct vh *v = crmpi_st->live[VH_REQ].head; v; v = next) {
+            struct vreq *r = (struct vreq *)v;
+            next = v->next;
+            if (r->kind != VREQ_OTHER || r->state != VREQ_ACTIVE)
+                continue;
+            int flag = 0;
+            MPI_Status st;
+            if (PMPI_Test(&r->h.real.req, &flag, &st) != MPI_SUCCESS)
+                return -EIO;
+            if (!flag) {
+                mine[0]++;
+                continue;
+            }
+            vreq_complete(r, &st, MPI_SUCCESS);
+            last.completed_colls++;
+            if (r->detached)
+                vreq_release(r);
+        }
+        if (PMPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, crmpi_proto_comm) != MPI_SUCCESS) {
+            cr_err("MPI_Allreduce agreeing on pending non-blocking collectives failed");
+            return -EIO;
+        }
+        if (!all[0])
+            return 0;
+        if (all[1]) {
+            if (mine[0])
+                cr_err("%d non-blocking collective(s) still pending at crmpi_checkpoint() "
+                       "after %.0f s: one that some rank posts only after the checkpoint "
+                       "cannot be checkpointed; post it on every rank before, or complete it",
+                       mine[0], NBC_WAIT_S);
+            return CR_EUNSUPPORTED;
+        }
+    }
 }
 
 /* Messages matched by MPI_Mprobe but not received: receive them as bytes
@@ -238,6 +278,10 @@ int crmpi_drain(void)
     int rc = settle_requests();
     if (!rc)
         rc = settle_messages();
+    /* Collective: every rank takes part, whatever its status. */
+    int crc = settle_collectives();
+    if (!rc)
+        rc = crc;
     /* Even a rank that failed above must take part in the exchange and the
      * drain, or the others would wait for it forever. */
     int64_t *owed = calloc((size_t)n, sizeof *owed);
@@ -254,9 +298,9 @@ int crmpi_drain(void)
     if (!xrc)
         crmpi_counters_reset();
     cr_dbg("drain: %llu messages (%llu bytes) queued, %llu receives deferred, "
-           "%llu sends completed; queue now %zu messages",
+           "%llu sends and %llu collectives completed; queue now %zu messages",
            last.drained_msgs, last.drained_bytes, last.deferred_recvs, last.completed_sends,
-           crmpi_st->queue.count);
+           last.completed_colls, crmpi_st->queue.count);
     return rc ? rc : xrc;
 }
 

@@ -7,6 +7,10 @@
  *      counted), the others are cancelled and become DEFERRED (re-posted by
  *      crmpi_repost() with the same buffer); messages matched by Mprobe but
  *      not yet received are received into their message object;
+ *   1b. complete pending non-blocking collectives, testing and agreeing in
+ *      rounds until none is pending on any rank; one still pending after a
+ *      few seconds (posted by some ranks only) cannot be checkpointed:
+ *      CR_EUNSUPPORTED, logged;
  *   2. exchange the per-rank message counters (MPI_Alltoall on a private
  *      duplicate of MPI_COMM_WORLD) and compute what each peer still owes;
  *   3. MPI_Iprobe every live communicator with MPI_ANY_SOURCE/MPI_ANY_TAG
@@ -15,9 +19,6 @@
  *   4. wait for every pending send (its message is now received);
  *   5. reset the counters: every channel is empty.
  * Returns 0 or a negative code (local: the caller agrees on a status).
- * Pending requests that are neither point-to-point sends nor receives (a
- * non-blocking collective still in progress) cannot be checkpointed:
- * CR_EUNSUPPORTED, logged.
  */
 #ifndef CRMPI_DRAIN_H
 #define CRMPI_DRAIN_H
@@ -35,7 +36,8 @@ int crmpi_drain(void);
 int crmpi_repost(void);
 
 struct crmpi_drain_stats {
-    unsigned long long drained_msgs, drained_bytes, deferred_recvs, completed_sends;
+    unsigned long long drained_msgs, drained_bytes, deferred_recvs, completed_sends,
+        completed_colls;
 };
 /* Statistics of the last drain (tests and benchmarks). */
 void crmpi_drain_last_stats(struct crmpi_drain_stats *out);

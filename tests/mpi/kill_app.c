@@ -24,7 +24,8 @@
  *   dtypes   struct/vector/resized datatypes in flight
  *   irecv    an MPI_Irecv posted before the checkpoint whose message is sent
  *            only after it (it is re-posted on restart)
- *   coll     Allreduce, Bcast, Alltoall, Allgather every step
+ *   coll     Allreduce, Bcast, Alltoall, Allgather every step, and an
+ *            Iallreduce pending across the checkpoint
  *   thread   MPI_THREAD_FUNNELED; a persistent worker thread per rank
  *            computes alongside main and joins every checkpoint rendezvous
  *   persist  the halo exchange with persistent requests (MPI_Send_init,
@@ -425,7 +426,7 @@ static uint64_t irecv(int steps)
 /* ---- coll ----------------------------------------------------------------------- */
 static uint64_t coll(int steps)
 {
-    struct { int step; uint64_t h; int *a, *b; } *st = pmalloc(sizeof *st);
+    struct { int step; uint64_t h; int *a, *b; long nv, ns; } *st = pmalloc(sizeof *st);
     st->a = pmalloc(sizeof(int) * (size_t)size);
     st->b = pmalloc(sizeof(int) * (size_t)size);
     for (st->step = 0; st->step < steps; st->step++) {
@@ -436,9 +437,13 @@ static uint64_t coll(int steps)
         for (int i = 0; i < size; i++)
             st->a[i] = rank * 100 + i + st->step;
         MPI_Alltoall(st->a, 1, MPI_INT, st->b, 1, MPI_INT, MPI_COMM_WORLD);
-        checkpoint();
+        MPI_Request nb;
+        st->nv = (long)rank * st->step + 1;
+        MPI_Iallreduce(&st->nv, &st->ns, 1, MPI_LONG, MPI_MAX, MPI_COMM_WORLD, &nb);
+        checkpoint();                        /* the Iallreduce pending on every rank */
+        MPI_Wait(&nb, MPI_STATUS_IGNORE);
         MPI_Allgather(&st->b[0], 1, MPI_INT, st->a, 1, MPI_INT, MPI_COMM_WORLD);
-        st->h = mix(st->h, (uint64_t)s ^ (uint64_t)bv << 20);
+        st->h = mix(st->h, (uint64_t)s ^ (uint64_t)bv << 20 ^ (uint64_t)st->ns << 40);
         for (int i = 0; i < size; i++)
             st->h = mix(st->h, (uint64_t)st->b[i] ^ (uint64_t)st->a[i] << 32);
     }

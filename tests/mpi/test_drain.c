@@ -381,6 +381,47 @@ static void test_persistent_requests_across_drains_every_round(void)
     }
 }
 
+/* Non-blocking collectives every rank posted before the checkpoint are
+ * completed by the drain (nobody tested them before: it is the drain that
+ * completes them) and hand their results over afterwards. */
+static void test_pending_collectives_posted_everywhere_complete_in_drain(void)
+{
+    long v = rank + 1, sum = 0;
+    int got[64] = { 0 };
+    MPI_Request r[3];
+    MPI_Iallreduce(&v, &sum, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD, &r[0]);
+    MPI_Ibarrier(MPI_COMM_WORLD, &r[1]);
+    MPI_Iallgather(&rank, 1, MPI_INT, got, 1, MPI_INT, MPI_COMM_WORLD, &r[2]);
+    CU_ASSERT_EQUAL_FATAL(crmpi_quiesce(), 0);
+    struct crmpi_drain_stats ds;
+    crmpi_drain_last_stats(&ds);
+    CU_ASSERT_EQUAL(ds.completed_colls, 3);
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    CU_ASSERT_EQUAL(MPI_Waitall(3, r, MPI_STATUSES_IGNORE), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(sum, (long)size * (size + 1) / 2);
+    int ok = 1;
+    for (int i = 0; i < size; i++)
+        ok &= got[i] == i;
+    CU_ASSERT_TRUE(ok);
+}
+
+/* A collective only rank 0 posted before the checkpoint cannot complete in
+ * it: every rank gets CR_EUNSUPPORTED (after the drain's few seconds), no
+ * rank hangs, and the collective completes normally once the others post
+ * it after the failed checkpoint. */
+static void test_collective_posted_by_one_rank_fails_checkpoint_everywhere(void)
+{
+    MPI_Request r = MPI_REQUEST_NULL;
+    if (rank == 0)
+        MPI_Ibarrier(MPI_COMM_WORLD, &r);
+    CU_ASSERT_EQUAL(crmpi_quiesce(), CR_EUNSUPPORTED);
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    if (rank != 0)
+        MPI_Ibarrier(MPI_COMM_WORLD, &r);
+    CU_ASSERT_EQUAL(MPI_Wait(&r, MPI_STATUS_IGNORE), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(checkpoint_drain(), 0);   /* and the next checkpoint is clean */
+}
+
 /* A pending MPI_Irecv whose derived datatype the application freed (legal
  * MPI) is deferred by the drain and re-posted with that type. */
 static void test_deferred_irecv_keeps_its_freed_datatype(void)
@@ -440,6 +481,8 @@ static CU_TestInfo tests[] = {
     CUTEST(test_persistent_requests_across_drains_every_round),
     CUTEST(test_freed_active_persistent_send_is_settled_by_drain),
     CUTEST(test_deferred_irecv_keeps_its_freed_datatype),
+    CUTEST(test_pending_collectives_posted_everywhere_complete_in_drain),
+    CUTEST(test_collective_posted_by_one_rank_fails_checkpoint_everywhere),
     CU_TEST_INFO_NULL
 };
 static CU_SuiteInfo suites[] = {
