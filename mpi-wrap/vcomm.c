@@ -106,6 +106,19 @@ int vcomm_capture(struct vcomm *v, MPI_Comm real)
     return capture_topology(v, real);
 }
 
+/* A new communicator inherits its parent's error handler (MPI 3.1, 8.3),
+ * which the rebuild must apply: it makes every communicator from
+ * MPI_COMM_WORLD, whose handler is the fresh MPI's default at that point. */
+void vcomm_inherit_errhandler(struct vcomm *v, MPI_Comm real)
+{
+    MPI_Errhandler e;
+    if (PMPI_Comm_get_errhandler(real, &e) != MPI_SUCCESS)
+        return;
+    v->errh = vh_back_errh(e);
+    if (v->errh != e)
+        PMPI_Errhandler_free(&e);   /* the reference get_errhandler added */
+}
+
 static int apply_topology(struct vcomm *v, MPI_Comm *c)
 {
     MPI_Comm t = MPI_COMM_NULL;

@@ -80,6 +80,7 @@ int vh_out_comm(MPI_Comm *user, MPI_Comm real)
         vcomm_destroy(v);
         goto free_real;
     }
+    vcomm_inherit_errhandler(v, real);
     vh_link(&v->h);
     *user = (MPI_Comm)v;
     return MPI_SUCCESS;

@@ -64,7 +64,7 @@ struct vcomm {
     int topo;                      /* MPI_UNDEFINED, MPI_CART, MPI_GRAPH, MPI_DIST_GRAPH */
     int ntopo;
     int *topo_data;
-    MPI_Errhandler errh;           /* set by the application (NULL: default) */
+    MPI_Errhandler errh;           /* inherited or set by the application */
 };
 
 struct vgroup {
@@ -262,6 +262,7 @@ void vh_link(struct vh *v);
 void vh_unlink(struct vh *v);
 int vcomm_capture(struct vcomm *v, MPI_Comm real);
 int vcomm_rebuild(struct vcomm *v);
+void vcomm_inherit_errhandler(struct vcomm *v, MPI_Comm real);
 void vcomm_destroy(struct vcomm *v);
 int vgroup_capture(struct vgroup *v, MPI_Group real);
 int vgroup_rebuild(struct vgroup *v);

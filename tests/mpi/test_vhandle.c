@@ -324,6 +324,31 @@ static void test_user_op_info_and_errhandler_rebuilt(void)
     MPI_Comm_free(&c);
 }
 
+/* Communicators inherit their parent's error handler; the rebuild makes
+ * them from MPI_COMM_WORLD of a fresh MPI, whose handler is the default
+ * then (simulated below), so it must apply what each inherited. */
+static void test_inherited_errhandler_survives_restart(void)
+{
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm d, s;
+    MPI_Comm_dup(MPI_COMM_WORLD, &d);
+    MPI_Comm_split(d, rank % 2, rank, &s);
+    vh_release_reals();
+    PMPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);   /* a fresh MPI */
+    CU_ASSERT_EQUAL_FATAL(vh_rebuild_all(), 0);
+    MPI_Comm cs[3] = { MPI_COMM_WORLD, d, s };
+    for (int i = 0; i < 3; i++) {
+        MPI_Errhandler e;
+        CU_ASSERT_EQUAL(MPI_Comm_get_errhandler(cs[i], &e), MPI_SUCCESS);
+        CU_ASSERT_PTR_EQUAL(e, MPI_ERRORS_RETURN);
+    }
+    int v = rank;
+    CU_ASSERT_NOT_EQUAL(MPI_Send(&v, 1, MPI_INT, size + 5, 0, s), MPI_SUCCESS);
+    MPI_Comm_free(&s);
+    MPI_Comm_free(&d);
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
+}
+
 static void test_get_contents_returns_virtual_children(void)
 {
     MPI_Datatype child, parent;
@@ -426,6 +451,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_rebuilt_datatype_carries_strided_traffic),
     CUTEST(test_user_op_info_and_errhandler_rebuilt),
     CUTEST(test_get_contents_returns_virtual_children),
+    CUTEST(test_inherited_errhandler_survives_restart),
     CUTEST(test_uncheckpointable_calls_are_refused_by_name),
     CUTEST(test_persistent_requests_rebuilt_after_restart),
     CU_TEST_INFO_NULL
