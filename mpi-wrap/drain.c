@@ -77,8 +77,8 @@ static int settle_requests(void)
     return 0;
 }
 
-/* Non-blocking collectives (requests that are neither sends nor receives)
- * still pending. One completes once every rank of its communicator has
+/* Non-blocking collectives (requests that are neither sends nor receives,
+ * MPI_Comm_idup included) still pending. One completes once every rank of its communicator has
  * posted its part, which no rank can know alone: all ranks test theirs and
  * agree, rounds of MPI_Test and an MPI_Allreduce on the protocol's
  * communicator, until none is pending anywhere. A collective that some rank
@@ -96,7 +96,7 @@ static int settle_collectives(void)
         for (struct vh *v = crmpi_st->live[VH_REQ].head; v; v = next) {
             struct vreq *r = (struct vreq *)v;
             next = v->next;
-            if (r->kind != VREQ_OTHER || r->state != VREQ_ACTIVE)
+            if ((r->kind != VREQ_OTHER && r->kind != VREQ_IDUP) || r->state != VREQ_ACTIVE)
                 continue;
             int flag = 0;
             MPI_Status st;
@@ -242,7 +242,8 @@ static int drain_channels(int64_t *owed, int n)
         if (rc >= 0)
             rc = drain_comm(MPI_COMM_SELF, owed);
         for (struct vh *v = crmpi_st->live[VH_COMM].head; v && rc >= 0; v = v->next)
-            rc = drain_comm((MPI_Comm)v, owed);
+            if (!(v->flags & VH_PENDING))    /* not usable yet: nothing sent on it */
+                rc = drain_comm((MPI_Comm)v, owed);
         if (rc < 0)
             return rc;
         left = total_owed(owed, n);

@@ -1,5 +1,6 @@
 /*
  * objects.c - hand-written wrappers of object life cycles: the free calls,
+ * MPI_Comm_idup (its recipe is its parent's),
  * MPI_Type_commit (recorded for the rebuild), user ops and error handlers
  * (their function pointers are the recipe), and error handlers attached to
  * communicators (re-attached after a restart, including those the
@@ -26,6 +27,49 @@ FREE_WRAPPER(Op_free,         MPI_Op,         VH_OP,    MPI_OP_NULL)
 FREE_WRAPPER(Info_free,       MPI_Info,       VH_INFO,  MPI_INFO_NULL)
 FREE_WRAPPER(Errhandler_free, MPI_Errhandler, VH_ERRH,  MPI_ERRHANDLER_NULL)
 #undef FREE_WRAPPER
+
+/* MPI_Comm_idup: the new communicator has its parent's members, topology
+ * and error handler, so its recipe is taken from the parent now. MPI fills
+ * in the real handle (Open MPI at once; usable when the request
+ * completes); until then the communicator is VH_PENDING and the drain does
+ * not probe it (nothing can have been sent on it). The drain completes the
+ * request like a non-blocking collective, which every rank must have
+ * posted before the checkpoint. */
+int MPI_Comm_idup(MPI_Comm comm, MPI_Comm *newcomm, MPI_Request *request)
+{
+    CRMPI_LIB_SCOPE;
+    if (crmpi_passthrough())
+        return PMPI_Comm_idup(comm, newcomm, request);
+    MPI_Comm parent = vh_in_comm(comm);
+    int inter = 0;
+    if (PMPI_Comm_test_inter(parent, &inter) == MPI_SUCCESS && inter)
+        return crmpi_refuse("MPI_Comm_idup of an inter-communicator");
+    struct vcomm *v = (struct vcomm *)vh_alloc(sizeof *v, VH_COMM);
+    if (!v)
+        return MPI_ERR_NO_MEM;
+    v->topo = MPI_UNDEFINED;
+    v->h.real.comm = MPI_COMM_NULL;
+    struct vreq *r = NULL;
+    int rc = MPI_ERR_NO_MEM;
+    if (vcomm_capture(v, parent) != 0 || !(r = vreq_new(VREQ_IDUP)))
+        goto fail;
+    vcomm_inherit_errhandler(v, parent);
+    rc = PMPI_Comm_idup(parent, &v->h.real.comm, &r->h.real.req);
+    if (rc != MPI_SUCCESS)
+        goto fail;
+    v->h.flags |= VH_PENDING;
+    r->comm = (MPI_Comm)v;
+    r->state = VREQ_ACTIVE;
+    vh_link(&v->h);
+    *newcomm = (MPI_Comm)v;
+    *request = (MPI_Request)r;
+    return MPI_SUCCESS;
+fail:
+    if (r)
+        vreq_release(r);
+    vcomm_destroy(v);
+    return rc;
+}
 
 int MPI_Type_commit(MPI_Datatype *type)
 {

@@ -28,6 +28,8 @@ void vreq_complete(struct vreq *r, const MPI_Status *st, int err)
     if (!r->persistent)          /* a persistent one stays, inactive, in MPI */
         r->h.real.req = MPI_REQUEST_NULL;
     PMPI_Test_cancelled(st, &cancelled);
+    if (r->kind == VREQ_IDUP)
+        ((struct vh *)r->comm)->flags &= ~VH_PENDING;
     if (r->kind == VREQ_RECV && !cancelled)
         crmpi_count_recvd(r->comm, st->MPI_SOURCE);
     else if (r->kind == VREQ_SEND && cancelled && r->peer_world >= 0)

@@ -40,10 +40,12 @@
 
 enum vh_kind { VH_COMM, VH_GROUP, VH_TYPE, VH_OP, VH_REQ, VH_INFO, VH_ERRH, VH_MSG, VH_NKINDS };
 
+#define VH_PENDING 0x1u   /* a communicator of an MPI_Comm_idup not yet complete */
+
 struct vh {
     uint64_t magic;
     uint32_t kind;
-    uint32_t flags;
+    uint32_t flags;                /* VH_* */
     struct vh *prev, *next;        /* creation order within the kind */
     union {
         MPI_Comm comm; MPI_Group group; MPI_Datatype type; MPI_Op op;
@@ -97,7 +99,9 @@ struct vmsg {
     int source, tag, bytes;        /* envelope of a message still in MPI */
 };
 
-enum vreq_kind  { VREQ_SEND = 1, VREQ_RECV, VREQ_MRECV, VREQ_OTHER };
+/* VREQ_OTHER: a non-blocking collective; VREQ_IDUP: an MPI_Comm_idup,
+ * whose new communicator is `comm` (VH_PENDING until it completes). */
+enum vreq_kind  { VREQ_SEND = 1, VREQ_RECV, VREQ_MRECV, VREQ_OTHER, VREQ_IDUP };
 enum vreq_state { VREQ_ACTIVE = 1,  /* h.real.req is pending in MPI */
                   VREQ_DONE,        /* complete; status holds the result */
                   VREQ_DEFERRED,    /* receive cancelled at a checkpoint: re-post */

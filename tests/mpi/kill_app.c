@@ -20,7 +20,8 @@
  *   anysrc   every rank sends to rank 0 with varying tags; rank 0 receives
  *            with MPI_ANY_SOURCE/MPI_ANY_TAG, checks per-sender order
  *   comms    communicators from MPI_Comm_split and MPI_Comm_dup (made once,
- *            before the first checkpoint) carry the traffic
+ *            before the first checkpoint) carry the traffic, and one from
+ *            an MPI_Comm_idup pending across the second checkpoint
  *   dtypes   struct/vector/resized datatypes in flight
  *   irecv    an MPI_Irecv posted before the checkpoint whose message is sent
  *            only after it (it is re-posted on restart)
@@ -337,7 +338,8 @@ static uint64_t anysrc(int steps)
 /* ---- comms -------------------------------------------------------------------- */
 static uint64_t comms(int steps)
 {
-    struct { MPI_Comm half, dup; int step; uint64_t h; int out[2], in[2]; } *st = pmalloc(sizeof *st);
+    struct { MPI_Comm half, dup, hdup; MPI_Request idreq; int step; uint64_t h; int out[2], in[2]; } *st =
+        pmalloc(sizeof *st);
     MPI_Comm_split(MPI_COMM_WORLD, rank % 2, -rank, &st->half);   /* reversed rank order */
     MPI_Comm_dup(MPI_COMM_WORLD, &st->dup);
     int hn, hr;
@@ -349,7 +351,11 @@ static uint64_t comms(int steps)
         st->out[1] = rank * 100000 + st->step;
         MPI_Isend(&st->out[0], 1, MPI_INT, (hr + 1) % hn, 7, st->half, &rq[0]);
         MPI_Isend(&st->out[1], 1, MPI_INT, right, 7, st->dup, &rq[1]);
-        checkpoint();
+        if (st->step == 1)
+            MPI_Comm_idup(st->half, &st->hdup, &st->idreq);
+        checkpoint();                        /* step 1: the MPI_Comm_idup pending */
+        if (st->step == 1)
+            MPI_Wait(&st->idreq, MPI_STATUS_IGNORE);
         MPI_Status s;
         MPI_Recv(&st->in[1], 1, MPI_INT, MPI_ANY_SOURCE, 7, st->dup, &s);
         st->h = mix(st->h, (uint64_t)st->in[1] * 3 + (uint64_t)s.MPI_SOURCE);
@@ -358,6 +364,11 @@ static uint64_t comms(int steps)
         int sum = 0;
         MPI_Allreduce(&st->in[0], &sum, 1, MPI_INT, MPI_SUM, st->half);
         st->h = mix(st->h, (uint64_t)sum);
+        if (st->step >= 1) {
+            int mx = 0;
+            MPI_Allreduce(&st->in[1], &mx, 1, MPI_INT, MPI_MAX, st->hdup);
+            st->h = mix(st->h, (uint64_t)mx);
+        }
         MPI_Waitall(2, rq, MPI_STATUSES_IGNORE);
     }
     return st->h;

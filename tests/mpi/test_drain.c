@@ -405,6 +405,30 @@ static void test_pending_collectives_posted_everywhere_complete_in_drain(void)
     CU_ASSERT_TRUE(ok);
 }
 
+/* An MPI_Comm_idup every rank started before the checkpoint is completed
+ * by the drain (its communicator is not probed while pending), and the new
+ * communicator carries traffic that is in flight across the next drain. */
+static void test_pending_comm_idup_completes_in_drain(void)
+{
+    MPI_Comm d;
+    MPI_Request r;
+    CU_ASSERT_EQUAL_FATAL(MPI_Comm_idup(MPI_COMM_WORLD, &d, &r), MPI_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(crmpi_quiesce(), 0);
+    struct crmpi_drain_stats ds;
+    crmpi_drain_last_stats(&ds);
+    CU_ASSERT_EQUAL(ds.completed_colls, 1);
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    CU_ASSERT_EQUAL(MPI_Wait(&r, MPI_STATUS_IGNORE), MPI_SUCCESS);
+    int v = rank * 3, got = -1;
+    MPI_Request s;
+    MPI_Isend(&v, 1, MPI_INT, right, 5, d, &s);
+    CU_ASSERT_TRUE(checkpoint_drain() > 0);
+    MPI_Recv(&got, 1, MPI_INT, left, 5, d, MPI_STATUS_IGNORE);
+    MPI_Wait(&s, MPI_STATUS_IGNORE);
+    CU_ASSERT_EQUAL(got, left * 3);
+    MPI_Comm_free(&d);
+}
+
 /* A collective only rank 0 posted before the checkpoint cannot complete in
  * it: every rank gets CR_EUNSUPPORTED (after the drain's few seconds), no
  * rank hangs, and the collective completes normally once the others post
@@ -483,6 +507,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_deferred_irecv_keeps_its_freed_datatype),
     CUTEST(test_pending_collectives_posted_everywhere_complete_in_drain),
     CUTEST(test_collective_posted_by_one_rank_fails_checkpoint_everywhere),
+    CUTEST(test_pending_comm_idup_completes_in_drain),
     CU_TEST_INFO_NULL
 };
 static CU_SuiteInfo suites[] = {

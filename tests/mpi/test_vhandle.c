@@ -375,9 +375,39 @@ static void test_uncheckpointable_calls_are_refused_by_name(void)
     MPI_File fh;
     CU_ASSERT_EQUAL(MPI_File_open(MPI_COMM_WORLD, "/nonexistent", MPI_MODE_RDONLY,
                                   MPI_INFO_NULL, &fh), MPI_ERR_UNSUPPORTED_OPERATION);
-    MPI_Comm c;
     MPI_Request r;
-    CU_ASSERT_EQUAL(MPI_Comm_idup(MPI_COMM_WORLD, &c, &r), MPI_ERR_UNSUPPORTED_OPERATION);
+    CU_ASSERT_EQUAL(MPI_Grequest_start(NULL, NULL, NULL, NULL, &r),
+                    MPI_ERR_UNSUPPORTED_OPERATION);
+}
+
+/* MPI_Comm_idup of a Cartesian communicator with MPI_ERRORS_RETURN: a
+ * virtual communicator at once, usable once the request completes, and
+ * rebuilt after a restart with the parent's members, topology and handler. */
+static void test_comm_idup_rebuilt_like_its_parent(void)
+{
+    int dims[1] = { size }, periods[1] = { 1 };
+    MPI_Comm cart, d;
+    MPI_Cart_create(MPI_COMM_WORLD, 1, dims, periods, 0, &cart);
+    MPI_Comm_set_errhandler(cart, MPI_ERRORS_RETURN);
+    MPI_Request r;
+    CU_ASSERT_EQUAL_FATAL(MPI_Comm_idup(cart, &d, &r), MPI_SUCCESS);
+    CU_ASSERT_PTR_NOT_NULL(vh_get(d, VH_COMM));
+    CU_ASSERT_EQUAL(MPI_Wait(&r, MPI_STATUS_IGNORE), MPI_SUCCESS);
+    CU_ASSERT_PTR_EQUAL(r, MPI_REQUEST_NULL);
+    simulate_restart();
+    int topo = -1, n = -1, me = -1;
+    MPI_Topo_test(d, &topo);
+    MPI_Comm_size(d, &n);
+    MPI_Comm_rank(d, &me);
+    CU_ASSERT_EQUAL(topo, MPI_CART);
+    CU_ASSERT_EQUAL(n, size);
+    CU_ASSERT_EQUAL(me, rank);
+    CU_ASSERT_TRUE(exchange_world_ranks(d));
+    MPI_Errhandler e;
+    MPI_Comm_get_errhandler(d, &e);
+    CU_ASSERT_PTR_EQUAL(e, MPI_ERRORS_RETURN);
+    MPI_Comm_free(&d);
+    MPI_Comm_free(&cart);
 }
 
 /* Persistent requests on a derived datatype the application has freed and
@@ -454,6 +484,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_inherited_errhandler_survives_restart),
     CUTEST(test_uncheckpointable_calls_are_refused_by_name),
     CUTEST(test_persistent_requests_rebuilt_after_restart),
+    CUTEST(test_comm_idup_rebuilt_like_its_parent),
     CU_TEST_INFO_NULL
 };
 static CU_SuiteInfo suites[] = {
