@@ -424,7 +424,10 @@ int vh_snapshot(void)
             return rc;
         }
     }
-    return 0;
+    int rc = vattr_snapshot();
+    if (rc)
+        cr_errc(rc, "cannot snapshot the attributes of communicators and datatypes");
+    return rc;
 }
 
 void vh_forget_reals(void)
@@ -460,6 +463,7 @@ void vh_release_reals(void)
         int n;
         PMPI_Buffer_detach(&b, &n);
     }
+    vattr_release();
     vh_forget_reals();
 }
 
@@ -504,6 +508,9 @@ int vh_rebuild_all(void)
     /* Errhandlers and ops before the communicators that use them; types
      * only depend on older types; persistent requests on both. */
     static const int order[] = { VH_INFO, VH_ERRH, VH_OP, VH_GROUP, VH_COMM, VH_TYPE, VH_REQ };
+    int krc = vattr_rebuild_keys();
+    if (krc)
+        return krc;
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
         for (struct vh *v = crmpi_st->live[order[i]].head; v; v = v->next) {
             int rc = rebuild_one(v);
@@ -519,6 +526,9 @@ int vh_rebuild_all(void)
                crmpi_st->bsend_buf, crmpi_st->bsend_size);
         return -EIO;
     }
+    int arc = vattr_restore();
+    if (arc)
+        return arc;
     if (crmpi_st->world_errh)
         PMPI_Comm_set_errhandler(MPI_COMM_WORLD, vh_in_errh(crmpi_st->world_errh));
     if (crmpi_st->self_errh)

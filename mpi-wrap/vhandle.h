@@ -55,6 +55,11 @@ struct vh {
 
 struct vh_list { struct vh *head, *tail; size_t count; };
 
+/* Attribute values of one object, as of the last checkpoint (vattr.c). */
+struct vattr { int keyval; void *val; };
+struct vattr_set { struct vattr *a; size_t n; };
+struct vkeyval;
+
 /* Topology recipes (vcomm.topo_data layout):
  *   MPI_CART        ndims, dims[ndims], periods[ndims]
  *   MPI_GRAPH       nnodes, nedges, index[nnodes], edges[nedges]
@@ -67,6 +72,7 @@ struct vcomm {
     int ntopo;
     int *topo_data;
     MPI_Errhandler errh;           /* inherited or set by the application */
+    struct vattr_set attrs;
 };
 
 struct vgroup {
@@ -83,6 +89,7 @@ struct vtype {
     MPI_Datatype *types;           /* children, as the application names them */
     int committed;
     int refs;                      /* application references + parents */
+    struct vattr_set attrs;
 };
 
 struct vop   { struct vh h; MPI_User_function *fn; int commute; };
@@ -143,6 +150,9 @@ struct crmpi_state {
     uint64_t checkpoints;          /* committed by this job */
     void *bsend_buf;               /* MPI_Buffer_attach'ed (NULL: none), attached */
     int bsend_size;                /* again after a restart                        */
+    struct vkeyval *keyvals;       /* attribute keys, in creation order (vattr.c)  */
+    int keyval_seq;
+    struct vattr_set world_attrs, self_attrs;
 };
 #define CRMPI_STATE_MAGIC   0x63726d7069737431ull   /* "crmpist1" */
 #define CRMPI_STATE_VERSION 2   /* 2: persistent requests */
@@ -275,6 +285,15 @@ void vtype_unref(struct vtype *v);
 int vtype_rebuild(struct vtype *v);
 void vtype_destroy(struct vtype *v);
 struct vtype *vtype_find_real(MPI_Datatype real);
+
+/* vattr.c: attribute keys and values. Snapshot at a checkpoint; after a
+ * restart the keys before any object, the values after all of them;
+ * release for tests simulating a restart; forget an object's set. */
+int vattr_snapshot(void);
+int vattr_rebuild_keys(void);
+int vattr_restore(void);
+void vattr_release(void);
+void vattr_forget(struct vattr_set *s);
 
 /* Helpers for count expressions of mpi_functions.def. */
 int crmpi_comm_size(MPI_Comm c);

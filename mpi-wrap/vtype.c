@@ -83,6 +83,7 @@ void vtype_unref(struct vtype *v)
     crmpi_pfree(v->ints);
     crmpi_pfree(v->aints);
     crmpi_pfree(v->types);
+    vattr_forget(&v->attrs);
     v->h.magic = VH_DEAD;
     crmpi_pfree(v);
 }

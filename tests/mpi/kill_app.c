@@ -21,7 +21,8 @@
  *            with MPI_ANY_SOURCE/MPI_ANY_TAG, checks per-sender order
  *   comms    communicators from MPI_Comm_split and MPI_Comm_dup (made once,
  *            before the first checkpoint) carry the traffic, and one from
- *            an MPI_Comm_idup pending across the second checkpoint
+ *            an MPI_Comm_idup pending across the second checkpoint; a
+ *            counter is cached on the split one as an attribute
  *   dtypes   struct/vector/resized datatypes in flight
  *   irecv    an MPI_Irecv posted before the checkpoint whose message is sent
  *            only after it (it is re-posted on restart)
@@ -338,10 +339,15 @@ static uint64_t anysrc(int steps)
 /* ---- comms -------------------------------------------------------------------- */
 static uint64_t comms(int steps)
 {
-    struct { MPI_Comm half, dup, hdup; MPI_Request idreq; int step; uint64_t h; int out[2], in[2]; } *st =
-        pmalloc(sizeof *st);
+    struct { MPI_Comm half, dup, hdup; MPI_Request idreq; int step, key; uint64_t h, *ctr;
+             int out[2], in[2]; } *st = pmalloc(sizeof *st);
     MPI_Comm_split(MPI_COMM_WORLD, rank % 2, -rank, &st->half);   /* reversed rank order */
     MPI_Comm_dup(MPI_COMM_WORLD, &st->dup);
+    /* A counter cached on `half` as an attribute, the way libraries keep
+     * their state on communicators: found through the key every step. */
+    MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, MPI_COMM_NULL_DELETE_FN, &st->key, NULL);
+    st->ctr = pmalloc(sizeof *st->ctr);
+    MPI_Comm_set_attr(st->half, st->key, st->ctr);
     int hn, hr;
     MPI_Comm_size(st->half, &hn);
     MPI_Comm_rank(st->half, &hr);
@@ -364,6 +370,16 @@ static uint64_t comms(int steps)
         int sum = 0;
         MPI_Allreduce(&st->in[0], &sum, 1, MPI_INT, MPI_SUM, st->half);
         st->h = mix(st->h, (uint64_t)sum);
+        uint64_t *c = NULL;
+        int flag = 0;
+        MPI_Comm_get_attr(st->half, st->key, &c, &flag);
+        if (!flag || c != st->ctr) {
+            fprintf(stderr, "rank %d: the attribute on the split communicator is %s\n", rank,
+                    flag ? "another pointer" : "gone");
+            MPI_Abort(MPI_COMM_WORLD, 8);
+        }
+        *c += (uint64_t)sum;
+        st->h = mix(st->h, *c);
         if (st->step >= 1) {
             int mx = 0;
             MPI_Allreduce(&st->in[1], &mx, 1, MPI_INT, MPI_MAX, st->hdup);
@@ -371,6 +387,7 @@ static uint64_t comms(int steps)
         }
         MPI_Waitall(2, rq, MPI_STATUSES_IGNORE);
     }
+    MPI_Comm_free_keyval(&st->key);
     return st->h;
 }
 

@@ -349,6 +349,84 @@ static void test_inherited_errhandler_survives_restart(void)
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
 }
 
+static int deleted, *last_deleted;
+
+static int count_delete(MPI_Comm c, int key, void *val, void *extra)
+{
+    (void)c; (void)key; (void)extra;
+    deleted++;
+    last_deleted = val;
+    return MPI_SUCCESS;
+}
+
+/* The test uses the MPI-1 names MPI_Attr_put/get too (deprecated). */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+/* Attributes on MPI_COMM_WORLD, a dup'ed communicator (one key copied by
+ * MPI_COMM_DUP_FN into a further dup, one not) and a datatype are there
+ * after a restart, under the application's key numbers, though the fresh
+ * MPI gives the keys other numbers (a key made first takes the lowest). */
+static void test_attributes_survive_restart_under_the_same_keys(void)
+{
+    static int wv, dv, nv, tv;
+    int ka, kb, kt;
+    CU_ASSERT_EQUAL_FATAL(MPI_Comm_create_keyval(MPI_COMM_DUP_FN, count_delete, &ka, NULL),
+                          MPI_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, count_delete, &kb, NULL),
+                          MPI_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(MPI_Type_create_keyval(MPI_TYPE_NULL_COPY_FN,
+                                                 MPI_TYPE_NULL_DELETE_FN, &kt, NULL),
+                          MPI_SUCCESS);
+    MPI_Comm d, d2;
+    MPI_Comm_dup(MPI_COMM_WORLD, &d);
+    MPI_Comm_set_attr(MPI_COMM_WORLD, ka, &wv);
+    MPI_Comm_set_attr(d, ka, &dv);
+    MPI_Attr_put(d, kb, &nv);                 /* the MPI-1 name */
+    MPI_Comm_dup(d, &d2);                     /* carries ka (DUP_FN), not kb */
+    MPI_Datatype t;
+    MPI_Type_contiguous(3, MPI_INT, &t);
+    MPI_Type_commit(&t);
+    MPI_Type_set_attr(t, kt, &tv);
+    CU_ASSERT_EQUAL(vh_snapshot(), 0);       /* as every checkpoint does */
+    vh_release_reals();
+    int dummy;                                /* the fresh MPI's numbering differs */
+    PMPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, MPI_COMM_NULL_DELETE_FN, &dummy, NULL);
+    CU_ASSERT_EQUAL_FATAL(vh_rebuild_all(), 0);
+    void *v = NULL;
+    int flag = 0;
+    MPI_Comm_get_attr(MPI_COMM_WORLD, ka, &v, &flag);
+    CU_ASSERT_TRUE(flag && v == &wv);
+    MPI_Comm_get_attr(d, ka, &v, &flag);
+    CU_ASSERT_TRUE(flag && v == &dv);
+    MPI_Attr_get(d, kb, &v, &flag);
+    CU_ASSERT_TRUE(flag && v == &nv);
+    MPI_Comm_get_attr(d2, ka, &v, &flag);
+    CU_ASSERT_TRUE(flag && v == &dv);
+    MPI_Comm_get_attr(d2, kb, &v, &flag);
+    CU_ASSERT_FALSE(flag);
+    MPI_Type_get_attr(t, kt, &v, &flag);
+    CU_ASSERT_TRUE(flag && v == &tv);
+    int *ub = NULL;                           /* predefined keys pass through */
+    MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &flag);
+    CU_ASSERT_TRUE(flag && ub && *ub >= 32767);
+    /* the restored value is deleted with its communicator, by its key's
+     * delete function */
+    deleted = 0;
+    MPI_Comm_free(&d2);
+    CU_ASSERT_EQUAL(deleted, 1);
+    MPI_Comm_delete_attr(d, kb);
+    CU_ASSERT_TRUE(deleted == 2 && last_deleted == &nv);
+    MPI_Comm_delete_attr(MPI_COMM_WORLD, ka);
+    CU_ASSERT_TRUE(deleted == 3 && last_deleted == &wv);
+    MPI_Comm_free(&d);
+    MPI_Type_free(&t);
+    CU_ASSERT_EQUAL(MPI_Comm_free_keyval(&ka), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(ka, MPI_KEYVAL_INVALID);
+    MPI_Comm_free_keyval(&kb);
+    MPI_Type_free_keyval(&kt);
+    PMPI_Comm_free_keyval(&dummy);
+}
+
 static void test_get_contents_returns_virtual_children(void)
 {
     MPI_Datatype child, parent;
@@ -482,6 +560,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_user_op_info_and_errhandler_rebuilt),
     CUTEST(test_get_contents_returns_virtual_children),
     CUTEST(test_inherited_errhandler_survives_restart),
+    CUTEST(test_attributes_survive_restart_under_the_same_keys),
     CUTEST(test_uncheckpointable_calls_are_refused_by_name),
     CUTEST(test_persistent_requests_rebuilt_after_restart),
     CUTEST(test_comm_idup_rebuilt_like_its_parent),

@@ -1,0 +1,311 @@
+/*
+ * vattr.c - attribute keys (keyvals) and the attributes cached on
+ * communicators and datatypes, kept across a restart.
+ *
+ * Libraries keep their state on communicators this way (PETSc finds its
+ * inner communicator through an attribute of the user's): after a restart
+ * the attribute must still be there, under the key the library holds.
+ *
+ * Keyvals are plain integers the application stores, and a fresh MPI may
+ * hand out other numbers (Open MPI's own components create keyvals too,
+ * some lazily). So the application gets a number of crmpi's (its id, the
+ * same in every run) and every attribute call translates it to this run's
+ * (predefined keys such as MPI_TAG_UB are not in the table and pass
+ * unchanged). The recipe of a key is its copy and delete functions and
+ * extra state (stable addresses: no ASLR).
+ *
+ * Attribute values are not tracked call by call: the copy callbacks of
+ * MPI_Comm_dup decide what a new communicator carries, inside MPI. Each
+ * checkpoint takes a snapshot instead (vattr_snapshot, with the info
+ * keys'): for every live communicator (MPI_COMM_WORLD and MPI_COMM_SELF
+ * included) and datatype, the value under every live key. A restart makes
+ * the keys again in creation order, then, once the objects are rebuilt,
+ * sets the values back without running any copy callback. A value is
+ * stored as MPI holds it (a pointer, usually into the persistent heap).
+ */
+#include "vhandle.h"
+#include "wrap_support.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { VK_COMM = 1, VK_TYPE };
+#define CRMPI_KEYVAL_BASE 0x4b560000    /* "KV" */
+
+struct vkeyval {
+    struct vkeyval *next;          /* creation order */
+    int kind;                      /* VK_COMM, VK_TYPE */
+    int id;                        /* the application's number */
+    int real;                      /* this run's */
+    void (*copy_fn)(void);         /* MPI_{Comm,Type}_copy_attr_function */
+    void (*delete_fn)(void);
+    void *extra;
+};
+
+/* ---- keys ------------------------------------------------------------------- */
+
+static struct vkeyval *find_id(int kind, int id)
+{
+    for (struct vkeyval *k = crmpi_st->keyvals; k; k = k->next)
+        if (k->kind == kind && k->id == id)
+            return k;
+    return NULL;
+}
+
+static int real_key(int kind, int id)
+{
+    struct vkeyval *k = find_id(kind, id);
+    return k ? k->real : id;
+}
+
+static int make_real(struct vkeyval *k)
+{
+    return k->kind == VK_COMM
+               ? PMPI_Comm_create_keyval((MPI_Comm_copy_attr_function *)k->copy_fn,
+                                         (MPI_Comm_delete_attr_function *)k->delete_fn,
+                                         &k->real, k->extra)
+               : PMPI_Type_create_keyval((MPI_Type_copy_attr_function *)k->copy_fn,
+                                         (MPI_Type_delete_attr_function *)k->delete_fn,
+                                         &k->real, k->extra);
+}
+
+static int create_key(int kind, void (*copy_fn)(void), void (*delete_fn)(void), int *keyval,
+                      void *extra)
+{
+    struct vkeyval *k = crmpi_palloc(sizeof *k);
+    if (!k)
+        return MPI_ERR_NO_MEM;
+    memset(k, 0, sizeof *k);
+    k->kind = kind;
+    k->copy_fn = copy_fn;
+    k->delete_fn = delete_fn;
+    k->extra = extra;
+    int rc = make_real(k);
+    if (rc != MPI_SUCCESS) {
+        crmpi_pfree(k);
+        return rc;
+    }
+    /* Not the real number: after a restart MPI may hand that number to
+     * another key. Far above Open MPI's (small, bitmap-allocated) numbers,
+     * so a predefined key passed through can never be taken for one. */
+    k->id = CRMPI_KEYVAL_BASE + crmpi_st->keyval_seq++;
+    struct vkeyval **tail = &crmpi_st->keyvals;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = k;
+    *keyval = k->id;
+    return MPI_SUCCESS;
+}
+
+static int free_key(int kind, int *keyval)
+{
+    for (struct vkeyval **p = &crmpi_st->keyvals; *p; p = &(*p)->next) {
+        struct vkeyval *k = *p;
+        if (k->kind != kind || k->id != *keyval)
+            continue;
+        int real = k->real;
+        int rc = kind == VK_COMM ? PMPI_Comm_free_keyval(&real) : PMPI_Type_free_keyval(&real);
+        if (rc != MPI_SUCCESS)
+            return rc;
+        *p = k->next;
+        crmpi_pfree(k);
+        *keyval = MPI_KEYVAL_INVALID;
+        return MPI_SUCCESS;
+    }
+    return kind == VK_COMM ? PMPI_Comm_free_keyval(keyval) : PMPI_Type_free_keyval(keyval);
+}
+
+int MPI_Comm_create_keyval(MPI_Comm_copy_attr_function *copy_fn,
+                           MPI_Comm_delete_attr_function *delete_fn, int *keyval, void *extra)
+{
+    CRMPI_LIB_SCOPE;
+    if (crmpi_passthrough())
+        return PMPI_Comm_create_keyval(copy_fn, delete_fn, keyval, extra);
+    return create_key(VK_COMM, (void (*)(void))copy_fn, (void (*)(void))delete_fn, keyval, extra);
+}
+
+int MPI_Type_create_keyval(MPI_Type_copy_attr_function *copy_fn,
+                           MPI_Type_delete_attr_function *delete_fn, int *keyval, void *extra)
+{
+    CRMPI_LIB_SCOPE;
+    if (crmpi_passthrough())
+        return PMPI_Type_create_keyval(copy_fn, delete_fn, keyval, extra);
+    return create_key(VK_TYPE, (void (*)(void))copy_fn, (void (*)(void))delete_fn, keyval, extra);
+}
+
+int MPI_Comm_free_keyval(int *keyval)
+{
+    CRMPI_LIB_SCOPE;
+    return crmpi_passthrough() ? PMPI_Comm_free_keyval(keyval) : free_key(VK_COMM, keyval);
+}
+
+int MPI_Type_free_keyval(int *keyval)
+{
+    CRMPI_LIB_SCOPE;
+    return crmpi_passthrough() ? PMPI_Type_free_keyval(keyval) : free_key(VK_TYPE, keyval);
+}
+
+/* ---- attribute calls: the key translated -------------------------------------- */
+
+#define ATTR_CALLS(PREFIX, T, KIND, IN)                                                \
+    int MPI_##PREFIX##_set_attr(T o, int keyval, void *val)                            \
+    {                                                                                  \
+        CRMPI_LIB_SCOPE;                                                               \
+        if (crmpi_passthrough())                                                       \
+            return PMPI_##PREFIX##_set_attr(o, keyval, val);                           \
+        return PMPI_##PREFIX##_set_attr(IN(o), real_key(KIND, keyval), val);           \
+    }                                                                                  \
+    int MPI_##PREFIX##_get_attr(T o, int keyval, void *val, int *flag)                 \
+    {                                                                                  \
+        CRMPI_LIB_SCOPE;                                                               \
+        if (crmpi_passthrough())                                                       \
+            return PMPI_##PREFIX##_get_attr(o, keyval, val, flag);                     \
+        return PMPI_##PREFIX##_get_attr(IN(o), real_key(KIND, keyval), val, flag);     \
+    }                                                                                  \
+    int MPI_##PREFIX##_delete_attr(T o, int keyval)                                    \
+    {                                                                                  \
+        CRMPI_LIB_SCOPE;                                                               \
+        if (crmpi_passthrough())                                                       \
+            return PMPI_##PREFIX##_delete_attr(o, keyval);                             \
+        return PMPI_##PREFIX##_delete_attr(IN(o), real_key(KIND, keyval));             \
+    }
+ATTR_CALLS(Comm, MPI_Comm, VK_COMM, vh_in_comm)
+ATTR_CALLS(Type, MPI_Datatype, VK_TYPE, vh_in_type)
+#undef ATTR_CALLS
+
+/* The MPI-1 names (deprecated, still in Open MPI 4.1). */
+int MPI_Attr_put(MPI_Comm comm, int keyval, void *val)
+{
+    return MPI_Comm_set_attr(comm, keyval, val);
+}
+
+int MPI_Attr_get(MPI_Comm comm, int keyval, void *val, int *flag)
+{
+    return MPI_Comm_get_attr(comm, keyval, val, flag);
+}
+
+int MPI_Attr_delete(MPI_Comm comm, int keyval)
+{
+    return MPI_Comm_delete_attr(comm, keyval);
+}
+
+/* ---- snapshot and restore ------------------------------------------------------- */
+
+/* The values a real object holds under every live key of its kind, into a
+ * fresh array of the persistent heap (NULL when none). */
+static int take(int kind, MPI_Comm comm, MPI_Datatype type, struct vattr_set *out)
+{
+    size_t n = 0, cap = 0;
+    struct vattr *a = NULL;
+    for (struct vkeyval *k = crmpi_st->keyvals; k; k = k->next) {
+        if (k->kind != kind)
+            continue;
+        void *val = NULL;
+        int flag = 0;
+        int rc = kind == VK_COMM ? PMPI_Comm_get_attr(comm, k->real, &val, &flag)
+                                 : PMPI_Type_get_attr(type, k->real, &val, &flag);
+        if (rc != MPI_SUCCESS || !flag)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 4;
+            struct vattr *b = crmpi_palloc(cap * sizeof *b);
+            if (!b) {
+                crmpi_pfree(a);
+                return -ENOMEM;
+            }
+            if (n)
+                memcpy(b, a, n * sizeof *b);
+            crmpi_pfree(a);
+            a = b;
+        }
+        a[n].keyval = k->id;
+        a[n].val = val;
+        n++;
+    }
+    crmpi_pfree(out->a);
+    out->a = a;
+    out->n = n;
+    return 0;
+}
+
+int vattr_snapshot(void)
+{
+    if (!crmpi_st->keyvals)
+        return 0;
+    int rc = take(VK_COMM, MPI_COMM_WORLD, MPI_DATATYPE_NULL, &crmpi_st->world_attrs);
+    if (!rc)
+        rc = take(VK_COMM, MPI_COMM_SELF, MPI_DATATYPE_NULL, &crmpi_st->self_attrs);
+    for (struct vh *v = crmpi_st->live[VH_COMM].head; v && !rc; v = v->next)
+        if (!(v->flags & VH_PENDING))
+            rc = take(VK_COMM, v->real.comm, MPI_DATATYPE_NULL, &((struct vcomm *)v)->attrs);
+    for (struct vh *v = crmpi_st->live[VH_TYPE].head; v && !rc; v = v->next)
+        rc = take(VK_TYPE, MPI_COMM_NULL, v->real.type, &((struct vtype *)v)->attrs);
+    return rc;
+}
+
+int vattr_rebuild_keys(void)
+{
+    for (struct vkeyval *k = crmpi_st->keyvals; k; k = k->next) {
+        if (make_real(k) != MPI_SUCCESS) {
+            cr_err("cannot make attribute key %d again", k->id);
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+static int put(int kind, MPI_Comm comm, MPI_Datatype type, const struct vattr_set *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        struct vkeyval *k = find_id(kind, s->a[i].keyval);
+        if (!k)
+            continue;               /* its key was freed after the snapshot */
+        int rc = kind == VK_COMM ? PMPI_Comm_set_attr(comm, k->real, s->a[i].val)
+                                 : PMPI_Type_set_attr(type, k->real, s->a[i].val);
+        if (rc != MPI_SUCCESS) {
+            cr_err("cannot set attribute (key %d) again", k->id);
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+int vattr_restore(void)
+{
+    int rc = put(VK_COMM, MPI_COMM_WORLD, MPI_DATATYPE_NULL, &crmpi_st->world_attrs);
+    if (!rc)
+        rc = put(VK_COMM, MPI_COMM_SELF, MPI_DATATYPE_NULL, &crmpi_st->self_attrs);
+    for (struct vh *v = crmpi_st->live[VH_COMM].head; v && !rc; v = v->next)
+        rc = put(VK_COMM, v->real.comm, MPI_DATATYPE_NULL, &((struct vcomm *)v)->attrs);
+    for (struct vh *v = crmpi_st->live[VH_TYPE].head; v && !rc; v = v->next)
+        rc = put(VK_TYPE, MPI_COMM_NULL, v->real.type, &((struct vtype *)v)->attrs);
+    return rc;
+}
+
+void vattr_release(void)
+{
+    /* Tests simulating a restart: the keys go with the objects; the values
+     * on MPI_COMM_WORLD/SELF (which stay) are deleted first, so the new
+     * keys' values are the only ones there. */
+    for (struct vkeyval *k = crmpi_st->keyvals; k; k = k->next) {
+        if (k->kind == VK_COMM) {
+            MPI_Comm both[2] = { MPI_COMM_WORLD, MPI_COMM_SELF };
+            for (int i = 0; i < 2; i++) {
+                void *val;
+                int flag = 0;
+                if (PMPI_Comm_get_attr(both[i], k->real, &val, &flag) == MPI_SUCCESS && flag)
+                    PMPI_Comm_delete_attr(both[i], k->real);
+            }
+            PMPI_Comm_free_keyval(&k->real);
+        } else {
+            PMPI_Type_free_keyval(&k->real);
+        }
+    }
+}
+
+void vattr_forget(struct vattr_set *s)
+{
+    crmpi_pfree(s->a);
+    s->a = NULL;
+    s->n = 0;
+}
