@@ -1,6 +1,7 @@
 /*
  * vattr.c - attribute keys (keyvals) and the attributes cached on
- * communicators and datatypes, kept across a restart.
+ * communicators and datatypes, and the names given to them, kept across a
+ * restart.
  *
  * Libraries keep their state on communicators this way (PETSc finds its
  * inner communicator through an attribute of the user's): after a restart
@@ -270,6 +271,75 @@ static int put(int kind, MPI_Comm comm, MPI_Datatype type, const struct vattr_se
     return 0;
 }
 
+/* ---- names ------------------------------------------------------------------------ */
+
+static char **name_slot(MPI_Comm c, MPI_Datatype t)
+{
+    if (t != MPI_DATATYPE_NULL) {
+        struct vtype *v = (struct vtype *)vh_get(t, VH_TYPE);
+        return v ? &v->name : NULL;
+    }
+    struct vcomm *v = (struct vcomm *)vh_get(c, VH_COMM);
+    if (v)
+        return &v->name;
+    return c == MPI_COMM_WORLD ? &crmpi_st->world_name
+           : c == MPI_COMM_SELF ? &crmpi_st->self_name : NULL;
+}
+
+static void record_name(char **slot, const char *name)
+{
+    if (!slot)
+        return;                     /* a predefined datatype: not ours to rename */
+    size_t n = strnlen(name, MPI_MAX_OBJECT_NAME);
+    char *copy = crmpi_palloc(n + 1);
+    if (!copy) {
+        cr_warn("out of persistent memory for the name \"%.*s\": it is not restored "
+                "after a restart", (int)n, name);
+        return;
+    }
+    memcpy(copy, name, n);
+    copy[n] = 0;
+    vname_forget(slot);
+    *slot = copy;
+}
+
+void vname_forget(char **name)
+{
+    crmpi_pfree(*name);
+    *name = NULL;
+}
+
+int MPI_Comm_set_name(MPI_Comm comm, const char *name)
+{
+    CRMPI_LIB_SCOPE;
+    if (crmpi_passthrough())
+        return PMPI_Comm_set_name(comm, name);
+    int rc = PMPI_Comm_set_name(vh_in_comm(comm), name);
+    if (rc == MPI_SUCCESS)
+        record_name(name_slot(comm, MPI_DATATYPE_NULL), name);
+    return rc;
+}
+
+int MPI_Type_set_name(MPI_Datatype type, const char *name)
+{
+    CRMPI_LIB_SCOPE;
+    if (crmpi_passthrough())
+        return PMPI_Type_set_name(type, name);
+    int rc = PMPI_Type_set_name(vh_in_type(type), name);
+    if (rc == MPI_SUCCESS && type != MPI_DATATYPE_NULL)
+        record_name(name_slot(MPI_COMM_NULL, type), name);
+    return rc;
+}
+
+static void put_name(MPI_Comm c, MPI_Datatype t, const char *name)
+{
+    if (!name)
+        return;
+    if ((t != MPI_DATATYPE_NULL ? PMPI_Type_set_name(t, name) : PMPI_Comm_set_name(c, name))
+        != MPI_SUCCESS)
+        cr_warn("cannot set the name \"%s\" again after the restart", name);
+}
+
 int vattr_restore(void)
 {
     int rc = put(VK_COMM, MPI_COMM_WORLD, MPI_DATATYPE_NULL, &crmpi_st->world_attrs);
@@ -279,6 +349,12 @@ int vattr_restore(void)
         rc = put(VK_COMM, v->real.comm, MPI_DATATYPE_NULL, &((struct vcomm *)v)->attrs);
     for (struct vh *v = crmpi_st->live[VH_TYPE].head; v && !rc; v = v->next)
         rc = put(VK_TYPE, MPI_COMM_NULL, v->real.type, &((struct vtype *)v)->attrs);
+    put_name(MPI_COMM_WORLD, MPI_DATATYPE_NULL, crmpi_st->world_name);
+    put_name(MPI_COMM_SELF, MPI_DATATYPE_NULL, crmpi_st->self_name);
+    for (struct vh *v = crmpi_st->live[VH_COMM].head; v; v = v->next)
+        put_name(v->real.comm, MPI_DATATYPE_NULL, ((struct vcomm *)v)->name);
+    for (struct vh *v = crmpi_st->live[VH_TYPE].head; v; v = v->next)
+        put_name(MPI_COMM_NULL, v->real.type, ((struct vtype *)v)->name);
     return rc;
 }
 

@@ -176,6 +176,7 @@ void vcomm_destroy(struct vcomm *v)
     crmpi_pfree(v->world);
     crmpi_pfree(v->topo_data);
     vattr_forget(&v->attrs);
+    vname_forget(&v->name);
     v->h.magic = VH_DEAD;
     crmpi_pfree(v);
 }

@@ -73,6 +73,7 @@ struct vcomm {
     int *topo_data;
     MPI_Errhandler errh;           /* inherited or set by the application */
     struct vattr_set attrs;
+    char *name;                    /* MPI_Comm_set_name's (NULL: none) */
 };
 
 struct vgroup {
@@ -90,6 +91,7 @@ struct vtype {
     int committed;
     int refs;                      /* application references + parents */
     struct vattr_set attrs;
+    char *name;                    /* MPI_Type_set_name's (NULL: none) */
 };
 
 struct vop   { struct vh h; MPI_User_function *fn; int commute; };
@@ -153,6 +155,7 @@ struct crmpi_state {
     struct vkeyval *keyvals;       /* attribute keys, in creation order (vattr.c)  */
     int keyval_seq;
     struct vattr_set world_attrs, self_attrs;
+    char *world_name, *self_name;
 };
 #define CRMPI_STATE_MAGIC   0x63726d7069737431ull   /* "crmpist1" */
 #define CRMPI_STATE_VERSION 2   /* 2: persistent requests */
@@ -294,6 +297,9 @@ int vattr_rebuild_keys(void);
 int vattr_restore(void);
 void vattr_release(void);
 void vattr_forget(struct vattr_set *s);
+/* Names given with MPI_Comm/Type_set_name (vattr.c too): set again after
+ * a restart, with the attributes. */
+void vname_forget(char **name);
 
 /* Helpers for count expressions of mpi_functions.def. */
 int crmpi_comm_size(MPI_Comm c);

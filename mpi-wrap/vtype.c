@@ -84,6 +84,7 @@ void vtype_unref(struct vtype *v)
     crmpi_pfree(v->aints);
     crmpi_pfree(v->types);
     vattr_forget(&v->attrs);
+    vname_forget(&v->name);
     v->h.magic = VH_DEAD;
     crmpi_pfree(v);
 }

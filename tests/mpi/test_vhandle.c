@@ -427,6 +427,34 @@ static void test_attributes_survive_restart_under_the_same_keys(void)
     PMPI_Comm_free_keyval(&dummy);
 }
 
+/* Names given to MPI_COMM_SELF, a communicator and a datatype come back
+ * after a restart; renaming keeps the last name. */
+static void test_object_names_survive_restart(void)
+{
+    MPI_Comm d;
+    MPI_Datatype t;
+    MPI_Comm_dup(MPI_COMM_WORLD, &d);
+    MPI_Type_contiguous(2, MPI_DOUBLE, &t);
+    MPI_Comm_set_name(d, "first name");
+    MPI_Comm_set_name(d, "solver comm");
+    MPI_Type_set_name(t, "pair of doubles");
+    MPI_Comm_set_name(MPI_COMM_SELF, "my self");
+    vh_release_reals();
+    PMPI_Comm_set_name(MPI_COMM_SELF, "MPI_COMM_SELF");   /* a fresh MPI's */
+    CU_ASSERT_EQUAL_FATAL(vh_rebuild_all(), 0);
+    char name[MPI_MAX_OBJECT_NAME];
+    int len = 0;
+    MPI_Comm_get_name(d, name, &len);
+    CU_ASSERT_STRING_EQUAL(name, "solver comm");
+    MPI_Type_get_name(t, name, &len);
+    CU_ASSERT_STRING_EQUAL(name, "pair of doubles");
+    MPI_Comm_get_name(MPI_COMM_SELF, name, &len);
+    CU_ASSERT_STRING_EQUAL(name, "my self");
+    MPI_Comm_set_name(MPI_COMM_SELF, "MPI_COMM_SELF");
+    MPI_Comm_free(&d);
+    MPI_Type_free(&t);
+}
+
 static void test_get_contents_returns_virtual_children(void)
 {
     MPI_Datatype child, parent;
@@ -561,6 +589,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_get_contents_returns_virtual_children),
     CUTEST(test_inherited_errhandler_survives_restart),
     CUTEST(test_attributes_survive_restart_under_the_same_keys),
+    CUTEST(test_object_names_survive_restart),
     CUTEST(test_uncheckpointable_calls_are_refused_by_name),
     CUTEST(test_persistent_requests_rebuilt_after_restart),
     CUTEST(test_comm_idup_rebuilt_like_its_parent),
