@@ -78,30 +78,37 @@ static int settle_requests(void)
 }
 
 /* Non-blocking collectives (requests that are neither sends nor receives,
- * MPI_Comm_idup included) still pending. One completes once every rank of its communicator has
- * posted its part, which no rank can know alone: all ranks test theirs and
- * agree, rounds of MPI_Test and an MPI_Allreduce on the protocol's
- * communicator, until none is pending anywhere. A collective that some rank
- * posts only after the checkpoint never completes here: after
- * NBC_WAIT_S seconds (agreed, so every rank leaves the loop in the same
- * round) the checkpoint fails, as it always did, and the job goes on. */
+ * MPI_Comm_idup included) still pending. One completes once every rank of
+ * its communicator has posted its part, which no rank can know alone: all
+ * ranks test theirs and agree, rounds of MPI_Test and an MPI_Allreduce on
+ * the protocol's communicator, until none is pending anywhere. A collective
+ * that some rank posts only after the checkpoint never completes here:
+ * after NBC_WAIT_S seconds (agreed, so every rank leaves the loop in the
+ * same round) the checkpoint fails, as it always did, and the job goes on.
+ * A rank whose MPI_Test fails stops testing but keeps taking part in the
+ * rounds: the others are waiting for its vote. */
 #define NBC_WAIT_S 5.0
 
 static int settle_collectives(void)
 {
     double t0 = PMPI_Wtime();
+    int err = 0;
     for (;;) {
         int mine[2] = { 0, PMPI_Wtime() - t0 > NBC_WAIT_S }, all[2];
         struct vh *next;
-        for (struct vh *v = crmpi_st->live[VH_REQ].head; v; v = next) {
+        for (struct vh *v = err ? NULL : crmpi_st->live[VH_REQ].head; v; v = next) {
             struct vreq *r = (struct vreq *)v;
             next = v->next;
             if ((r->kind != VREQ_OTHER && r->kind != VREQ_IDUP) || r->state != VREQ_ACTIVE)
                 continue;
             int flag = 0;
             MPI_Status st;
-            if (PMPI_Test(&r->h.real.req, &flag, &st) != MPI_SUCCESS)
-                return -EIO;
+            if (PMPI_Test(&r->h.real.req, &flag, &st) != MPI_SUCCESS) {
+                cr_err("MPI_Test of a pending non-blocking collective failed");
+                err = -EIO;
+                mine[0] = 0;
+                break;
+            }
             if (!flag) {
                 mine[0]++;
                 continue;
@@ -116,7 +123,7 @@ static int settle_collectives(void)
             return -EIO;
         }
         if (!all[0])
-            return 0;
+            return err;
         if (all[1]) {
             if (mine[0])
                 cr_err("%d non-blocking collective(s) still pending at crmpi_checkpoint() "

@@ -158,7 +158,7 @@ struct crmpi_state {
     char *world_name, *self_name;
 };
 #define CRMPI_STATE_MAGIC   0x63726d7069737431ull   /* "crmpist1" */
-#define CRMPI_STATE_VERSION 2   /* 2: persistent requests */
+#define CRMPI_STATE_VERSION 2   /* 2: persistent requests, attributes, names, bsend buffer */
 
 extern struct crmpi_state *crmpi_st;
 
