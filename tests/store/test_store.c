@@ -1079,12 +1079,48 @@ static void test_owner_killed_helper_exits_and_directory_restores(void)
     }
 }
 
+/* A fork child of the store's owner never talks to the owner's helper: it
+ * shares the owner's socket, and requests of both would interleave on it.
+ * The child's first epoch starts a helper of its own; the owner's helper
+ * goes on living and serving the owner. */
+static void test_fork_child_starts_its_own_helper(void)
+{
+    fresh();
+    struct cr_store *st = write_chain(2, 8, 8);
+    int n;
+    pid_t h = helper_of(getpid(), &n);
+    CU_ASSERT_FATAL(h > 0 && n == 1);
+    pid_t child = fork();
+    CU_ASSERT_FATAL(child >= 0);
+    if (child == 0) {
+        uint8_t dirty[NPAGES], zeroed[NPAGES];
+        mutate(dirty, zeroed);
+        uint64_t got = 0;
+        int rc = th_write_epoch(st, &mem, 0, dirty, zeroed, 3, &got);
+        int cn;
+        pid_t ch = helper_of(getpid(), &cn);
+        _exit(rc != 0 ? 2 : got != 3 ? 3 : (cn != 1 || ch <= 0 || ch == h) ? 4 : 0);
+    }
+    int status;
+    CU_ASSERT_EQUAL(waitpid(child, &status, 0), child);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT_EQUAL(helper_of(getpid(), &n), h);
+    CU_ASSERT_EQUAL(n, 1);
+    CU_ASSERT_FALSE(exited(h));
+    cr_store_close(st);        /* the owner's helper ends with its store */
+    int gone = 0;
+    for (int i = 0; i < 1000 && !(gone = exited(h)); i++)
+        usleep(10000);
+    CU_ASSERT(gone);
+}
+
 static CU_TestInfo tests_helper[] = {
     CUTEST(test_one_helper_lays_out_every_epoch_and_exits_with_the_store),
     CUTEST(test_helper_killed_between_epochs_is_replaced),
     CUTEST(test_helper_that_always_dies_fails_the_epoch_cleanly),
     CUTEST(test_missing_helper_lays_out_in_the_call),
     CUTEST(test_owner_killed_helper_exits_and_directory_restores),
+    CUTEST(test_fork_child_starts_its_own_helper),
     CU_TEST_INFO_NULL
 };
 
