@@ -45,6 +45,10 @@ int crmpi_quiesce(void)
 {
     int rc = vh_snapshot();
     int drc = crmpi_drain();
+    /* After the drain, which completed pending file requests; collective. */
+    int frc = vfile_checkpoint();
+    if (!drc)
+        drc = frc;
     return crmpi_agree(rc ? rc : drc);
 }
 

@@ -450,6 +450,7 @@ void vh_release_reals(void)
             case VH_OP:    PMPI_Op_free(&v->real.op); break;
             case VH_INFO:  PMPI_Info_free(&v->real.info); break;
             case VH_ERRH:  PMPI_Errhandler_free(&v->real.errh); break;
+            case VH_FILE:  vfile_release((struct vfile *)v); break;
             case VH_REQ:
                 if (((struct vreq *)v)->persistent && v->real.req != MPI_REQUEST_NULL)
                     PMPI_Request_free(&v->real.req);
@@ -495,6 +496,7 @@ static int rebuild_one(struct vh *v)
     case VH_ERRH:
         return PMPI_Comm_create_errhandler(((struct verrh *)v)->fn, &v->real.errh)
                == MPI_SUCCESS ? 0 : -EIO;
+    case VH_FILE:  return vfile_rebuild((struct vfile *)v);
     case VH_REQ:   /* the others were completed or deferred by the drain */
         return !((struct vreq *)v)->persistent || vreq_init_real((struct vreq *)v) == MPI_SUCCESS
                ? 0 : -EIO;
@@ -507,7 +509,8 @@ int vh_rebuild_all(void)
 {
     /* Errhandlers and ops before the communicators that use them; types
      * only depend on older types; persistent requests on both. */
-    static const int order[] = { VH_INFO, VH_ERRH, VH_OP, VH_GROUP, VH_COMM, VH_TYPE, VH_REQ };
+    static const int order[] = { VH_INFO, VH_ERRH, VH_OP, VH_GROUP, VH_COMM, VH_TYPE, VH_FILE,
+                                 VH_REQ };
     int krc = vattr_rebuild_keys();
     if (krc)
         return krc;

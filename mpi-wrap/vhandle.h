@@ -38,7 +38,8 @@
 #define VH_MAGIC 0xC0DE5EC0FFEE0001ull
 #define VH_DEAD  0xC0DEDEADDEAD0002ull
 
-enum vh_kind { VH_COMM, VH_GROUP, VH_TYPE, VH_OP, VH_REQ, VH_INFO, VH_ERRH, VH_MSG, VH_NKINDS };
+enum vh_kind { VH_COMM, VH_GROUP, VH_TYPE, VH_OP, VH_REQ, VH_INFO, VH_ERRH, VH_MSG, VH_FILE,
+               VH_NKINDS };
 
 #define VH_PENDING 0x1u   /* a communicator of an MPI_Comm_idup not yet complete */
 
@@ -49,7 +50,7 @@ struct vh {
     struct vh *prev, *next;        /* creation order within the kind */
     union {
         MPI_Comm comm; MPI_Group group; MPI_Datatype type; MPI_Op op;
-        MPI_Request req; MPI_Info info; MPI_Errhandler errh; MPI_Message msg;
+        MPI_Request req; MPI_Info info; MPI_Errhandler errh; MPI_Message msg; MPI_File file;
     } real;
 };
 
@@ -139,6 +140,21 @@ struct vreq {
     int dest;
 };
 
+/* An MPI-IO file (vfile.c): reopened after a restart with its view,
+ * atomicity, error handler, file pointers and size as of the checkpoint. */
+struct vfile {
+    struct vh h;
+    MPI_Comm comm;                 /* the application's */
+    char *path;                    /* absolute (the working directory is not restored) */
+    int amode;
+    int has_view, atomic;
+    MPI_Offset disp;               /* the view; the types hold references */
+    MPI_Datatype etype, filetype;
+    char datarep[32];
+    MPI_Errhandler errh;           /* set by the application (predefined), or NULL */
+    MPI_Offset pos, pos_shared, size;   /* at the last checkpoint */
+};
+
 /* ---- the persistent state of the MPI layer ------------------------------- */
 struct crmpi_state {
     uint64_t magic;
@@ -198,6 +214,7 @@ VH_IN(req,   MPI_Request,    VH_REQ,   req,   MPI_REQUEST_NULL)
 VH_IN(info,  MPI_Info,       VH_INFO,  info,  MPI_INFO_NULL)
 VH_IN(errh,  MPI_Errhandler, VH_ERRH,  errh,  MPI_ERRHANDLER_NULL)
 VH_IN(msg,   MPI_Message,    VH_MSG,   msg,   MPI_MESSAGE_NULL)
+VH_IN(file,  MPI_File,       VH_FILE,  file,  MPI_FILE_NULL)
 #undef VH_IN
 
 /* World rank of rank r of the application's communicator c; -1 if unknown. */
@@ -300,6 +317,13 @@ void vattr_forget(struct vattr_set *s);
 /* Names given with MPI_Comm/Type_set_name (vattr.c too): set again after
  * a restart, with the attributes. */
 void vname_forget(char **name);
+/* vfile.c: at a checkpoint, after the drain (collective over each file's
+ * communicator, files in creation order): sync what was written, record
+ * the file pointers and sizes. After a restart: reopen one. Tests: close
+ * one's real file. */
+int vfile_checkpoint(void);
+int vfile_rebuild(struct vfile *f);
+void vfile_release(struct vfile *f);
 
 /* Helpers for count expressions of mpi_functions.def. */
 int crmpi_comm_size(MPI_Comm c);

@@ -11,12 +11,14 @@
  * Run at 2 and 4 ranks; every rank runs the same tests in the same order.
  */
 #include "cutest.h"
+#include "protocol.h"
 #include "vhandle.h"
 #include "wrap_support.h"
 
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int rank, size;
 
@@ -478,12 +480,79 @@ static void test_uncheckpointable_calls_are_refused_by_name(void)
     int buf[4];
     CU_ASSERT_EQUAL(MPI_Win_create(buf, sizeof buf, sizeof(int), MPI_INFO_NULL,
                                    MPI_COMM_WORLD, &win), MPI_ERR_UNSUPPORTED_OPERATION);
-    MPI_File fh;
-    CU_ASSERT_EQUAL(MPI_File_open(MPI_COMM_WORLD, "/nonexistent", MPI_MODE_RDONLY,
-                                  MPI_INFO_NULL, &fh), MPI_ERR_UNSUPPORTED_OPERATION);
+    char port[MPI_MAX_PORT_NAME];
+    CU_ASSERT_EQUAL(MPI_Open_port(MPI_INFO_NULL, port), MPI_ERR_UNSUPPORTED_OPERATION);
     MPI_Request r;
     CU_ASSERT_EQUAL(MPI_Grequest_start(NULL, NULL, NULL, NULL, &r),
                     MPI_ERR_UNSUPPORTED_OPERATION);
+}
+
+/* An MPI-IO file with an interleaved view (its filetype freed by the
+ * application), atomic mode and MPI_ERRORS_RETURN, taken through a
+ * checkpoint (drain + sync + pointers), written further, then restarted:
+ * it is open again with the same view, atomicity and handler, its
+ * individual pointer where the checkpoint left it and its size cut back to
+ * the checkpoint's; what was written before reads back through the view. */
+static void test_file_reopened_with_view_pointer_and_size(void)
+{
+    char name[64];
+    long id = rank == 0 ? (long)getpid() : 0;
+    MPI_Bcast(&id, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+    snprintf(name, sizeof name, "/tmp/crmpi-test-vfile-%ld", id);
+    MPI_File fh;
+    CU_ASSERT_EQUAL_FATAL(MPI_File_open(MPI_COMM_WORLD, name, MPI_MODE_CREATE | MPI_MODE_RDWR,
+                                        MPI_INFO_NULL, &fh), MPI_SUCCESS);
+    CU_ASSERT_PTR_NOT_NULL(vh_get(fh, VH_FILE));
+    MPI_Datatype every;                          /* one int in every `size` */
+    MPI_Type_vector(64, 1, size, MPI_INT, &every);
+    MPI_Type_commit(&every);
+    CU_ASSERT_EQUAL(MPI_File_set_view(fh, (MPI_Offset)rank * (MPI_Offset)sizeof(int), MPI_INT,
+                                      every, "native", MPI_INFO_NULL), MPI_SUCCESS);
+    MPI_Type_free(&every);                       /* the view keeps it */
+    MPI_File_set_atomicity(fh, 1);
+    MPI_File_set_errhandler(fh, MPI_ERRORS_RETURN);
+    int out[4], in[4];
+    for (int i = 0; i < 4; i++)
+        out[i] = rank * 100 + i;
+    CU_ASSERT_EQUAL(MPI_File_write_all(fh, out, 4, MPI_INT, MPI_STATUS_IGNORE), MPI_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(crmpi_quiesce(), 0);   /* the checkpoint's MPI half */
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    MPI_Offset size_ckpt = 0, pos = -1;
+    MPI_File_get_size(fh, &size_ckpt);
+    CU_ASSERT_EQUAL(size_ckpt, (MPI_Offset)(4 * size * sizeof(int)));
+    CU_ASSERT_EQUAL(MPI_File_write_all(fh, out, 4, MPI_INT, MPI_STATUS_IGNORE), MPI_SUCCESS);
+    vh_release_reals();
+    CU_ASSERT_EQUAL_FATAL(vh_rebuild_all(), 0);
+    MPI_Offset now = 0;
+    MPI_File_get_size(fh, &now);
+    CU_ASSERT_EQUAL(now, size_ckpt);
+    MPI_File_get_position(fh, &pos);
+    CU_ASSERT_EQUAL(pos, 4);
+    int atomic = 0;
+    MPI_File_get_atomicity(fh, &atomic);
+    CU_ASSERT_TRUE(atomic);
+    MPI_Errhandler e;
+    MPI_File_get_errhandler(fh, &e);
+    CU_ASSERT_PTR_EQUAL(e, MPI_ERRORS_RETURN);
+    MPI_Offset disp;
+    MPI_Datatype et, ft;
+    char rep[MPI_MAX_DATAREP_STRING];
+    CU_ASSERT_EQUAL(MPI_File_get_view(fh, &disp, &et, &ft, rep), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(disp, (MPI_Offset)rank * (MPI_Offset)sizeof(int));
+    CU_ASSERT_PTR_EQUAL(et, MPI_INT);
+    CU_ASSERT_STRING_EQUAL(rep, "native");
+    int ni, na, nd, comb = -1;
+    MPI_Type_get_envelope(ft, &ni, &na, &nd, &comb);
+    CU_ASSERT_EQUAL(comb, MPI_COMBINER_VECTOR);
+    MPI_Type_free(&ft);
+    memset(in, 0, sizeof in);
+    CU_ASSERT_EQUAL(MPI_File_read_at_all(fh, 0, in, 4, MPI_INT, MPI_STATUS_IGNORE), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(memcmp(in, out, sizeof in), 0);
+    CU_ASSERT_EQUAL(MPI_File_close(&fh), MPI_SUCCESS);
+    CU_ASSERT_PTR_EQUAL(fh, MPI_FILE_NULL);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0)
+        MPI_File_delete(name, MPI_INFO_NULL);
 }
 
 /* MPI_Comm_idup of a Cartesian communicator with MPI_ERRORS_RETURN: a
@@ -593,6 +662,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_uncheckpointable_calls_are_refused_by_name),
     CUTEST(test_persistent_requests_rebuilt_after_restart),
     CUTEST(test_comm_idup_rebuilt_like_its_parent),
+    CUTEST(test_file_reopened_with_view_pointer_and_size),
     CU_TEST_INFO_NULL
 };
 static CU_SuiteInfo suites[] = {
