@@ -2,7 +2,8 @@
  * vfile.c - MPI-IO files across a checkpoint.
  *
  * A file handle is virtual like the others. Its recipe is what opening it
- * took (communicator, absolute path, access mode) and what the application
+ * took (its communicator's members and topology - the application may free
+ * the communicator while the file is open -, absolute path, access mode) and what the application
  * set since (view, atomicity, a predefined error handler); the checkpoint
  * adds where it stood. After the drain has completed every pending file
  * request, each file open for writing is synced (MPI_File_sync: the data
@@ -57,6 +58,8 @@ static void destroy(struct vfile *f)
         drop(f->filetype);
     }
     crmpi_pfree(f->path);
+    if (f->group)
+        vcomm_destroy(f->group);
     f->h.magic = VH_DEAD;
     crmpi_pfree(f);
 }
@@ -83,19 +86,19 @@ int MPI_File_open(MPI_Comm comm, const char *filename, int amode, MPI_Info info,
     if (crmpi_passthrough())
         return PMPI_File_open(comm, filename, amode, info, fh);
     struct vfile *f = (struct vfile *)vh_alloc(sizeof *f, VH_FILE);
-    char *path = f ? absolute(filename) : NULL;
-    if (!path) {
-        crmpi_pfree(f);
+    if (!f)
+        return MPI_ERR_NO_MEM;
+    f->path = absolute(filename);
+    f->group = (struct vcomm *)vh_alloc(sizeof *f->group, VH_COMM);
+    if (!f->path || !f->group || vcomm_capture(f->group, vh_in_comm(comm)) != 0) {
+        destroy(f);
         return MPI_ERR_NO_MEM;
     }
     int rc = PMPI_File_open(vh_in_comm(comm), filename, amode, vh_in_info(info), &f->h.real.file);
     if (rc != MPI_SUCCESS) {
-        crmpi_pfree(path);
-        crmpi_pfree(f);
+        destroy(f);
         return rc;
     }
-    f->comm = comm;
-    f->path = path;
     f->amode = amode;
     vh_link(&f->h);
     *fh = (MPI_File)f;
@@ -229,8 +232,13 @@ int vfile_rebuild(struct vfile *f)
     /* Without MPI_MODE_CREATE/EXCL: the file is the checkpoint's, and one
      * that vanished since is an error, not an empty new file. */
     int amode = f->amode & ~(MPI_MODE_CREATE | MPI_MODE_EXCL);
-    const char *what = "reopening it";
-    int rc = PMPI_File_open(vh_in_comm(f->comm), f->path, amode, MPI_INFO_NULL, r);
+    const char *what = "making its communicator again";
+    int rc = vcomm_rebuild(f->group) == 0 ? MPI_SUCCESS : MPI_ERR_COMM;
+    if (rc == MPI_SUCCESS) {
+        what = "reopening it";
+        rc = PMPI_File_open(f->group->h.real.comm, f->path, amode, MPI_INFO_NULL, r);
+        PMPI_Comm_free(&f->group->h.real.comm);    /* the file keeps its own */
+    }
     if (rc == MPI_SUCCESS && writable(f)) {
         what = "cutting it back to its size at the checkpoint";
         rc = PMPI_File_set_size(*r, f->size);

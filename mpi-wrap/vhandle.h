@@ -144,7 +144,8 @@ struct vreq {
  * atomicity, error handler, file pointers and size as of the checkpoint. */
 struct vfile {
     struct vh h;
-    MPI_Comm comm;                 /* the application's */
+    struct vcomm *group;           /* its communicator's recipe, not a live one:
+                                      the application may free that meanwhile */
     char *path;                    /* absolute (the working directory is not restored) */
     int amode;
     int has_view, atomic;

@@ -309,7 +309,7 @@ static uint64_t persist(int steps)
 
 /* ---- mpiio ------------------------------------------------------------------- */
 /* Every step each rank writes its block of the step into one shared file
- * through an interleaved view (MPI_File_write_all, atomic mode), reads
+ * (opened on a communicator freed right after) through an interleaved view (MPI_File_write_all, atomic mode), reads
  * back its block of the step before, and writes a record into a file of
  * its own (opened on MPI_COMM_SELF) with an MPI_File_iwrite pending across
  * the checkpoint. At the end the files are hashed: after any number of
@@ -338,8 +338,10 @@ static uint64_t mpiio(int steps)
     struct { MPI_File fh, own; int step; uint64_t h; int out[B], back[B], rec[B / 4];
              char name[32]; } *st = pmalloc(sizeof *st);
     snprintf(st->name, sizeof st->name, "mpiio-r%d.dat", rank);
-    MPI_File_open(MPI_COMM_WORLD, "mpiio.dat", MPI_MODE_CREATE | MPI_MODE_RDWR, MPI_INFO_NULL,
-                  &st->fh);
+    MPI_Comm d;                              /* freed while the file stays open */
+    MPI_Comm_dup(MPI_COMM_WORLD, &d);
+    MPI_File_open(d, "mpiio.dat", MPI_MODE_CREATE | MPI_MODE_RDWR, MPI_INFO_NULL, &st->fh);
+    MPI_Comm_free(&d);
     MPI_File_open(MPI_COMM_SELF, st->name, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL,
                   &st->own);
     MPI_File_set_size(st->fh, 0);            /* a fresh start: no leftover of a killed run */
