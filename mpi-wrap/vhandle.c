@@ -333,12 +333,33 @@ void vh_arr_release(const void *x, const void *orig, const void *stack)
 
 /* ---- destruction --------------------------------------------------------- */
 
+/* A communicator still uses error handler e (MPI lets the application free
+ * a handler that is attached: it lives on until nothing uses it). */
+static int errh_in_use(const struct vh *e)
+{
+    if ((const struct vh *)crmpi_st->world_errh == e || (const struct vh *)crmpi_st->self_errh == e)
+        return 1;
+    for (struct vh *v = crmpi_st->live[VH_COMM].head; v; v = v->next)
+        if ((const struct vh *)((struct vcomm *)v)->errh == e)
+            return 1;
+    return 0;
+}
+
 int vh_free(struct vh *v)
 {
     int rc = MPI_SUCCESS;
     if (v->kind == VH_TYPE) {
         vtype_unref((struct vtype *)v);
         return rc;
+    }
+    if (v->kind == VH_ERRH && (v->flags & VH_FREED))
+        return MPI_ERR_ARG;                  /* freed twice */
+    if (v->kind == VH_ERRH && errh_in_use(v)) {
+        /* Kept (and rebuilt after a restart) for the communicators that
+         * use it; MPI's own reference goes now, as MPI_Errhandler_free asks. */
+        MPI_Errhandler real = v->real.errh;
+        v->flags |= VH_FREED;
+        return PMPI_Errhandler_free(&real);
     }
     vh_unlink(v);
     switch (v->kind) {
@@ -449,7 +470,10 @@ void vh_release_reals(void)
             case VH_TYPE:  PMPI_Type_free(&v->real.type); break;
             case VH_OP:    PMPI_Op_free(&v->real.op); break;
             case VH_INFO:  PMPI_Info_free(&v->real.info); break;
-            case VH_ERRH:  PMPI_Errhandler_free(&v->real.errh); break;
+            case VH_ERRH:   /* a freed one's reference went with its communicators */
+                if (!(v->flags & VH_FREED))
+                    PMPI_Errhandler_free(&v->real.errh);
+                break;
             case VH_FILE:  vfile_release((struct vfile *)v); break;
             case VH_REQ:
                 if (((struct vreq *)v)->persistent && v->real.req != MPI_REQUEST_NULL)

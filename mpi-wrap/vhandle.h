@@ -42,6 +42,7 @@ enum vh_kind { VH_COMM, VH_GROUP, VH_TYPE, VH_OP, VH_REQ, VH_INFO, VH_ERRH, VH_M
                VH_NKINDS };
 
 #define VH_PENDING 0x1u   /* a communicator of an MPI_Comm_idup not yet complete */
+#define VH_FREED   0x2u   /* an error handler the application freed while attached */
 
 struct vh {
     uint64_t magic;

@@ -326,6 +326,34 @@ static void test_user_op_info_and_errhandler_rebuilt(void)
     MPI_Comm_free(&c);
 }
 
+static int errh_calls;
+
+static void count_errh(MPI_Comm *c, int *code, ...)
+{
+    (void)c;
+    (void)code;
+    errh_calls++;
+}
+
+/* MPI lets the application free an error handler that a communicator
+ * still uses: after a restart the communicator must still have it. */
+static void test_freed_attached_errhandler_survives_restart(void)
+{
+    MPI_Errhandler e;
+    MPI_Comm_create_errhandler(count_errh, &e);
+    MPI_Comm d;
+    MPI_Comm_dup(MPI_COMM_WORLD, &d);
+    MPI_Comm_set_errhandler(d, e);
+    CU_ASSERT_EQUAL(MPI_Errhandler_free(&e), MPI_SUCCESS);
+    CU_ASSERT_PTR_EQUAL(e, MPI_ERRHANDLER_NULL);
+    simulate_restart();
+    errh_calls = 0;
+    int v = rank;
+    CU_ASSERT_NOT_EQUAL(MPI_Send(&v, 1, MPI_INT, size + 5, 0, d), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(errh_calls, 1);
+    MPI_Comm_free(&d);
+}
+
 /* Communicators inherit their parent's error handler; the rebuild makes
  * them from MPI_COMM_WORLD of a fresh MPI, whose handler is the default
  * then (simulated below), so it must apply what each inherited. */
@@ -657,6 +685,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_user_op_info_and_errhandler_rebuilt),
     CUTEST(test_get_contents_returns_virtual_children),
     CUTEST(test_inherited_errhandler_survives_restart),
+    CUTEST(test_freed_attached_errhandler_survives_restart),
     CUTEST(test_attributes_survive_restart_under_the_same_keys),
     CUTEST(test_object_names_survive_restart),
     CUTEST(test_uncheckpointable_calls_are_refused_by_name),
