@@ -16,8 +16,9 @@
  * view, atomicity and pointers back.
  *
  * Not kept: info hints (they tune performance only: the file is reopened
- * with MPI_INFO_NULL). Split collectives (MPI_File_*_begin/_end), user
- * file error handlers and data representations stay refused.
+ * with MPI_INFO_NULL). A split collective (MPI_File_*_begin/_end) in
+ * progress at a checkpoint fails it (agreed: every member has the same
+ * one). User file error handlers and data representations stay refused.
  */
 #include "vhandle.h"
 #include "wrap_support.h"
@@ -216,6 +217,11 @@ int vfile_checkpoint(void)
             prc = PMPI_File_get_position(r, &f->pos);
         if (prc == MPI_SUCCESS)
             prc = PMPI_File_get_position_shared(r, &f->pos_shared);
+        if (f->split && !rc) {
+            cr_err("%s: a split collective (MPI_File_*_begin) is in progress at "
+                   "crmpi_checkpoint(): it cannot be checkpointed; end it before", f->path);
+            rc = CR_EUNSUPPORTED;
+        }
         if (!rc && (src != MPI_SUCCESS || prc != MPI_SUCCESS)) {
             cr_err("%s: %s failed at the checkpoint (MPI error %d)", f->path,
                    src != MPI_SUCCESS ? "MPI_File_sync" : "reading the file pointers",
@@ -284,3 +290,54 @@ int MPI_File_get_errhandler(MPI_File fh, MPI_Errhandler *errh)
     CRMPI_LIB_SCOPE;
     return PMPI_File_get_errhandler(crmpi_passthrough() ? fh : vh_in_file(fh), errh);
 }
+
+/* ---- split collectives ------------------------------------------------------------ */
+/* One may be in progress between its _begin and its _end; a checkpoint
+ * then cannot capture it (vfile_checkpoint fails the checkpoint). */
+
+static struct vfile *split_mark(MPI_File fh, int on)
+{
+    struct vfile *f = crmpi_passthrough() ? NULL : (struct vfile *)vh_get(fh, VH_FILE);
+    if (f)
+        f->split = on;
+    return f;
+}
+
+#define SPLIT_BEGIN(NAME, PARAMS, ...)                                              \
+    int MPI_File_##NAME##_begin PARAMS                                              \
+    {                                                                               \
+        CRMPI_LIB_SCOPE;                                                            \
+        int rc = PMPI_File_##NAME##_begin(__VA_ARGS__);                             \
+        if (rc == MPI_SUCCESS)                                                      \
+            split_mark(fh, 1);                                                      \
+        return rc;                                                                  \
+    }
+#define SPLIT_END(NAME, CONST)                                                      \
+    int MPI_File_##NAME##_end(MPI_File fh, CONST void *buf, MPI_Status *status)     \
+    {                                                                               \
+        CRMPI_LIB_SCOPE;                                                            \
+        int rc = PMPI_File_##NAME##_end(crmpi_passthrough() ? fh : vh_in_file(fh),  \
+                                        buf, status);                               \
+        if (rc == MPI_SUCCESS)                                                      \
+            split_mark(fh, 0);                                                      \
+        return rc;                                                                  \
+    }
+#define IN_FILE (crmpi_passthrough() ? fh : vh_in_file(fh))
+#define IN_TYPE (crmpi_passthrough() ? type : vh_in_type(type))
+SPLIT_BEGIN(read_at_all, (MPI_File fh, MPI_Offset off, void *buf, int n, MPI_Datatype type),
+            IN_FILE, off, buf, n, IN_TYPE)
+SPLIT_BEGIN(write_at_all, (MPI_File fh, MPI_Offset off, const void *buf, int n, MPI_Datatype type),
+            IN_FILE, off, buf, n, IN_TYPE)
+SPLIT_BEGIN(read_all, (MPI_File fh, void *buf, int n, MPI_Datatype type), IN_FILE, buf, n, IN_TYPE)
+SPLIT_BEGIN(write_all, (MPI_File fh, const void *buf, int n, MPI_Datatype type),
+            IN_FILE, buf, n, IN_TYPE)
+SPLIT_BEGIN(read_ordered, (MPI_File fh, void *buf, int n, MPI_Datatype type),
+            IN_FILE, buf, n, IN_TYPE)
+SPLIT_BEGIN(write_ordered, (MPI_File fh, const void *buf, int n, MPI_Datatype type),
+            IN_FILE, buf, n, IN_TYPE)
+SPLIT_END(read_at_all, )
+SPLIT_END(write_at_all, const)
+SPLIT_END(read_all, )
+SPLIT_END(write_all, const)
+SPLIT_END(read_ordered, )
+SPLIT_END(write_ordered, const)

@@ -150,6 +150,7 @@ struct vfile {
     char *path;                    /* absolute (the working directory is not restored) */
     int amode;
     int has_view, atomic;
+    int split;                     /* a split collective is between _begin and _end */
     MPI_Offset disp;               /* the view; the types hold references */
     MPI_Datatype etype, filetype;
     char datarep[32];

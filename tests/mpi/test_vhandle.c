@@ -583,6 +583,34 @@ static void test_file_reopened_with_view_pointer_and_size(void)
         MPI_File_delete(name, MPI_INFO_NULL);
 }
 
+/* A split collective between its _begin and _end fails the checkpoint on
+ * every rank (CR_EUNSUPPORTED); ended, the next checkpoint goes through and
+ * the data is in the file. */
+static void test_split_collective_in_progress_fails_checkpoint(void)
+{
+    char name[64];
+    long id = rank == 0 ? (long)getpid() : 0;
+    MPI_Bcast(&id, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+    snprintf(name, sizeof name, "/tmp/crmpi-test-split-%ld", id);
+    MPI_File fh;
+    CU_ASSERT_EQUAL_FATAL(MPI_File_open(MPI_COMM_WORLD, name, MPI_MODE_CREATE | MPI_MODE_RDWR,
+                                        MPI_INFO_NULL, &fh), MPI_SUCCESS);
+    int v[2] = { rank, rank + 1 }, back[2] = { -1, -1 };
+    MPI_Offset at = (MPI_Offset)rank * (MPI_Offset)sizeof v;
+    CU_ASSERT_EQUAL(MPI_File_write_at_all_begin(fh, at, v, 2, MPI_INT), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(crmpi_quiesce(), CR_EUNSUPPORTED);
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    CU_ASSERT_EQUAL(MPI_File_write_at_all_end(fh, v, MPI_STATUS_IGNORE), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(crmpi_quiesce(), 0);
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    MPI_File_read_at(fh, at, back, 2, MPI_INT, MPI_STATUS_IGNORE);
+    CU_ASSERT_TRUE(back[0] == rank && back[1] == rank + 1);
+    MPI_File_close(&fh);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0)
+        MPI_File_delete(name, MPI_INFO_NULL);
+}
+
 /* MPI_Comm_idup of a Cartesian communicator with MPI_ERRORS_RETURN: a
  * virtual communicator at once, usable once the request completes, and
  * rebuilt after a restart with the parent's members, topology and handler. */
@@ -692,6 +720,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_persistent_requests_rebuilt_after_restart),
     CUTEST(test_comm_idup_rebuilt_like_its_parent),
     CUTEST(test_file_reopened_with_view_pointer_and_size),
+    CUTEST(test_split_collective_in_progress_fails_checkpoint),
     CU_TEST_INFO_NULL
 };
 static CU_SuiteInfo suites[] = {
