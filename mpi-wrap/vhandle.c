@@ -293,6 +293,7 @@ VH_BACK(req,   MPI_Request,    VH_REQ)
 VH_BACK(info,  MPI_Info,       VH_INFO)
 VH_BACK(errh,  MPI_Errhandler, VH_ERRH)
 VH_BACK(msg,   MPI_Message,    VH_MSG)
+VH_BACK(file,  MPI_File,       VH_FILE)
 #undef VH_BACK
 
 /* MPI_Type_get_contents hands out new references to derived children: the

@@ -269,6 +269,7 @@ MPI_Request    vh_back_req(MPI_Request real);
 MPI_Info       vh_back_info(MPI_Info real);
 MPI_Errhandler vh_back_errh(MPI_Errhandler real);
 MPI_Message    vh_back_msg(MPI_Message real);
+MPI_File       vh_back_file(MPI_File real);
 void vh_back_type_arr(MPI_Datatype *a, int n);
 
 /* Arrays of handles given to MPI: returns the translated array (stack when

@@ -554,6 +554,7 @@ static void test_file_reopened_with_view_pointer_and_size(void)
     MPI_Offset now = 0;
     MPI_File_get_size(fh, &now);
     CU_ASSERT_EQUAL(now, size_ckpt);
+    CU_ASSERT_PTR_EQUAL(MPI_File_f2c(MPI_File_c2f(fh)), fh);   /* Fortran handles too */
     MPI_File_get_position(fh, &pos);
     CU_ASSERT_EQUAL(pos, 4);
     int atomic = 0;
