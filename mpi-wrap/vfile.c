@@ -15,8 +15,8 @@
  * re-execution, as with the POSIX files of transparent mode - and sets the
  * view, atomicity and pointers back.
  *
- * Not kept: info hints (they tune performance only: the file is reopened
- * with MPI_INFO_NULL). A split collective (MPI_File_*_begin/_end) in
+ * Info hints given at open and by MPI_File_set_info are given again at the
+ * reopen (those of MPI_File_set_view are not kept). A split collective (MPI_File_*_begin/_end) in
  * progress at a checkpoint fails it (agreed: every member has the same
  * one). User file error handlers and data representations stay refused.
  */
@@ -59,10 +59,39 @@ static void destroy(struct vfile *f)
         drop(f->filetype);
     }
     crmpi_pfree(f->path);
+    crmpi_pfree(f->hints);
     if (f->group)
         vcomm_destroy(f->group);
     f->h.magic = VH_DEAD;
     crmpi_pfree(f);
+}
+
+/* Append the hints of a real info to the file's (later ones win when they
+ * are applied in order). */
+static int add_hints(struct vfile *f, MPI_Info real)
+{
+    if (real == MPI_INFO_NULL)
+        return 0;
+    char *kv;
+    size_t len;
+    int rc = vh_info_to_kv(real, &kv, &len);
+    if (rc || !len) {
+        crmpi_pfree(rc ? NULL : kv);
+        return rc;
+    }
+    char *all = crmpi_palloc(f->hintlen + len);
+    if (!all) {
+        crmpi_pfree(kv);
+        return -ENOMEM;
+    }
+    if (f->hintlen)
+        memcpy(all, f->hints, f->hintlen);
+    memcpy(all + f->hintlen, kv, len);
+    crmpi_pfree(kv);
+    crmpi_pfree(f->hints);
+    f->hints = all;
+    f->hintlen += len;
+    return 0;
 }
 
 /* The path the restarted process must open: absolute, from the working
@@ -91,7 +120,8 @@ int MPI_File_open(MPI_Comm comm, const char *filename, int amode, MPI_Info info,
         return MPI_ERR_NO_MEM;
     f->path = absolute(filename);
     f->group = (struct vcomm *)vh_alloc(sizeof *f->group, VH_COMM);
-    if (!f->path || !f->group || vcomm_capture(f->group, vh_in_comm(comm)) != 0) {
+    if (!f->path || !f->group || vcomm_capture(f->group, vh_in_comm(comm)) != 0 ||
+        add_hints(f, vh_in_info(info)) != 0) {
         destroy(f);
         return MPI_ERR_NO_MEM;
     }
@@ -119,6 +149,19 @@ int MPI_File_close(MPI_File *fh)
     destroy(f);
     *fh = MPI_FILE_NULL;
     return MPI_SUCCESS;
+}
+
+int MPI_File_set_info(MPI_File fh, MPI_Info info)
+{
+    CRMPI_LIB_SCOPE;
+    struct vfile *f = crmpi_passthrough() ? NULL : (struct vfile *)vh_get(fh, VH_FILE);
+    if (!f)
+        return PMPI_File_set_info(vh_in_file(fh), vh_in_info(info));
+    int rc = PMPI_File_set_info(f->h.real.file, vh_in_info(info));
+    if (rc == MPI_SUCCESS && add_hints(f, vh_in_info(info)) != 0)
+        cr_warn("%s: out of persistent memory for the info hints: they are not set again "
+                "after a restart", f->path);
+    return rc;
 }
 
 int MPI_File_set_view(MPI_File fh, MPI_Offset disp, MPI_Datatype etype, MPI_Datatype filetype,
@@ -240,11 +283,18 @@ int vfile_rebuild(struct vfile *f)
     int amode = f->amode & ~(MPI_MODE_CREATE | MPI_MODE_EXCL);
     const char *what = "making its communicator again";
     int rc = vcomm_rebuild(f->group) == 0 ? MPI_SUCCESS : MPI_ERR_COMM;
+    MPI_Info hints = MPI_INFO_NULL;
+    if (rc == MPI_SUCCESS && f->hintlen) {
+        what = "making its info hints again";
+        rc = vh_info_from_kv(f->hints, f->hintlen, &hints) == 0 ? MPI_SUCCESS : MPI_ERR_INFO;
+    }
     if (rc == MPI_SUCCESS) {
         what = "reopening it";
-        rc = PMPI_File_open(f->group->h.real.comm, f->path, amode, MPI_INFO_NULL, r);
+        rc = PMPI_File_open(f->group->h.real.comm, f->path, amode, hints, r);
         PMPI_Comm_free(&f->group->h.real.comm);    /* the file keeps its own */
     }
+    if (hints != MPI_INFO_NULL)
+        PMPI_Info_free(&hints);
     if (rc == MPI_SUCCESS && writable(f)) {
         what = "cutting it back to its size at the checkpoint";
         rc = PMPI_File_set_size(*r, f->size);

@@ -396,10 +396,12 @@ int vh_free(struct vh *v)
 
 /* ---- restart ------------------------------------------------------------------ */
 
-static int info_snapshot(struct vinfo *v)
+/* The keys and values of a real info as "key\0value\0"... in the
+ * persistent heap (*kv NULL when there are none). */
+int vh_info_to_kv(MPI_Info real, char **out, size_t *outlen)
 {
     int nkeys = 0;
-    if (PMPI_Info_get_nkeys(v->h.real.info, &nkeys) != MPI_SUCCESS)
+    if (PMPI_Info_get_nkeys(real, &nkeys) != MPI_SUCCESS)
         return -EIO;
     size_t cap = 256, len = 0;
     char *kv = crmpi_palloc(cap);
@@ -409,8 +411,8 @@ static int info_snapshot(struct vinfo *v)
         char key[MPI_MAX_INFO_KEY + 1];
         char val[MPI_MAX_INFO_VAL + 1];
         int flag = 0;
-        if (PMPI_Info_get_nthkey(v->h.real.info, i, key) != MPI_SUCCESS ||
-            PMPI_Info_get(v->h.real.info, key, MPI_MAX_INFO_VAL, val, &flag) != MPI_SUCCESS)
+        if (PMPI_Info_get_nthkey(real, i, key) != MPI_SUCCESS ||
+            PMPI_Info_get(real, key, MPI_MAX_INFO_VAL, val, &flag) != MPI_SUCCESS)
             goto free_kv;
         size_t need = strlen(key) + strlen(val) + 2;
         if (len + need > cap) {
@@ -428,13 +430,39 @@ static int info_snapshot(struct vinfo *v)
         strcpy(kv + len, val);
         len += strlen(val) + 1;
     }
-    crmpi_pfree(v->kv);
-    v->kv = kv;
-    v->kvlen = len;
+    *out = kv;
+    *outlen = len;
     return 0;
 free_kv:
     crmpi_pfree(kv);
     return -ENOMEM;
+}
+
+int vh_info_from_kv(const char *kv, size_t kvlen, MPI_Info *out)
+{
+    if (PMPI_Info_create(out) != MPI_SUCCESS)
+        return -EIO;
+    for (size_t off = 0; off < kvlen;) {
+        const char *key = kv + off;
+        const char *val = key + strlen(key) + 1;
+        if (PMPI_Info_set(*out, key, val) != MPI_SUCCESS)
+            return -EIO;
+        off = (size_t)(val - kv) + strlen(val) + 1;
+    }
+    return 0;
+}
+
+static int info_snapshot(struct vinfo *v)
+{
+    char *kv;
+    size_t len;
+    int rc = vh_info_to_kv(v->h.real.info, &kv, &len);
+    if (rc)
+        return rc;
+    crmpi_pfree(v->kv);
+    v->kv = kv;
+    v->kvlen = len;
+    return 0;
 }
 
 int vh_snapshot(void)
@@ -495,16 +523,7 @@ void vh_release_reals(void)
 
 static int rebuild_info(struct vinfo *v)
 {
-    if (PMPI_Info_create(&v->h.real.info) != MPI_SUCCESS)
-        return -EIO;
-    for (size_t off = 0; off < v->kvlen;) {
-        const char *key = v->kv + off;
-        const char *val = key + strlen(key) + 1;
-        if (PMPI_Info_set(v->h.real.info, key, val) != MPI_SUCCESS)
-            return -EIO;
-        off = (size_t)(val - v->kv) + strlen(val) + 1;
-    }
-    return 0;
+    return vh_info_from_kv(v->kv, v->kvlen, &v->h.real.info);
 }
 
 static int rebuild_one(struct vh *v)

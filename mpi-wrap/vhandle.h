@@ -156,6 +156,8 @@ struct vfile {
     char datarep[32];
     MPI_Errhandler errh;           /* set by the application (predefined), or NULL */
     MPI_Offset pos, pos_shared, size;   /* at the last checkpoint */
+    char *hints;                   /* given at open and by MPI_File_set_info, */
+    size_t hintlen;                /* as "key\0value\0"...: applied in order */
 };
 
 /* ---- the persistent state of the MPI layer ------------------------------- */
@@ -284,6 +286,10 @@ void vh_arr_release(const void *x, const void *orig, const void *stack);
 int vh_free(struct vh *v);
 
 /* ---- restart -------------------------------------------------------------- */
+/* An info's keys and values as "key\0value\0"... (persistent heap), and
+ * a new real info from them. */
+int vh_info_to_kv(MPI_Info real, char **kv, size_t *len);
+int vh_info_from_kv(const char *kv, size_t len, MPI_Info *out);
 /* Take a snapshot of what cannot be read back after a restart (info keys). */
 int vh_snapshot(void);
 /* Forget every real handle (they belong to a previous MPI library). */

@@ -515,8 +515,8 @@ static void test_uncheckpointable_calls_are_refused_by_name(void)
                     MPI_ERR_UNSUPPORTED_OPERATION);
 }
 
-/* An MPI-IO file with an interleaved view (its filetype freed by the
- * application), atomic mode and MPI_ERRORS_RETURN, taken through a
+/* An MPI-IO file with an info hint, an interleaved view (its filetype
+ * freed by the application), atomic mode and MPI_ERRORS_RETURN, taken through a
  * checkpoint (drain + sync + pointers), written further, then restarted:
  * it is open again with the same view, atomicity and handler, its
  * individual pointer where the checkpoint left it and its size cut back to
@@ -528,8 +528,12 @@ static void test_file_reopened_with_view_pointer_and_size(void)
     MPI_Bcast(&id, 1, MPI_LONG, 0, MPI_COMM_WORLD);
     snprintf(name, sizeof name, "/tmp/crmpi-test-vfile-%ld", id);
     MPI_File fh;
+    MPI_Info hints;
+    MPI_Info_create(&hints);
+    MPI_Info_set(hints, "crmpi_test_hint", "7");
     CU_ASSERT_EQUAL_FATAL(MPI_File_open(MPI_COMM_WORLD, name, MPI_MODE_CREATE | MPI_MODE_RDWR,
-                                        MPI_INFO_NULL, &fh), MPI_SUCCESS);
+                                        hints, &fh), MPI_SUCCESS);
+    MPI_Info_free(&hints);
     CU_ASSERT_PTR_NOT_NULL(vh_get(fh, VH_FILE));
     MPI_Datatype every;                          /* one int in every `size` */
     MPI_Type_vector(64, 1, size, MPI_INT, &every);
@@ -555,6 +559,13 @@ static void test_file_reopened_with_view_pointer_and_size(void)
     MPI_File_get_size(fh, &now);
     CU_ASSERT_EQUAL(now, size_ckpt);
     CU_ASSERT_PTR_EQUAL(MPI_File_f2c(MPI_File_c2f(fh)), fh);   /* Fortran handles too */
+    MPI_Info used;                                /* the hint is given again */
+    char hv[8] = "";
+    int hflag = 0;
+    MPI_File_get_info(fh, &used);
+    MPI_Info_get(used, "crmpi_test_hint", 7, hv, &hflag);
+    CU_ASSERT_TRUE(hflag && !strcmp(hv, "7"));
+    MPI_Info_free(&used);
     MPI_File_get_position(fh, &pos);
     CU_ASSERT_EQUAL(pos, 4);
     int atomic = 0;
