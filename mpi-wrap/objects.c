@@ -136,8 +136,14 @@ int MPI_Comm_get_errhandler(MPI_Comm comm, MPI_Errhandler *errh)
     if (rc != MPI_SUCCESS)
         return rc;
     MPI_Errhandler v = vh_back_errh(real);
-    if (v != real)
-        PMPI_Errhandler_free(&real);   /* the reference get_errhandler added */
+    struct verrh *e = (struct verrh *)vh_get(v, VH_ERRH);
+    if (e) {
+        e->refs++;                     /* one more handle of the application's */
+        if (e->h.flags & VH_FREED)
+            e->h.flags &= ~VH_FREED;   /* the reference just added is ours again */
+        else
+            PMPI_Errhandler_free(&real);   /* we hold one already */
+    }
     *errh = v;
     return MPI_SUCCESS;
 }

@@ -38,25 +38,11 @@ static int sequential(const struct vfile *f)
     return f->amode & MPI_MODE_SEQUENTIAL;
 }
 
-static void hold(MPI_Datatype t)
-{
-    struct vtype *v = (struct vtype *)vh_get(t, VH_TYPE);
-    if (v)
-        v->refs++;
-}
-
-static void drop(MPI_Datatype t)
-{
-    struct vtype *v = (struct vtype *)vh_get(t, VH_TYPE);
-    if (v)
-        vtype_unref(v);
-}
-
 static void destroy(struct vfile *f)
 {
     if (f->has_view) {
-        drop(f->etype);
-        drop(f->filetype);
+        vtype_drop(f->etype);
+        vtype_drop(f->filetype);
     }
     crmpi_pfree(f->path);
     crmpi_pfree(f->hints);
@@ -177,11 +163,11 @@ int MPI_File_set_view(MPI_File fh, MPI_Offset disp, MPI_Datatype etype, MPI_Data
                                 datarep, vh_in_info(info));
     if (rc != MPI_SUCCESS)
         return rc;
-    hold(etype);                 /* the application may free them now */
-    hold(filetype);
+    vtype_hold(etype);           /* the application may free them now */
+    vtype_hold(filetype);
     if (f->has_view) {
-        drop(f->etype);
-        drop(f->filetype);
+        vtype_drop(f->etype);
+        vtype_drop(f->filetype);
     }
     f->has_view = 1;
     f->disp = disp;
@@ -201,7 +187,7 @@ static MPI_Datatype view_type(MPI_Datatype real, MPI_Datatype recorded)
         comb == MPI_COMBINER_NAMED)
         return real;
     PMPI_Type_free(&real);
-    hold(recorded);
+    vtype_hold(recorded);
     return recorded;
 }
 
@@ -391,3 +377,7 @@ SPLIT_END(read_all, )
 SPLIT_END(write_all, const)
 SPLIT_END(read_ordered, )
 SPLIT_END(write_ordered, const)
+#undef SPLIT_BEGIN
+#undef SPLIT_END
+#undef IN_FILE
+#undef IN_TYPE

@@ -203,6 +203,7 @@ int vh_out_errh(MPI_Errhandler *user, MPI_Errhandler real, MPI_Comm_errhandler_f
     }
     v->h.real.errh = real;
     v->fn = fn;
+    v->refs = 1;
     vh_link(&v->h);
     *user = (MPI_Errhandler)v;
     return MPI_SUCCESS;
@@ -230,9 +231,7 @@ struct vreq *vreq_new(int kind)
 
 void vreq_hold_type(struct vreq *r, MPI_Datatype t)
 {
-    struct vtype *v = (struct vtype *)vh_get(t, VH_TYPE);
-    if (v)
-        v->refs++;
+    vtype_hold(t);
     r->type = t;
 }
 
@@ -240,9 +239,7 @@ void vreq_release(struct vreq *r)
 {
     if (r->persistent && r->h.real.req != MPI_REQUEST_NULL)
         PMPI_Request_free(&r->h.real.req);   /* inactive here: freed at once */
-    struct vtype *t = (struct vtype *)vh_get(r->type, VH_TYPE);
-    if (t)
-        vtype_unref(t);
+    vtype_drop(r->type);
     r->type = MPI_DATATYPE_NULL;
     vh_unlink(&r->h);
     r->h.magic = VH_DEAD;
@@ -353,14 +350,19 @@ int vh_free(struct vh *v)
         vtype_unref((struct vtype *)v);
         return rc;
     }
-    if (v->kind == VH_ERRH && (v->flags & VH_FREED))
-        return MPI_ERR_ARG;                  /* freed twice */
-    if (v->kind == VH_ERRH && errh_in_use(v)) {
-        /* Kept (and rebuilt after a restart) for the communicators that
-         * use it; MPI's own reference goes now, as MPI_Errhandler_free asks. */
-        MPI_Errhandler real = v->real.errh;
-        v->flags |= VH_FREED;
-        return PMPI_Errhandler_free(&real);
+    if (v->kind == VH_ERRH) {
+        struct verrh *e = (struct verrh *)v;
+        if (e->refs <= 0)
+            return MPI_ERR_ARG;              /* freed more often than handed out */
+        if (--e->refs > 0)
+            return MPI_SUCCESS;              /* another handle of the application's */
+        if (errh_in_use(v)) {
+            /* Kept (and rebuilt after a restart) for the communicators
+             * that use it; our reference in MPI goes now. */
+            MPI_Errhandler real = v->real.errh;
+            v->flags |= VH_FREED;
+            return PMPI_Errhandler_free(&real);
+        }
     }
     vh_unlink(v);
     switch (v->kind) {

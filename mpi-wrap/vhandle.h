@@ -97,7 +97,10 @@ struct vtype {
 };
 
 struct vop   { struct vh h; MPI_User_function *fn; int commute; };
-struct verrh { struct vh h; MPI_Comm_errhandler_function *fn; };
+/* refs: the application's handles to it (creation, each
+ * MPI_Comm_get_errhandler); MPI holds one reference of ours until the last
+ * goes (VH_FREED then, kept while a communicator uses it). */
+struct verrh { struct vh h; MPI_Comm_errhandler_function *fn; int refs; };
 struct vinfo { struct vh h; size_t kvlen; char *kv; /* "key\0value\0"... */ };
 
 /* A message matched by MPI_Mprobe/Improbe: either still inside MPI
@@ -312,6 +315,10 @@ int vgroup_capture(struct vgroup *v, MPI_Group real);
 int vgroup_rebuild(struct vgroup *v);
 int vtype_capture(struct vtype *v, MPI_Datatype real, const MPI_Datatype *kids, int nkids);
 void vtype_unref(struct vtype *v);
+/* A reference more / less on the type an application handle names (no-op
+ * for a predefined one): recipes that name a type hold it. */
+void vtype_hold(MPI_Datatype t);
+void vtype_drop(MPI_Datatype t);
 int vtype_rebuild(struct vtype *v);
 void vtype_destroy(struct vtype *v);
 struct vtype *vtype_find_real(MPI_Datatype real);

@@ -89,6 +89,20 @@ void vtype_unref(struct vtype *v)
     crmpi_pfree(v);
 }
 
+void vtype_hold(MPI_Datatype t)
+{
+    struct vtype *v = (struct vtype *)vh_get(t, VH_TYPE);
+    if (v)
+        v->refs++;
+}
+
+void vtype_drop(MPI_Datatype t)
+{
+    struct vtype *v = (struct vtype *)vh_get(t, VH_TYPE);
+    if (v)
+        vtype_unref(v);
+}
+
 /* A constructor failed after the real type was made. */
 void vtype_destroy(struct vtype *v)
 {

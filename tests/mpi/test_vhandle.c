@@ -351,6 +351,13 @@ static void test_freed_attached_errhandler_survives_restart(void)
     int v = rank;
     CU_ASSERT_NOT_EQUAL(MPI_Send(&v, 1, MPI_INT, size + 5, 0, d), MPI_SUCCESS);
     CU_ASSERT_EQUAL(errh_calls, 1);
+    /* MPI_Comm_get_errhandler hands out a handle the caller frees */
+    MPI_Errhandler g = MPI_ERRHANDLER_NULL;
+    CU_ASSERT_EQUAL(MPI_Comm_get_errhandler(d, &g), MPI_SUCCESS);
+    CU_ASSERT_PTR_NOT_EQUAL(g, MPI_ERRHANDLER_NULL);
+    CU_ASSERT_EQUAL(MPI_Errhandler_free(&g), MPI_SUCCESS);
+    CU_ASSERT_NOT_EQUAL(MPI_Send(&v, 1, MPI_INT, size + 5, 0, d), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(errh_calls, 2);
     MPI_Comm_free(&d);
 }
 
@@ -515,6 +522,14 @@ static void test_uncheckpointable_calls_are_refused_by_name(void)
                     MPI_ERR_UNSUPPORTED_OPERATION);
 }
 
+/* A file name of this job's, the same on every rank (rank 0's pid). */
+static void job_file_name(char *name, size_t n, const char *what)
+{
+    long id = rank == 0 ? (long)getpid() : 0;
+    MPI_Bcast(&id, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+    snprintf(name, n, "/tmp/crmpi-test-%s-%ld", what, id);
+}
+
 /* An MPI-IO file with an info hint, an interleaved view (its filetype
  * freed by the application), atomic mode and MPI_ERRORS_RETURN, taken through a
  * checkpoint (drain + sync + pointers), written further, then restarted:
@@ -524,9 +539,7 @@ static void test_uncheckpointable_calls_are_refused_by_name(void)
 static void test_file_reopened_with_view_pointer_and_size(void)
 {
     char name[64];
-    long id = rank == 0 ? (long)getpid() : 0;
-    MPI_Bcast(&id, 1, MPI_LONG, 0, MPI_COMM_WORLD);
-    snprintf(name, sizeof name, "/tmp/crmpi-test-vfile-%ld", id);
+    job_file_name(name, sizeof name, "vfile");
     MPI_File fh;
     MPI_Info hints;
     MPI_Info_create(&hints);
@@ -601,9 +614,7 @@ static void test_file_reopened_with_view_pointer_and_size(void)
 static void test_split_collective_in_progress_fails_checkpoint(void)
 {
     char name[64];
-    long id = rank == 0 ? (long)getpid() : 0;
-    MPI_Bcast(&id, 1, MPI_LONG, 0, MPI_COMM_WORLD);
-    snprintf(name, sizeof name, "/tmp/crmpi-test-split-%ld", id);
+    job_file_name(name, sizeof name, "split");
     MPI_File fh;
     CU_ASSERT_EQUAL_FATAL(MPI_File_open(MPI_COMM_WORLD, name, MPI_MODE_CREATE | MPI_MODE_RDWR,
                                         MPI_INFO_NULL, &fh), MPI_SUCCESS);
