@@ -93,8 +93,12 @@ static int settle_collectives(void)
 {
     double t0 = PMPI_Wtime();
     int err = 0;
+    /* The same rounds agree on windows whose synchronisation cannot be
+     * checkpointed (vwin_blocked): one anywhere fails the checkpoint before
+     * any rank starts the fences and flushes of vwin_checkpoint. */
+    int winblk = vwin_blocked();
     for (;;) {
-        int mine[2] = { 0, PMPI_Wtime() - t0 > NBC_WAIT_S }, all[2];
+        int mine[3] = { 0, PMPI_Wtime() - t0 > NBC_WAIT_S, winblk }, all[3];
         struct vh *next;
         for (struct vh *v = err ? NULL : crmpi_st->live[VH_REQ].head; v; v = next) {
             struct vreq *r = (struct vreq *)v;
@@ -118,12 +122,14 @@ static int settle_collectives(void)
             if (r->detached)
                 vreq_release(r);
         }
-        if (PMPI_Allreduce(mine, all, 2, MPI_INT, MPI_MAX, crmpi_proto_comm) != MPI_SUCCESS) {
+        if (PMPI_Allreduce(mine, all, 3, MPI_INT, MPI_MAX, crmpi_proto_comm) != MPI_SUCCESS) {
             cr_err("MPI_Allreduce agreeing on pending non-blocking collectives failed");
+            last.windows_blocked = 1;
             return -EIO;
         }
+        last.windows_blocked = all[2] != 0;
         if (!all[0])
-            return err;
+            return err ? err : all[2] ? CR_EUNSUPPORTED : 0;
         if (all[1]) {
             if (mine[0])
                 cr_err("%d non-blocking collective(s) still pending at crmpi_checkpoint() "

@@ -38,6 +38,9 @@ int crmpi_repost(void);
 struct crmpi_drain_stats {
     unsigned long long drained_msgs, drained_bytes, deferred_recvs, completed_sends,
         completed_colls;
+    /* Agreed: some rank has a window whose synchronisation cannot be
+     * checkpointed (the checkpoint fails; no window is fenced or flushed). */
+    int windows_blocked;
 };
 /* Statistics of the last drain (tests and benchmarks). */
 void crmpi_drain_last_stats(struct crmpi_drain_stats *out);

@@ -46,6 +46,15 @@ void crmpi_pfree(void *p)
         free(p);
 }
 
+/* Without the persistent runtime (the layer's unit tests link its objects
+ * alone) nothing is ever restored, and there is nothing to check. */
+int crmpi_mem_restored(const void *p, size_t len)
+{
+    if (!len || !persistent())
+        return 1;
+    return (cr_region_is_open() && cr_region_contains(p, len)) || cr_transparent_saves(p, len);
+}
+
 /* Memory from MPI_Alloc_mem is the application's data like any other, so
  * it comes from the persistent heap (Open MPI's own would be the C
  * library's, not saved). The info hints (registered memory for RDMA) do not

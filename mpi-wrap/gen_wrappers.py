@@ -20,7 +20,7 @@ HANDLES = {
     'MPI_Comm': 'comm', 'MPI_Group': 'group', 'MPI_Datatype': 'type',
     'MPI_Op': 'op', 'MPI_Request': 'req', 'MPI_Info': 'info',
     'MPI_Errhandler': 'errh', 'MPI_Message': 'msg',
-    'MPI_Win': None, 'MPI_File': 'file',
+    'MPI_Win': 'win', 'MPI_File': 'file',
 }
 KINDS = ('wrap', 'special', 'refuse', 'pass', 'removed')
 
@@ -175,7 +175,7 @@ def type_children(f):
 
 NULLS = {'comm': 'COMM', 'group': 'GROUP', 'type': 'DATATYPE', 'op': 'OP',
          'req': 'REQUEST', 'info': 'INFO', 'errh': 'ERRHANDLER', 'msg': 'MESSAGE',
-         'file': 'FILE'}
+         'file': 'FILE', 'win': 'WIN'}
 
 
 def emit_refuse(f, w):

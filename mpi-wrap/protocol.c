@@ -49,6 +49,14 @@ int crmpi_quiesce(void)
     int frc = vfile_checkpoint();
     if (!drc)
         drc = frc;
+    /* RMA operations reach their targets; this agreement orders every
+     * flush before any rank saves its memory. Skipped by all ranks when
+     * the drain agreed that some window cannot be checkpointed. */
+    struct crmpi_drain_stats ds;
+    crmpi_drain_last_stats(&ds);
+    int wrc = ds.windows_blocked ? 0 : vwin_checkpoint();
+    if (!drc)
+        drc = wrc;
     return crmpi_agree(rc ? rc : drc);
 }
 

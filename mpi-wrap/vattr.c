@@ -286,7 +286,7 @@ static char **name_slot(MPI_Comm c, MPI_Datatype t)
            : c == MPI_COMM_SELF ? &crmpi_st->self_name : NULL;
 }
 
-static void record_name(char **slot, const char *name)
+void vname_record(char **slot, const char *name)
 {
     if (!slot)
         return;                     /* a predefined datatype: not ours to rename */
@@ -316,7 +316,7 @@ int MPI_Comm_set_name(MPI_Comm comm, const char *name)
         return PMPI_Comm_set_name(comm, name);
     int rc = PMPI_Comm_set_name(vh_in_comm(comm), name);
     if (rc == MPI_SUCCESS)
-        record_name(name_slot(comm, MPI_DATATYPE_NULL), name);
+        vname_record(name_slot(comm, MPI_DATATYPE_NULL), name);
     return rc;
 }
 
@@ -327,7 +327,7 @@ int MPI_Type_set_name(MPI_Datatype type, const char *name)
         return PMPI_Type_set_name(type, name);
     int rc = PMPI_Type_set_name(vh_in_type(type), name);
     if (rc == MPI_SUCCESS && type != MPI_DATATYPE_NULL)
-        record_name(name_slot(MPI_COMM_NULL, type), name);
+        vname_record(name_slot(MPI_COMM_NULL, type), name);
     return rc;
 }
 

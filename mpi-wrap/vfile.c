@@ -52,34 +52,6 @@ static void destroy(struct vfile *f)
     crmpi_pfree(f);
 }
 
-/* Append the hints of a real info to the file's (later ones win when they
- * are applied in order). */
-static int add_hints(struct vfile *f, MPI_Info real)
-{
-    if (real == MPI_INFO_NULL)
-        return 0;
-    char *kv;
-    size_t len;
-    int rc = vh_info_to_kv(real, &kv, &len);
-    if (rc || !len) {
-        crmpi_pfree(rc ? NULL : kv);
-        return rc;
-    }
-    char *all = crmpi_palloc(f->hintlen + len);
-    if (!all) {
-        crmpi_pfree(kv);
-        return -ENOMEM;
-    }
-    if (f->hintlen)
-        memcpy(all, f->hints, f->hintlen);
-    memcpy(all + f->hintlen, kv, len);
-    crmpi_pfree(kv);
-    crmpi_pfree(f->hints);
-    f->hints = all;
-    f->hintlen += len;
-    return 0;
-}
-
 /* The path the restarted process must open: absolute, from the working
  * directory of now (a prefix such as "ufs:" is kept in front). */
 static char *absolute(const char *name)
@@ -107,7 +79,7 @@ int MPI_File_open(MPI_Comm comm, const char *filename, int amode, MPI_Info info,
     f->path = absolute(filename);
     f->group = (struct vcomm *)vh_alloc(sizeof *f->group, VH_COMM);
     if (!f->path || !f->group || vcomm_capture(f->group, vh_in_comm(comm)) != 0 ||
-        add_hints(f, vh_in_info(info)) != 0) {
+        vh_kv_append(&f->hints, &f->hintlen, vh_in_info(info)) != 0) {
         destroy(f);
         return MPI_ERR_NO_MEM;
     }
@@ -144,7 +116,7 @@ int MPI_File_set_info(MPI_File fh, MPI_Info info)
     if (!f)
         return PMPI_File_set_info(vh_in_file(fh), vh_in_info(info));
     int rc = PMPI_File_set_info(f->h.real.file, vh_in_info(info));
-    if (rc == MPI_SUCCESS && add_hints(f, vh_in_info(info)) != 0)
+    if (rc == MPI_SUCCESS && vh_kv_append(&f->hints, &f->hintlen, vh_in_info(info)) != 0)
         cr_warn("%s: out of persistent memory for the info hints: they are not set again "
                 "after a restart", f->path);
     return rc;

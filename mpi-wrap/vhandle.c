@@ -291,6 +291,7 @@ VH_BACK(info,  MPI_Info,       VH_INFO)
 VH_BACK(errh,  MPI_Errhandler, VH_ERRH)
 VH_BACK(msg,   MPI_Message,    VH_MSG)
 VH_BACK(file,  MPI_File,       VH_FILE)
+VH_BACK(win,   MPI_Win,        VH_WIN)
 #undef VH_BACK
 
 /* MPI_Type_get_contents hands out new references to derived children: the
@@ -454,6 +455,32 @@ int vh_info_from_kv(const char *kv, size_t kvlen, MPI_Info *out)
     return 0;
 }
 
+int vh_kv_append(char **kv, size_t *kvlen, MPI_Info real)
+{
+    if (real == MPI_INFO_NULL)
+        return 0;
+    char *add;
+    size_t len;
+    int rc = vh_info_to_kv(real, &add, &len);
+    if (rc || !len) {
+        crmpi_pfree(rc ? NULL : add);
+        return rc;
+    }
+    char *all = crmpi_palloc(*kvlen + len);
+    if (!all) {
+        crmpi_pfree(add);
+        return -ENOMEM;
+    }
+    if (*kvlen)
+        memcpy(all, *kv, *kvlen);
+    memcpy(all + *kvlen, add, len);
+    crmpi_pfree(add);
+    crmpi_pfree(*kv);
+    *kv = all;
+    *kvlen += len;
+    return 0;
+}
+
 static int info_snapshot(struct vinfo *v)
 {
     char *kv;
@@ -506,6 +533,7 @@ void vh_release_reals(void)
                     PMPI_Errhandler_free(&v->real.errh);
                 break;
             case VH_FILE:  vfile_release((struct vfile *)v); break;
+            case VH_WIN:   vwin_release((struct vwin *)v); break;
             case VH_REQ:
                 if (((struct vreq *)v)->persistent && v->real.req != MPI_REQUEST_NULL)
                     PMPI_Request_free(&v->real.req);
@@ -543,6 +571,7 @@ static int rebuild_one(struct vh *v)
         return PMPI_Comm_create_errhandler(((struct verrh *)v)->fn, &v->real.errh)
                == MPI_SUCCESS ? 0 : -EIO;
     case VH_FILE:  return vfile_rebuild((struct vfile *)v);
+    case VH_WIN:   return vwin_rebuild((struct vwin *)v);
     case VH_REQ:   /* the others were completed or deferred by the drain */
         return !((struct vreq *)v)->persistent || vreq_init_real((struct vreq *)v) == MPI_SUCCESS
                ? 0 : -EIO;
@@ -556,7 +585,7 @@ int vh_rebuild_all(void)
     /* Errhandlers and ops before the communicators that use them; types
      * only depend on older types; persistent requests on both. */
     static const int order[] = { VH_INFO, VH_ERRH, VH_OP, VH_GROUP, VH_COMM, VH_TYPE, VH_FILE,
-                                 VH_REQ };
+                                 VH_WIN, VH_REQ };
     int krc = vattr_rebuild_keys();
     if (krc)
         return krc;

@@ -39,7 +39,7 @@
 #define VH_DEAD  0xC0DEDEADDEAD0002ull
 
 enum vh_kind { VH_COMM, VH_GROUP, VH_TYPE, VH_OP, VH_REQ, VH_INFO, VH_ERRH, VH_MSG, VH_FILE,
-               VH_NKINDS };
+               VH_WIN, VH_NKINDS };
 
 #define VH_PENDING 0x1u   /* a communicator of an MPI_Comm_idup not yet complete */
 #define VH_FREED   0x2u   /* an error handler the application freed while attached */
@@ -52,6 +52,7 @@ struct vh {
     union {
         MPI_Comm comm; MPI_Group group; MPI_Datatype type; MPI_Op op;
         MPI_Request req; MPI_Info info; MPI_Errhandler errh; MPI_Message msg; MPI_File file;
+        MPI_Win win;
     } real;
 };
 
@@ -163,6 +164,31 @@ struct vfile {
     size_t hintlen;                /* as "key\0value\0"...: applied in order */
 };
 
+/* A one-sided window (vwin.c): made again after a restart over the same
+ * memory (which the checkpoint restored), with the synchronisation it was
+ * in at the checkpoint: a fence epoch or a lock_all/shared locks held. */
+struct vwin_mem { void *base; MPI_Aint size; };
+struct vwin {
+    struct vh h;
+    struct vcomm *group;           /* its communicator's recipe (as vfile.group) */
+    int flavor;                    /* MPI_WIN_FLAVOR_CREATE, _ALLOCATE, _DYNAMIC */
+    void *base;                    /* create/allocate: the memory; allocate's is */
+    MPI_Aint size;                 /* from the persistent heap                  */
+    int disp_unit;
+    struct vwin_mem *att;          /* dynamic: the attached memory */
+    size_t natt;
+    char *hints;                   /* given at creation and by MPI_Win_set_info */
+    size_t hintlen;
+    MPI_Errhandler errh;           /* set by the application (predefined), or NULL */
+    char *name;                    /* MPI_Win_set_name's */
+    /* Synchronisation state (the same on every member for fences). */
+    int fence;                     /* the last fence opened an epoch (no NOSUCCEED) */
+    int lock_all;                  /* MPI_Win_lock_all held */
+    int *locks;                    /* [group size]: lock type held on that rank, or 0 */
+    int nlocks;                    /* locks held */
+    int access, exposure;          /* PSCW: MPI_Win_start / MPI_Win_post open */
+};
+
 /* ---- the persistent state of the MPI layer ------------------------------- */
 struct crmpi_state {
     uint64_t magic;
@@ -182,7 +208,8 @@ struct crmpi_state {
     char *world_name, *self_name;
 };
 #define CRMPI_STATE_MAGIC   0x63726d7069737431ull   /* "crmpist1" */
-#define CRMPI_STATE_VERSION 2   /* 2: persistent requests, attributes, names, bsend buffer */
+#define CRMPI_STATE_VERSION 3   /* 2: persistent requests, attributes, names, bsend buffer;
+                                   3: windows (one more kind of live objects) */
 
 extern struct crmpi_state *crmpi_st;
 
@@ -190,6 +217,10 @@ extern struct crmpi_state *crmpi_st;
  * lives (the persistent heap when the runtime provides it). */
 void *crmpi_palloc(size_t size);
 void  crmpi_pfree(void *p);
+/* 1 when a restart brings [p, p+len) back: the persistent region, or the
+ * executable's globals in transparent mode (engine_glue.c); always without
+ * the persistent runtime (unit tests of the layer). */
+int crmpi_mem_restored(const void *p, size_t len);
 
 /* Create (or find after a restart) the persistent state. */
 int crmpi_state_attach(int nranks, int world_rank);
@@ -223,6 +254,7 @@ VH_IN(info,  MPI_Info,       VH_INFO,  info,  MPI_INFO_NULL)
 VH_IN(errh,  MPI_Errhandler, VH_ERRH,  errh,  MPI_ERRHANDLER_NULL)
 VH_IN(msg,   MPI_Message,    VH_MSG,   msg,   MPI_MESSAGE_NULL)
 VH_IN(file,  MPI_File,       VH_FILE,  file,  MPI_FILE_NULL)
+VH_IN(win,   MPI_Win,        VH_WIN,   win,   MPI_WIN_NULL)
 #undef VH_IN
 
 /* World rank of rank r of the application's communicator c; -1 if unknown. */
@@ -275,6 +307,7 @@ MPI_Info       vh_back_info(MPI_Info real);
 MPI_Errhandler vh_back_errh(MPI_Errhandler real);
 MPI_Message    vh_back_msg(MPI_Message real);
 MPI_File       vh_back_file(MPI_File real);
+MPI_Win        vh_back_win(MPI_Win real);
 void vh_back_type_arr(MPI_Datatype *a, int n);
 
 /* Arrays of handles given to MPI: returns the translated array (stack when
@@ -293,6 +326,9 @@ int vh_free(struct vh *v);
  * a new real info from them. */
 int vh_info_to_kv(MPI_Info real, char **kv, size_t *len);
 int vh_info_from_kv(const char *kv, size_t len, MPI_Info *out);
+/* Append a real info's keys to (*kv, *len) (hints applied in order later:
+ * the later ones win). 0 or -ENOMEM/-EIO. */
+int vh_kv_append(char **kv, size_t *len, MPI_Info real);
 /* Take a snapshot of what cannot be read back after a restart (info keys). */
 int vh_snapshot(void);
 /* Forget every real handle (they belong to a previous MPI library). */
@@ -334,6 +370,8 @@ void vattr_forget(struct vattr_set *s);
 /* Names given with MPI_Comm/Type_set_name (vattr.c too): set again after
  * a restart, with the attributes. */
 void vname_forget(char **name);
+/* Keep a copy of name in *slot (NULL slot: nothing to keep). */
+void vname_record(char **slot, const char *name);
 /* vfile.c: at a checkpoint, after the drain (collective over each file's
  * communicator, files in creation order): sync what was written, record
  * the file pointers and sizes. After a restart: reopen one. Tests: close
@@ -341,6 +379,16 @@ void vname_forget(char **name);
 int vfile_checkpoint(void);
 int vfile_rebuild(struct vfile *f);
 void vfile_release(struct vfile *f);
+/* vwin.c. vwin_blocked: local, the windows whose synchronisation cannot be
+ * checkpointed (logged; the drain agrees on it). vwin_checkpoint, after the
+ * drain, when no rank has such a window: complete every RMA operation
+ * (a fence in a fence epoch, flushes under locks; collective over each
+ * window's group, windows in creation order). After a restart: make one
+ * again. Tests: free one's real window. */
+int vwin_blocked(void);
+int vwin_checkpoint(void);
+int vwin_rebuild(struct vwin *w);
+void vwin_release(struct vwin *w);
 
 /* Helpers for count expressions of mpi_functions.def. */
 int crmpi_comm_size(MPI_Comm c);

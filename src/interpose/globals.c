@@ -270,6 +270,17 @@ free_pieces:
     return rc;
 }
 
+int cr_globals_contains(const struct cr_globals *g, uintptr_t lo, uintptr_t hi)
+{
+    /* Segments come in address order; adjacent ones may continue a range. */
+    for (size_t i = 0; i < g->nseg && lo < hi; i++) {
+        uintptr_t a = g->seg[i].addr, b = a + g->seg[i].len;
+        if (lo >= a && lo < b)
+            lo = b;
+    }
+    return lo >= hi;
+}
+
 /* The executable's data and bss hold AddressSanitizer redzones between
  * globals in an ASan build: its memcmp/memcpy interceptors report the copy
  * of a whole segment as a global-buffer-overflow. There the copies go

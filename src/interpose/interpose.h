@@ -44,6 +44,11 @@ CR_MUST_CHECK int cr_transparent_restored(void);
  * stopped): save the globals, flush streams, record file offsets/sizes. */
 CR_MUST_CHECK int cr_transparent_checkpoint(void);
 
+/* 1 when transparent mode is active and [p, p+len) is among the
+ * executable's globals that a checkpoint saves (the persistent region is
+ * cr_region_contains's). */
+int cr_transparent_saves(const void *p, size_t len);
+
 /* In-memory rollback (src/exec/rollback.c), all persistent threads stopped.
  * rollback_check, before anything changes: CR_EUNSUPPORTED (reported) when
  * application files are open now or were at the last checkpoint - their
@@ -65,6 +70,8 @@ struct cr_globals;
 CR_MUST_CHECK int cr_globals_create(struct cr_globals **out);
 void cr_globals_save(struct cr_globals *g);
 CR_MUST_CHECK int cr_globals_restore(const struct cr_globals *g);
+/* 1 when every byte of [lo, hi) is in the globals g saves. */
+int cr_globals_contains(const struct cr_globals *g, uintptr_t lo, uintptr_t hi);
 
 /* ---- files.c ---- */
 struct cr_files;

@@ -102,6 +102,12 @@ int cr_transparent_checkpoint(void)
     return 0;
 }
 
+int cr_transparent_saves(const void *p, size_t len)
+{
+    return root && root->globals &&
+           cr_globals_contains(root->globals, (uintptr_t)p, (uintptr_t)p + len);
+}
+
 int cr_transparent_rollback_check(void)
 {
     if (!root)

@@ -512,9 +512,9 @@ static void test_get_contents_returns_virtual_children(void)
 static void test_uncheckpointable_calls_are_refused_by_name(void)
 {
     MPI_Win win;
-    int buf[4];
-    CU_ASSERT_EQUAL(MPI_Win_create(buf, sizeof buf, sizeof(int), MPI_INFO_NULL,
-                                   MPI_COMM_WORLD, &win), MPI_ERR_UNSUPPORTED_OPERATION);
+    int *shared;
+    CU_ASSERT_EQUAL(MPI_Win_allocate_shared(16, sizeof(int), MPI_INFO_NULL, MPI_COMM_WORLD,
+                                            &shared, &win), MPI_ERR_UNSUPPORTED_OPERATION);
     char port[MPI_MAX_PORT_NAME];
     CU_ASSERT_EQUAL(MPI_Open_port(MPI_INFO_NULL, port), MPI_ERR_UNSUPPORTED_OPERATION);
     MPI_Request r;
@@ -726,6 +726,155 @@ static void test_persistent_requests_rebuilt_after_restart(void)
     MPI_Comm_free(&dup);
 }
 
+/* ---- one-sided windows ---------------------------------------------------------- */
+
+static long *win_slots(MPI_Win win)
+{
+    long *base = NULL;
+    int flag = 0;
+    MPI_Win_get_attr(win, MPI_WIN_BASE, &base, &flag);
+    return flag ? base : NULL;
+}
+
+/* An allocated window in a fence epoch with operations issued but not yet
+ * fenced at the checkpoint: the checkpoint's fence completes them (the
+ * targets hold the values right after crmpi_quiesce); after a simulated
+ * restart the window is there again with its name, handler and flavor,
+ * still in a fence epoch, and carries the next operations. */
+static void test_window_fence_epoch_survives_restart(void)
+{
+    MPI_Win win;
+    long *mem = NULL;
+    CU_ASSERT_EQUAL_FATAL(MPI_Win_allocate(4 * sizeof(long), sizeof(long), MPI_INFO_NULL,
+                                           MPI_COMM_WORLD, &mem, &win), MPI_SUCCESS);
+    CU_ASSERT_PTR_NOT_NULL(vh_get(win, VH_WIN));
+    MPI_Win_set_name(win, "halo-window");
+    MPI_Win_set_errhandler(win, MPI_ERRORS_RETURN);
+    int right = (rank + 1) % size;
+    long me = rank + 1, ten = 10 * (rank + 1);
+    MPI_Win_fence(0, win);
+    MPI_Put(&me, 1, MPI_LONG, right, 0, 1, MPI_LONG, win);
+    MPI_Accumulate(&me, 1, MPI_LONG, 0, 1, 1, MPI_LONG, MPI_SUM, win);
+    CU_ASSERT_EQUAL_FATAL(crmpi_quiesce(), 0);   /* fences: the operations are done */
+    CU_ASSERT_EQUAL(mem[0], (rank + size - 1) % size + 1);
+    if (rank == 0)
+        CU_ASSERT_EQUAL(mem[1], (long)size * (size + 1) / 2);
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    simulate_restart();                          /* re-made over the same memory */
+    CU_ASSERT_PTR_EQUAL(win_slots(win), mem);
+    MPI_Put(&ten, 1, MPI_LONG, right, 2, 1, MPI_LONG, win);   /* still in the epoch */
+    CU_ASSERT_EQUAL(MPI_Win_fence(0, win), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(mem[2], 10L * ((rank + size - 1) % size + 1));
+    CU_ASSERT_EQUAL(mem[0], (rank + size - 1) % size + 1);
+    char name[MPI_MAX_OBJECT_NAME];
+    int len = 0, *flavor = NULL, flag = 0;
+    MPI_Win_get_name(win, name, &len);
+    CU_ASSERT_STRING_EQUAL(name, "halo-window");
+    MPI_Errhandler e;
+    MPI_Win_get_errhandler(win, &e);
+    CU_ASSERT_PTR_EQUAL(e, MPI_ERRORS_RETURN);
+    MPI_Win_get_attr(win, MPI_WIN_CREATE_FLAVOR, &flavor, &flag);
+    CU_ASSERT_TRUE(flag && *flavor == MPI_WIN_FLAVOR_ALLOCATE);
+    CU_ASSERT_PTR_EQUAL(MPI_Win_f2c(MPI_Win_c2f(win)), win);
+    MPI_Group g;
+    int gsize = 0;
+    MPI_Win_get_group(win, &g);
+    MPI_Group_size(g, &gsize);
+    CU_ASSERT_EQUAL(gsize, size);
+    MPI_Group_free(&g);
+    MPI_Win_fence(MPI_MODE_NOSUCCEED, win);
+    CU_ASSERT_EQUAL(MPI_Win_free(&win), MPI_SUCCESS);
+    CU_ASSERT_PTR_EQUAL(win, MPI_WIN_NULL);
+}
+
+/* Passive target: under MPI_Win_lock_all the checkpoint flushes what every
+ * rank issued (rank 0's counter holds all of it once crmpi_quiesce
+ * returned everywhere), and a restart takes the lock_all again (flush and
+ * unlock_all fail without it). A dynamic window's attached memory is
+ * attached again at the same address; a shared lock is taken again. */
+static void test_window_locks_flushed_and_taken_again(void)
+{
+    long *mem = NULL;
+    CU_ASSERT_EQUAL_FATAL(MPI_Alloc_mem(2 * sizeof(long), MPI_INFO_NULL, &mem), MPI_SUCCESS);
+    mem[0] = mem[1] = 0;
+    MPI_Win win, dyn;
+    CU_ASSERT_EQUAL_FATAL(MPI_Win_create(mem, 2 * sizeof(long), sizeof(long), MPI_INFO_NULL,
+                                         MPI_COMM_WORLD, &win), MPI_SUCCESS);
+    MPI_Win_set_errhandler(win, MPI_ERRORS_RETURN);
+    long *att = NULL;
+    MPI_Alloc_mem(sizeof(long), MPI_INFO_NULL, &att);
+    *att = -1;
+    CU_ASSERT_EQUAL_FATAL(MPI_Win_create_dynamic(MPI_INFO_NULL, MPI_COMM_WORLD, &dyn),
+                          MPI_SUCCESS);
+    MPI_Win_set_errhandler(dyn, MPI_ERRORS_RETURN);
+    CU_ASSERT_EQUAL(MPI_Win_attach(dyn, att, sizeof(long)), MPI_SUCCESS);
+    MPI_Aint mine, *addrs = calloc((size_t)size, sizeof *addrs);
+    MPI_Get_address(att, &mine);
+    MPI_Allgather(&mine, 1, MPI_AINT, addrs, 1, MPI_AINT, MPI_COMM_WORLD);
+    MPI_Barrier(MPI_COMM_WORLD);
+    MPI_Win_lock_all(0, win);
+    int right = (rank + 1) % size;
+    MPI_Win_lock(MPI_LOCK_SHARED, right, 0, dyn);
+    long one = 1, old = -1;
+    MPI_Fetch_and_op(&one, &old, MPI_LONG, 0, 0, MPI_SUM, win);
+    CU_ASSERT_EQUAL_FATAL(crmpi_quiesce(), 0);
+    if (rank == 0)
+        CU_ASSERT_EQUAL(mem[0], (long)size);
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    simulate_restart();
+    MPI_Fetch_and_op(&one, &old, MPI_LONG, 0, 0, MPI_SUM, win);
+    CU_ASSERT_EQUAL(MPI_Win_flush_all(win), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(MPI_Win_unlock_all(win), MPI_SUCCESS);
+    long me = rank;                                  /* the dynamic window */
+    CU_ASSERT_EQUAL(MPI_Put(&me, 1, MPI_LONG, right, addrs[right], 1, MPI_LONG, dyn),
+                    MPI_SUCCESS);
+    CU_ASSERT_EQUAL(MPI_Win_unlock(right, dyn), MPI_SUCCESS);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0)
+        CU_ASSERT_EQUAL(mem[0], 2L * size);
+    CU_ASSERT_EQUAL(*att, (long)((rank + size - 1) % size));
+    CU_ASSERT_EQUAL(MPI_Win_detach(dyn, att), MPI_SUCCESS);
+    MPI_Win_free(&dyn);
+    MPI_Win_free(&win);
+    MPI_Free_mem(att);
+    MPI_Free_mem(mem);
+    free(addrs);
+}
+
+/* What cannot be checkpointed fails the checkpoint on every rank (the
+ * drain agrees), the job goes on, and once it is over the next checkpoint
+ * goes through: an exclusive lock held by one rank only, then a
+ * generalized active-target epoch. */
+static void test_window_exclusive_lock_or_pscw_fails_checkpoint(void)
+{
+    long *mem = NULL;
+    MPI_Alloc_mem(sizeof(long), MPI_INFO_NULL, &mem);
+    MPI_Win win;
+    CU_ASSERT_EQUAL_FATAL(MPI_Win_create(mem, sizeof(long), sizeof(long), MPI_INFO_NULL,
+                                         MPI_COMM_WORLD, &win), MPI_SUCCESS);
+    if (rank == 0)
+        MPI_Win_lock(MPI_LOCK_EXCLUSIVE, size - 1, 0, win);
+    CU_ASSERT_EQUAL(crmpi_quiesce(), CR_EUNSUPPORTED);
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    if (rank == 0)
+        MPI_Win_unlock(size - 1, win);
+    CU_ASSERT_EQUAL(crmpi_quiesce(), 0);
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    MPI_Group world;
+    MPI_Comm_group(MPI_COMM_WORLD, &world);
+    MPI_Win_post(world, 0, win);
+    MPI_Win_start(world, 0, win);
+    CU_ASSERT_EQUAL(crmpi_quiesce(), CR_EUNSUPPORTED);
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    MPI_Win_complete(win);
+    MPI_Win_wait(win);
+    CU_ASSERT_EQUAL(crmpi_quiesce(), 0);
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    MPI_Group_free(&world);
+    MPI_Win_free(&win);
+    MPI_Free_mem(mem);
+}
+
 static CU_TestInfo tests[] = {
     CUTEST(test_handles_are_virtual_and_predefined_pass_through),
     CUTEST(test_dup_split_create_rebuilt_with_same_members),
@@ -744,6 +893,9 @@ static CU_TestInfo tests[] = {
     CUTEST(test_comm_idup_rebuilt_like_its_parent),
     CUTEST(test_file_reopened_with_view_pointer_and_size),
     CUTEST(test_split_collective_in_progress_fails_checkpoint),
+    CUTEST(test_window_fence_epoch_survives_restart),
+    CUTEST(test_window_locks_flushed_and_taken_again),
+    CUTEST(test_window_exclusive_lock_or_pscw_fails_checkpoint),
     CU_TEST_INFO_NULL
 };
 static CU_SuiteInfo suites[] = {
