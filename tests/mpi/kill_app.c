@@ -35,6 +35,9 @@
  *   persist  the halo exchange with persistent requests (MPI_Send_init,
  *            MPI_Ssend_init, MPI_Bsend_init, MPI_Recv_init, MPI_Startall) made once and
  *            started around every checkpoint, on MPI_Alloc_mem fields
+ *   rma      one-sided windows with operations in flight at every
+ *            checkpoint: a fence epoch, MPI_Win_lock_all, a shared lock on a
+ *            dynamic window
  *
  * KILL_APP_BALLAST_MIB=N: before the scenario each rank also allocates N
  * MiB with crmalloc and marks one word per MiB, which the checksum covers.
@@ -552,6 +555,80 @@ static uint64_t coll(int steps)
     return st->h;
 }
 
+/* ---- rma -------------------------------------------------------------------------- */
+/* Three windows, each with operations not yet completed when the checkpoint
+ * is taken: an allocated one in a fence epoch (puts and accumulates issued
+ * just before), one under MPI_Win_lock_all for the whole run (fetch-and-op
+ * on rank 0's counter and puts, completed by the checkpoint's flush), and
+ * a dynamic one whose shared lock on the right neighbour is held across
+ * the checkpoint. */
+static uint64_t rma(int steps)
+{
+    struct {
+        int step; uint64_t h;
+        MPI_Win fw, lw, dw;
+        long *fmem, *lmem, *dbuf;
+        MPI_Aint *daddr;
+    } *st = pmalloc(sizeof *st);
+    /* The fence window: a block of RMA_BLOCK longs from each rank (large
+     * enough that Open MPI does not send it eagerly: it moves at the fence),
+     * then n accumulation slots. */
+    enum { RMA_BLOCK = 8192 };
+    int n = size;
+    size_t flen = ((size_t)n * RMA_BLOCK + (size_t)n) * sizeof(long);
+    MPI_Win_allocate((MPI_Aint)flen, sizeof(long), MPI_INFO_NULL, MPI_COMM_WORLD, &st->fmem,
+                     &st->fw);
+    memset(st->fmem, 0, flen);
+    long *block = pmalloc(RMA_BLOCK * sizeof(long));
+    st->lmem = pmalloc(2 * sizeof(long));
+    MPI_Win_create(st->lmem, 2 * sizeof(long), sizeof(long), MPI_INFO_NULL, MPI_COMM_WORLD,
+                   &st->lw);
+    st->dbuf = pmalloc(sizeof(long));
+    st->daddr = pmalloc((size_t)n * sizeof(MPI_Aint));
+    MPI_Win_create_dynamic(MPI_INFO_NULL, MPI_COMM_WORLD, &st->dw);
+    MPI_Win_attach(st->dw, st->dbuf, sizeof(long));
+    MPI_Aint mine;
+    MPI_Get_address(st->dbuf, &mine);
+    MPI_Allgather(&mine, 1, MPI_AINT, st->daddr, 1, MPI_AINT, MPI_COMM_WORLD);
+    MPI_Win_fence(MPI_MODE_NOPRECEDE, st->fw);
+    MPI_Win_lock_all(0, st->lw);
+    MPI_Barrier(MPI_COMM_WORLD);              /* every window is ready */
+    for (st->step = 0; st->step < steps; st->step++) {
+        long v = (long)rank * 1000 + st->step, one = rank + 1, got = 0;
+        for (int i = 0; i < RMA_BLOCK; i++)
+            block[i] = v * RMA_BLOCK + i;
+        MPI_Put(block, RMA_BLOCK, MPI_LONG, right, (MPI_Aint)rank * RMA_BLOCK, RMA_BLOCK,
+                MPI_LONG, st->fw);
+        MPI_Accumulate(&one, 1, MPI_LONG, 0, (MPI_Aint)n * RMA_BLOCK + st->step % n, 1,
+                       MPI_LONG, MPI_SUM, st->fw);
+        MPI_Fetch_and_op(&one, &got, MPI_LONG, 0, 0, MPI_SUM, st->lw);
+        long w = v * 7;
+        MPI_Put(&w, 1, MPI_LONG, right, 1, 1, MPI_LONG, st->lw);
+        MPI_Win_lock(MPI_LOCK_SHARED, right, 0, st->dw);
+        MPI_Put(&v, 1, MPI_LONG, right, st->daddr[right], 1, MPI_LONG, st->dw);
+        checkpoint();                          /* all of it still in flight */
+        MPI_Win_unlock(right, st->dw);
+        MPI_Win_fence(0, st->fw);
+        MPI_Win_flush_all(st->lw);
+        MPI_Barrier(MPI_COMM_WORLD);           /* every put and fetch-and-op is in */
+        long counter = 0;
+        MPI_Get(&counter, 1, MPI_LONG, 0, 0, 1, MPI_LONG, st->lw);
+        MPI_Win_flush(0, st->lw);
+        MPI_Win_sync(st->lw);
+        st->h = mix(st->h, (uint64_t)counter ^ (uint64_t)st->lmem[1] << 24 ^
+                               (uint64_t)*st->dbuf << 44);
+        st->h = mix(st->h, hash_bytes((const unsigned char *)st->fmem, flen));
+        MPI_Barrier(MPI_COMM_WORLD);           /* nobody adds before everyone read */
+    }
+    MPI_Win_unlock_all(st->lw);
+    MPI_Win_fence(MPI_MODE_NOSUCCEED, st->fw);
+    MPI_Win_detach(st->dw, st->dbuf);
+    MPI_Win_free(&st->dw);
+    MPI_Win_free(&st->lw);
+    MPI_Win_free(&st->fw);
+    return st->h;
+}
+
 /* ---- thread --------------------------------------------------------------------- */
 struct worker { int steps; double acc; };
 
@@ -613,7 +690,7 @@ int main(int argc, char **argv)
     static const struct { const char *name; uint64_t (*fn)(int); } sc[] = {
         { "ring", ring }, { "halo", halo }, { "anysrc", anysrc }, { "comms", comms },
         { "dtypes", dtypes }, { "irecv", irecv }, { "coll", coll }, { "thread", thread },
-        { "persist", persist }, { "mpiio", mpiio },
+        { "persist", persist }, { "mpiio", mpiio }, { "rma", rma },
     };
     uint64_t (*fn)(int) = NULL;
     for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++)
