@@ -726,6 +726,20 @@ static void test_persistent_requests_rebuilt_after_restart(void)
     MPI_Comm_free(&dup);
 }
 
+/* The layer's state of another format version (a checkpoint written by an
+ * older libcrmpi) or of another job size is refused by name, and the
+ * state stays as it was. */
+static void test_state_of_another_version_or_size_is_refused(void)
+{
+    struct crmpi_state *st = crmpi_st;
+    st->version = CRMPI_STATE_VERSION - 1;
+    CU_ASSERT_EQUAL(crmpi_state_attach(size, rank), CR_EFORMAT);
+    st->version = CRMPI_STATE_VERSION;
+    CU_ASSERT_EQUAL(crmpi_state_attach(size + 1, rank), CR_ERANKS);
+    CU_ASSERT_EQUAL(crmpi_state_attach(size, rank), 0);
+    CU_ASSERT_PTR_EQUAL(crmpi_st, st);
+}
+
 /* ---- one-sided windows ---------------------------------------------------------- */
 
 static long *win_slots(MPI_Win win)
@@ -893,6 +907,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_comm_idup_rebuilt_like_its_parent),
     CUTEST(test_file_reopened_with_view_pointer_and_size),
     CUTEST(test_split_collective_in_progress_fails_checkpoint),
+    CUTEST(test_state_of_another_version_or_size_is_refused),
     CUTEST(test_window_fence_epoch_survives_restart),
     CUTEST(test_window_locks_flushed_and_taken_again),
     CUTEST(test_window_exclusive_lock_or_pscw_fails_checkpoint),
