@@ -29,8 +29,9 @@
  * flush by another origin waiting for the same target would wait for a
  * rank that is already in the checkpoint). Those fail the checkpoint
  * (CR_EUNSUPPORTED, on every rank, naming the window) and the job goes on.
- * Request-based operations (MPI_Rput...), user window error handlers and
- * window attributes are refused.
+ * Request-based operations (MPI_Rput...) are generated wrappers: their
+ * requests are completed by the drain like non-blocking collectives'.
+ * User window error handlers and window attributes are refused.
  */
 #include "vhandle.h"
 #include "wrap_support.h"

@@ -855,6 +855,45 @@ static void test_window_locks_flushed_and_taken_again(void)
     free(addrs);
 }
 
+/* Request-based operations (MPI_Rput, MPI_Rget, MPI_Raccumulate) still
+ * pending at a checkpoint are completed by it like non-blocking
+ * collectives; after a (simulated) restart waiting on them succeeds and
+ * their effects are there. */
+static void test_window_request_operations_pending_across_checkpoint(void)
+{
+    long *mem = NULL;
+    MPI_Alloc_mem(3 * sizeof(long), MPI_INFO_NULL, &mem);
+    mem[0] = rank * 10;
+    mem[1] = mem[2] = 0;
+    MPI_Win win;
+    CU_ASSERT_EQUAL_FATAL(MPI_Win_create(mem, 3 * sizeof(long), sizeof(long), MPI_INFO_NULL,
+                                         MPI_COMM_WORLD, &win), MPI_SUCCESS);
+    MPI_Barrier(MPI_COMM_WORLD);
+    int right = (rank + 1) % size, left = (rank + size - 1) % size;
+    MPI_Win_lock_all(0, win);
+    long got = -1, me = rank + 1, one = 1;
+    MPI_Request r[3];
+    CU_ASSERT_EQUAL(MPI_Rget(&got, 1, MPI_LONG, right, 0, 1, MPI_LONG, win, &r[0]), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(MPI_Rput(&me, 1, MPI_LONG, right, 1, 1, MPI_LONG, win, &r[1]), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(MPI_Raccumulate(&one, 1, MPI_LONG, 0, 2, 1, MPI_LONG, MPI_SUM, win, &r[2]),
+                    MPI_SUCCESS);
+    CU_ASSERT_PTR_NOT_NULL(vh_get(r[0], VH_REQ));
+    CU_ASSERT_EQUAL_FATAL(crmpi_quiesce(), 0);
+    for (int i = 0; i < 3; i++)                  /* nothing left for a restart to lose */
+        CU_ASSERT_EQUAL(((struct vreq *)r[i])->state, VREQ_DONE);
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    simulate_restart();
+    CU_ASSERT_EQUAL(MPI_Waitall(3, r, MPI_STATUSES_IGNORE), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(got, right * 10);
+    CU_ASSERT_EQUAL(MPI_Win_unlock_all(win), MPI_SUCCESS);
+    MPI_Barrier(MPI_COMM_WORLD);
+    CU_ASSERT_EQUAL(mem[1], (long)left + 1);
+    if (rank == 0)
+        CU_ASSERT_EQUAL(mem[2], (long)size);
+    MPI_Win_free(&win);
+    MPI_Free_mem(mem);
+}
+
 /* What cannot be checkpointed fails the checkpoint on every rank (the
  * drain agrees), the job goes on, and once it is over the next checkpoint
  * goes through: an exclusive lock held by one rank only, then a
@@ -910,6 +949,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_state_of_another_version_or_size_is_refused),
     CUTEST(test_window_fence_epoch_survives_restart),
     CUTEST(test_window_locks_flushed_and_taken_again),
+    CUTEST(test_window_request_operations_pending_across_checkpoint),
     CUTEST(test_window_exclusive_lock_or_pscw_fails_checkpoint),
     CU_TEST_INFO_NULL
 };
