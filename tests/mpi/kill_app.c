@@ -22,7 +22,12 @@
  *   comms    communicators from MPI_Comm_split and MPI_Comm_dup (made once,
  *            before the first checkpoint) carry the traffic, and one from
  *            an MPI_Comm_idup pending across the second checkpoint; a
- *            counter is cached on the split one as an attribute
+ *            counter is cached on the split one as an attribute; after
+ *            every checkpoint the names of a communicator and a datatype
+ *            are read back, and error handlers are checked with sends to
+ *            a missing rank: MPI_ERRORS_RETURN set on the dup and inherited
+ *            by a split of it, a user handler freed at once on the split
+ *            one (and inherited by the idup); a deviation aborts the job
  *   dtypes   struct/vector/resized datatypes in flight
  *   irecv    an MPI_Irecv posted before the checkpoint whose message is sent
  *            only after it (it is re-posted on restart)
@@ -31,7 +36,8 @@
  *   thread   MPI_THREAD_FUNNELED; a persistent worker thread per rank
  *            computes alongside main and joins every checkpoint rendezvous
  *   mpiio    a shared file written through interleaved views, collective
- *            and non-blocking writes around every checkpoint (MPI-IO)
+ *            and non-blocking writes around every checkpoint (MPI-IO); the
+ *            info hint it was opened with is checked after every checkpoint
  *   persist  the halo exchange with persistent requests (MPI_Send_init,
  *            MPI_Ssend_init, MPI_Bsend_init, MPI_Recv_init, MPI_Startall) made once and
  *            started around every checkpoint, on MPI_Alloc_mem fields
@@ -335,6 +341,28 @@ static uint64_t hash_file(MPI_Comm comm, const char *name)
     return h;
 }
 
+/* The hint the shared file was opened with (Open MPI 4.1's ompio reports
+ * the hints given at open in MPI_File_get_info; none when opened without,
+ * and not those of MPI_File_set_info). */
+#define MPIIO_HINT_KEY "cb_buffer_size"
+#define MPIIO_HINT_VAL "1048576"
+static void mpiio_expect_hint(MPI_File fh)
+{
+    MPI_Info got = MPI_INFO_NULL;
+    char val[MPI_MAX_INFO_VAL + 1] = "";
+    int flag = 0, rc = MPI_File_get_info(fh, &got);
+    if (rc == MPI_SUCCESS && got != MPI_INFO_NULL) {
+        MPI_Info_get(got, MPIIO_HINT_KEY, MPI_MAX_INFO_VAL, val, &flag);
+        MPI_Info_free(&got);
+    }
+    if (!flag || strcmp(val, MPIIO_HINT_VAL)) {
+        fprintf(stderr, "rank %d: mpiio: MPI_File_get_info of the shared file gives %s=%s, "
+                "not the %s it was opened with\n", rank, MPIIO_HINT_KEY,
+                rc != MPI_SUCCESS ? "(call failed)" : flag ? val : "(none)", MPIIO_HINT_VAL);
+        MPI_Abort(MPI_COMM_WORLD, 10);
+    }
+}
+
 static uint64_t mpiio(int steps)
 {
     enum { B = 512 };                        /* ints per rank per step */
@@ -343,7 +371,11 @@ static uint64_t mpiio(int steps)
     snprintf(st->name, sizeof st->name, "mpiio-r%d.dat", rank);
     MPI_Comm d;                              /* freed while the file stays open */
     MPI_Comm_dup(MPI_COMM_WORLD, &d);
-    MPI_File_open(d, "mpiio.dat", MPI_MODE_CREATE | MPI_MODE_RDWR, MPI_INFO_NULL, &st->fh);
+    MPI_Info hints;                          /* freed too: the file keeps its hints */
+    MPI_Info_create(&hints);
+    MPI_Info_set(hints, MPIIO_HINT_KEY, MPIIO_HINT_VAL);
+    MPI_File_open(d, "mpiio.dat", MPI_MODE_CREATE | MPI_MODE_RDWR, hints, &st->fh);
+    MPI_Info_free(&hints);
     MPI_Comm_free(&d);
     MPI_File_open(MPI_COMM_SELF, st->name, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL,
                   &st->own);
@@ -368,6 +400,7 @@ static uint64_t mpiio(int steps)
         MPI_File_iwrite(st->own, st->rec, B / 4, MPI_INT, &r);
         checkpoint();                        /* the iwrite pending */
         MPI_Wait(&r, MPI_STATUS_IGNORE);
+        mpiio_expect_hint(st->fh);           /* a restart reopened it with its hints */
         if (st->step > 0) {
             MPI_File_read_at_all(st->fh, (MPI_Offset)(st->step - 1) * B, st->back, B, MPI_INT,
                                  MPI_STATUS_IGNORE);
@@ -414,12 +447,72 @@ static uint64_t anysrc(int steps)
 }
 
 /* ---- comms -------------------------------------------------------------------- */
+/* The user error handler of comms(): counts its calls and keeps the class
+ * of the last error in the record comms() points it at (persistent memory;
+ * the pointer is set again before every use, globals are not restored). */
+struct errh_rec { int calls, last_class; };
+static struct errh_rec *errh_rec;
+
+static void count_errors(MPI_Comm *comm, int *code, ...)
+{
+    (void)comm;
+    int cls = -1;
+    MPI_Error_class(*code, &cls);
+    errh_rec->calls++;
+    errh_rec->last_class = cls;
+}
+
+static void comms_fail(const char *what, const char *detail)
+{
+    fprintf(stderr, "rank %d: comms: %s (%s)\n", rank, what, detail);
+    MPI_Abort(MPI_COMM_WORLD, 9);
+}
+
+static void comms_expect_name(int got_rc, const char *got, const char *want, const char *what)
+{
+    if (got_rc != MPI_SUCCESS || strcmp(got, want))
+        comms_fail(what, got_rc != MPI_SUCCESS ? "the get_name call failed" : got);
+}
+
+/* A send to a rank the communicator does not have must come back as
+ * MPI_ERR_RANK through the communicator's error handler: MPI_ERRORS_RETURN
+ * (set or inherited) returns it, MPI_ERRORS_ARE_FATAL would abort the job,
+ * and the user handler must count it. */
+static void comms_expect_rank_error(MPI_Comm c, int n, struct errh_rec *rec, const char *what)
+{
+    int x = 0, cls = -1, before = rec ? rec->calls : 0;
+    errh_rec = rec;
+    int rc = MPI_Send(&x, 1, MPI_INT, n + 5, 7, c);
+    if (rc != MPI_SUCCESS)
+        MPI_Error_class(rc, &cls);
+    if (cls != MPI_ERR_RANK)
+        comms_fail(what, rc == MPI_SUCCESS ? "the send to a missing rank succeeded"
+                                           : "the send did not return MPI_ERR_RANK");
+    if (rec && (rec->calls != before + 1 || rec->last_class != MPI_ERR_RANK))
+        comms_fail(what, "the user error handler was not called once with MPI_ERR_RANK");
+}
+
 static uint64_t comms(int steps)
 {
-    struct { MPI_Comm half, dup, hdup; MPI_Request idreq; int step, key; uint64_t h, *ctr;
-             int out[2], in[2]; } *st = pmalloc(sizeof *st);
+    struct { MPI_Comm half, dup, hdup, ret; MPI_Request idreq; MPI_Datatype pair;
+             int step, key; uint64_t h, *ctr; int out[2], in[2]; struct errh_rec uh; } *st =
+        pmalloc(sizeof *st);
     MPI_Comm_split(MPI_COMM_WORLD, rank % 2, -rank, &st->half);   /* reversed rank order */
     MPI_Comm_dup(MPI_COMM_WORLD, &st->dup);
+    /* Names on a communicator and on a derived datatype kept alive. */
+    MPI_Comm_set_name(st->dup, "kill_app comms dup");
+    MPI_Type_contiguous(2, MPI_INT, &st->pair);
+    MPI_Type_commit(&st->pair);
+    MPI_Type_set_name(st->pair, "kill_app int pair");
+    /* Error handlers: a user one on `half` whose handle is freed at once
+     * (the communicator keeps it; the MPI_Comm_idup of `half` inherits it),
+     * and MPI_ERRORS_RETURN on `dup`, which `ret`, split from it, inherits. */
+    MPI_Errhandler eh;
+    MPI_Comm_create_errhandler(count_errors, &eh);
+    MPI_Comm_set_errhandler(st->half, eh);
+    MPI_Errhandler_free(&eh);
+    MPI_Comm_set_errhandler(st->dup, MPI_ERRORS_RETURN);
+    MPI_Comm_split(st->dup, 0, rank, &st->ret);
     /* A counter cached on `half` as an attribute, the way libraries keep
      * their state on communicators: found through the key every step. */
     MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, MPI_COMM_NULL_DELETE_FN, &st->key, NULL);
@@ -439,6 +532,34 @@ static uint64_t comms(int steps)
         checkpoint();                        /* step 1: the MPI_Comm_idup pending */
         if (st->step == 1)
             MPI_Wait(&st->idreq, MPI_STATUS_IGNORE);
+        /* After every checkpoint (a restart too): the names, and the error
+         * handlers, set, inherited and freed, still those of before. */
+        char nm[MPI_MAX_OBJECT_NAME];
+        int nl = 0;
+        nm[0] = 0;
+        comms_expect_name(MPI_Comm_get_name(st->dup, nm, &nl), nm, "kill_app comms dup",
+                          "the name of the duplicated communicator changed");
+        nm[0] = 0;
+        comms_expect_name(MPI_Type_get_name(st->pair, nm, &nl), nm, "kill_app int pair",
+                          "the name of the derived datatype changed");
+        comms_expect_rank_error(st->dup, size, NULL, "MPI_ERRORS_RETURN set on dup");
+        comms_expect_rank_error(st->ret, size, NULL,
+                                "MPI_ERRORS_RETURN inherited by the split of dup");
+        comms_expect_rank_error(st->half, hn, &st->uh, "the freed user error handler on half");
+        if (st->step >= 1) {
+            int before = st->uh.calls;
+            errh_rec = &st->uh;
+            MPI_Comm_call_errhandler(st->hdup, MPI_ERR_OTHER);
+            if (st->uh.calls != before + 1 || st->uh.last_class != MPI_ERR_OTHER)
+                comms_fail("the user error handler inherited by the MPI_Comm_idup of half",
+                           "not called once with MPI_ERR_OTHER");
+        }
+        st->h = mix(st->h, (uint64_t)st->uh.calls);
+        int pin[2] = { -1, -1 }, me = 0;
+        MPI_Comm_rank(st->ret, &me);
+        MPI_Sendrecv(st->out, 1, st->pair, me, 9, pin, 2, MPI_INT, me, 9, st->ret,
+                     MPI_STATUS_IGNORE);
+        st->h = mix(st->h, (uint64_t)pin[0] ^ (uint64_t)pin[1] << 32);
         MPI_Status s;
         MPI_Recv(&st->in[1], 1, MPI_INT, MPI_ANY_SOURCE, 7, st->dup, &s);
         st->h = mix(st->h, (uint64_t)st->in[1] * 3 + (uint64_t)s.MPI_SOURCE);
@@ -465,6 +586,8 @@ static uint64_t comms(int steps)
         MPI_Waitall(2, rq, MPI_STATUSES_IGNORE);
     }
     MPI_Comm_free_keyval(&st->key);
+    MPI_Type_free(&st->pair);
+    MPI_Comm_free(&st->ret);
     return st->h;
 }
 
