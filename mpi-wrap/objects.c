@@ -93,13 +93,35 @@ int MPI_Op_create(MPI_User_function *fn, int commute, MPI_Op *op)
     return rc == MPI_SUCCESS ? vh_out_op(op, real, fn, commute) : rc;
 }
 
+/* Open MPI calls a communicator's error handler with its own handle of the
+ * communicator, which the application has never seen (and a name or
+ * handler it set through it would not be recorded): MPI gets this
+ * trampoline instead, which finds the application's function through the
+ * communicator's handler and hands it the application's handle. An error
+ * handler has no argument of its own to carry the function. */
+void crmpi_errh_trampoline(MPI_Comm *real, int *code, ...)
+{
+    MPI_Errhandler e = MPI_ERRHANDLER_NULL;
+    if (PMPI_Comm_get_errhandler(*real, &e) != MPI_SUCCESS)
+        return;
+    struct verrh *v = (struct verrh *)vh_get(vh_back_errh(e), VH_ERRH);
+    PMPI_Errhandler_free(&e);
+    if (!v) {
+        cr_err("an error handler was called on a communicator that has none of the "
+               "application's (MPI error %d)", *code);
+        return;
+    }
+    MPI_Comm user = vh_back_comm(*real);
+    v->fn(&user, code);
+}
+
 int MPI_Comm_create_errhandler(MPI_Comm_errhandler_function *fn, MPI_Errhandler *errh)
 {
     CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Comm_create_errhandler(fn, errh);
     MPI_Errhandler real;
-    int rc = PMPI_Comm_create_errhandler(fn, &real);
+    int rc = PMPI_Comm_create_errhandler(crmpi_errh_trampoline, &real);
     return rc == MPI_SUCCESS ? vh_out_errh(errh, real, fn) : rc;
 }
 

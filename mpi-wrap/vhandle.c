@@ -568,7 +568,7 @@ static int rebuild_one(struct vh *v)
         return PMPI_Op_create(o->fn, o->commute, &v->real.op) == MPI_SUCCESS ? 0 : -EIO;
     }
     case VH_ERRH:
-        return PMPI_Comm_create_errhandler(((struct verrh *)v)->fn, &v->real.errh)
+        return PMPI_Comm_create_errhandler(crmpi_errh_trampoline, &v->real.errh)
                == MPI_SUCCESS ? 0 : -EIO;
     case VH_FILE:  return vfile_rebuild((struct vfile *)v);
     case VH_WIN:   return vwin_rebuild((struct vwin *)v);

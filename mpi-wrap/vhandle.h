@@ -102,6 +102,9 @@ struct vop   { struct vh h; MPI_User_function *fn; int commute; };
  * MPI_Comm_get_errhandler); MPI holds one reference of ours until the last
  * goes (VH_FREED then, kept while a communicator uses it). */
 struct verrh { struct vh h; MPI_Comm_errhandler_function *fn; int refs; };
+/* What MPI calls for every user error handler (objects.c): the
+ * application's function, with the application's communicator handle. */
+void crmpi_errh_trampoline(MPI_Comm *real, int *code, ...);
 struct vinfo { struct vh h; size_t kvlen; char *kv; /* "key\0value\0"... */ };
 
 /* A message matched by MPI_Mprobe/Improbe: either still inside MPI

@@ -450,12 +450,13 @@ static uint64_t anysrc(int steps)
 /* The user error handler of comms(): counts its calls and keeps the class
  * of the last error in the record comms() points it at (persistent memory;
  * the pointer is set again before every use, globals are not restored). */
-struct errh_rec { int calls, last_class; };
+struct errh_rec { int calls, last_class; MPI_Comm expect; int foreign; };
 static struct errh_rec *errh_rec;
 
 static void count_errors(MPI_Comm *comm, int *code, ...)
 {
-    (void)comm;
+    if (*comm != errh_rec->expect)      /* the handle the application holds */
+        errh_rec->foreign++;
     int cls = -1;
     MPI_Error_class(*code, &cls);
     errh_rec->calls++;
@@ -482,6 +483,8 @@ static void comms_expect_rank_error(MPI_Comm c, int n, struct errh_rec *rec, con
 {
     int x = 0, cls = -1, before = rec ? rec->calls : 0;
     errh_rec = rec;
+    if (rec)
+        rec->expect = c;
     int rc = MPI_Send(&x, 1, MPI_INT, n + 5, 7, c);
     if (rc != MPI_SUCCESS)
         MPI_Error_class(rc, &cls);
@@ -490,6 +493,9 @@ static void comms_expect_rank_error(MPI_Comm c, int n, struct errh_rec *rec, con
                                            : "the send did not return MPI_ERR_RANK");
     if (rec && (rec->calls != before + 1 || rec->last_class != MPI_ERR_RANK))
         comms_fail(what, "the user error handler was not called once with MPI_ERR_RANK");
+    if (rec && rec->foreign)
+        comms_fail(what, "the user error handler got another communicator handle than "
+                         "the application's");
 }
 
 static uint64_t comms(int steps)
@@ -549,10 +555,14 @@ static uint64_t comms(int steps)
         if (st->step >= 1) {
             int before = st->uh.calls;
             errh_rec = &st->uh;
+            st->uh.expect = st->hdup;
             MPI_Comm_call_errhandler(st->hdup, MPI_ERR_OTHER);
             if (st->uh.calls != before + 1 || st->uh.last_class != MPI_ERR_OTHER)
                 comms_fail("the user error handler inherited by the MPI_Comm_idup of half",
                            "not called once with MPI_ERR_OTHER");
+            if (st->uh.foreign)
+                comms_fail("the user error handler inherited by the MPI_Comm_idup of half",
+                           "it got another communicator handle than the application's");
         }
         st->h = mix(st->h, (uint64_t)st->uh.calls);
         int pin[2] = { -1, -1 }, me = 0;
