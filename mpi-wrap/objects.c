@@ -88,9 +88,7 @@ int MPI_Op_create(MPI_User_function *fn, int commute, MPI_Op *op)
     CRMPI_LIB_SCOPE;
     if (crmpi_passthrough())
         return PMPI_Op_create(fn, commute, op);
-    MPI_Op real;
-    int rc = PMPI_Op_create(fn, commute, &real);
-    return rc == MPI_SUCCESS ? vh_out_op(op, real, fn, commute) : rc;
+    return vh_out_op(op, fn, commute);
 }
 
 /* Open MPI calls a communicator's error handler with its own handle of the

@@ -177,17 +177,20 @@ int vh_out_req(MPI_Request *user, MPI_Request real)
     return MPI_SUCCESS;
 }
 
-int vh_out_op(MPI_Op *user, MPI_Op real, MPI_User_function *fn, int commute)
+int vh_out_op(MPI_Op *user, MPI_User_function *fn, int commute)
 {
     struct vop *v = (struct vop *)vh_alloc(sizeof *v, VH_OP);
-    if (!v) {
-        PMPI_Op_free(&real);
-        *user = MPI_OP_NULL;
+    if (!v)
         return MPI_ERR_NO_MEM;
-    }
-    v->h.real.op = real;
     v->fn = fn;
     v->commute = commute;
+    int rc = vop_make_real(v);
+    if (rc != MPI_SUCCESS) {
+        vop_forget(v);
+        v->h.magic = VH_DEAD;
+        crmpi_pfree(v);
+        return rc;
+    }
     vh_link(&v->h);
     *user = (MPI_Op)v;
     return MPI_SUCCESS;
@@ -380,6 +383,7 @@ int vh_free(struct vh *v)
     case VH_OP:
         if (v->real.op != MPI_OP_NULL)
             rc = PMPI_Op_free(&v->real.op);
+        vop_forget((struct vop *)v);
         break;
     case VH_INFO:
         if (v->real.info != MPI_INFO_NULL)
@@ -563,10 +567,8 @@ static int rebuild_one(struct vh *v)
     case VH_GROUP: return vgroup_rebuild((struct vgroup *)v);
     case VH_TYPE:  return vtype_rebuild((struct vtype *)v);
     case VH_INFO:  return rebuild_info((struct vinfo *)v);
-    case VH_OP: {
-        struct vop *o = (struct vop *)v;
-        return PMPI_Op_create(o->fn, o->commute, &v->real.op) == MPI_SUCCESS ? 0 : -EIO;
-    }
+    case VH_OP:
+        return vop_make_real((struct vop *)v) == MPI_SUCCESS ? 0 : -EIO;
     case VH_ERRH:
         return PMPI_Comm_create_errhandler(crmpi_errh_trampoline, &v->real.errh)
                == MPI_SUCCESS ? 0 : -EIO;

@@ -97,7 +97,11 @@ struct vtype {
     char *name;                    /* MPI_Type_set_name's (NULL: none) */
 };
 
-struct vop   { struct vh h; MPI_User_function *fn; int commute; };
+/* slot: 1 + the trampoline MPI calls (vop.c), 0: MPI calls fn itself. */
+struct vop   { struct vh h; MPI_User_function *fn; int commute; int slot; };
+/* vop.c: make a user op's real op (through its trampoline); forget it. */
+int vop_make_real(struct vop *o);
+void vop_forget(struct vop *o);
 /* refs: the application's handles to it (creation, each
  * MPI_Comm_get_errhandler); MPI holds one reference of ours until the last
  * goes (VH_FREED then, kept while a communicator uses it). */
@@ -284,7 +288,7 @@ int vh_out_group(MPI_Group *user, MPI_Group real);
 int vh_out_type(MPI_Datatype *user, MPI_Datatype real, const MPI_Datatype *kids, int nkids);
 int vh_out_info(MPI_Info *user, MPI_Info real);
 int vh_out_req(MPI_Request *user, MPI_Request real);
-int vh_out_op(MPI_Op *user, MPI_Op real, MPI_User_function *fn, int commute);
+int vh_out_op(MPI_Op *user, MPI_User_function *fn, int commute);
 int vh_out_errh(MPI_Errhandler *user, MPI_Errhandler real, MPI_Comm_errhandler_function *fn);
 /* Requests and messages are created by the point-to-point wrappers. */
 struct vreq *vreq_new(int kind);

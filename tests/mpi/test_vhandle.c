@@ -326,6 +326,42 @@ static void test_user_op_info_and_errhandler_rebuilt(void)
     MPI_Comm_free(&c);
 }
 
+static MPI_Datatype op_seen_type;
+
+static void sum_pairs(void *in, void *inout, int *len, MPI_Datatype *dt)
+{
+    op_seen_type = *dt;
+    int *a = in, *b = inout;
+    for (int i = 0; i < 2 * *len; i++)
+        b[i] += a[i];
+}
+
+/* A user op's function is given the application's datatype handle (not
+ * Open MPI's), before and after a restart. */
+static void test_user_op_gets_the_applications_datatype(void)
+{
+    MPI_Datatype pair;
+    MPI_Type_contiguous(2, MPI_INT, &pair);
+    MPI_Type_commit(&pair);
+    MPI_Op op;
+    CU_ASSERT_EQUAL_FATAL(MPI_Op_create(sum_pairs, 1, &op), MPI_SUCCESS);
+    for (int round = 0; round < 2; round++) {
+        if (round)
+            simulate_restart();
+        int v[2] = { rank, 1 }, sum[2] = { -1, -1 };
+        op_seen_type = MPI_DATATYPE_NULL;
+        CU_ASSERT_EQUAL(MPI_Allreduce(v, sum, 1, pair, op, MPI_COMM_WORLD), MPI_SUCCESS);
+        CU_ASSERT_TRUE(sum[0] == size * (size - 1) / 2 && sum[1] == size);
+        int called = op_seen_type != MPI_DATATYPE_NULL, any = 0;
+        MPI_Allreduce(&called, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+        CU_ASSERT_TRUE(any);                      /* some rank applied it */
+        if (called)
+            CU_ASSERT_PTR_EQUAL(op_seen_type, pair);
+    }
+    MPI_Op_free(&op);
+    MPI_Type_free(&pair);
+}
+
 static int errh_calls;
 
 static void count_errh(MPI_Comm *c, int *code, ...)
@@ -937,6 +973,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_rebuilt_datatype_carries_strided_traffic),
     CUTEST(test_user_op_info_and_errhandler_rebuilt),
     CUTEST(test_get_contents_returns_virtual_children),
+    CUTEST(test_user_op_gets_the_applications_datatype),
     CUTEST(test_inherited_errhandler_survives_restart),
     CUTEST(test_freed_attached_errhandler_survives_restart),
     CUTEST(test_attributes_survive_restart_under_the_same_keys),
