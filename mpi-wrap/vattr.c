@@ -59,15 +59,57 @@ static int real_key(int kind, int id)
     return k ? k->real : id;
 }
 
+/* Open MPI calls a key's copy and delete functions with its own handle of
+ * the object and its own key number, neither of which the application
+ * knows: MPI gets these trampolines, with the key's record as their extra
+ * state, which call the application's functions with its handle, its key
+ * number and its extra state. */
+static int copy_comm(MPI_Comm old, int unused, void *kp, void *in, void *out, int *flag)
+{
+    (void)unused;
+    struct vkeyval *k = kp;
+    if (!k->copy_fn) {
+        *flag = 0;
+        return MPI_SUCCESS;
+    }
+    return ((MPI_Comm_copy_attr_function *)k->copy_fn)(vh_back_comm(old), k->id, k->extra, in,
+                                                       out, flag);
+}
+
+static int delete_comm(MPI_Comm c, int unused, void *val, void *kp)
+{
+    (void)unused;
+    struct vkeyval *k = kp;
+    return k->delete_fn ? ((MPI_Comm_delete_attr_function *)k->delete_fn)(vh_back_comm(c), k->id,
+                                                                           val, k->extra)
+                        : MPI_SUCCESS;
+}
+
+static int copy_type(MPI_Datatype old, int unused, void *kp, void *in, void *out, int *flag)
+{
+    (void)unused;
+    struct vkeyval *k = kp;
+    if (!k->copy_fn) {
+        *flag = 0;
+        return MPI_SUCCESS;
+    }
+    return ((MPI_Type_copy_attr_function *)k->copy_fn)(vh_back_type(old), k->id, k->extra, in,
+                                                       out, flag);
+}
+
+static int delete_type(MPI_Datatype t, int unused, void *val, void *kp)
+{
+    (void)unused;
+    struct vkeyval *k = kp;
+    return k->delete_fn ? ((MPI_Type_delete_attr_function *)k->delete_fn)(vh_back_type(t), k->id,
+                                                                           val, k->extra)
+                        : MPI_SUCCESS;
+}
+
 static int make_real(struct vkeyval *k)
 {
-    return k->kind == VK_COMM
-               ? PMPI_Comm_create_keyval((MPI_Comm_copy_attr_function *)k->copy_fn,
-                                         (MPI_Comm_delete_attr_function *)k->delete_fn,
-                                         &k->real, k->extra)
-               : PMPI_Type_create_keyval((MPI_Type_copy_attr_function *)k->copy_fn,
-                                         (MPI_Type_delete_attr_function *)k->delete_fn,
-                                         &k->real, k->extra);
+    return k->kind == VK_COMM ? PMPI_Comm_create_keyval(copy_comm, delete_comm, &k->real, k)
+                              : PMPI_Type_create_keyval(copy_type, delete_type, &k->real, k);
 }
 
 static int create_key(int kind, void (*copy_fn)(void), void (*delete_fn)(void), int *keyval,
@@ -108,8 +150,9 @@ static int free_key(int kind, int *keyval)
         int rc = kind == VK_COMM ? PMPI_Comm_free_keyval(&real) : PMPI_Type_free_keyval(&real);
         if (rc != MPI_SUCCESS)
             return rc;
+        /* The record stays: MPI calls the callbacks of attributes still
+         * set under the key with it (a few bytes per freed key). */
         *p = k->next;
-        crmpi_pfree(k);
         *keyval = MPI_KEYVAL_INVALID;
         return MPI_SUCCESS;
     }

@@ -500,6 +500,74 @@ static void test_attributes_survive_restart_under_the_same_keys(void)
     PMPI_Comm_free_keyval(&dummy);
 }
 
+/* What a key's callbacks were last given. */
+static struct { MPI_Comm comm; MPI_Datatype type; int key; void *extra; int calls; } cb;
+
+static int note_copy(MPI_Comm c, int key, void *extra, void *in, void *out, int *flag)
+{
+    cb.comm = c, cb.key = key, cb.extra = extra, cb.calls++;
+    *(void **)out = in;
+    *flag = 1;
+    return MPI_SUCCESS;
+}
+
+static int note_delete(MPI_Comm c, int key, void *val, void *extra)
+{
+    (void)val;
+    cb.comm = c, cb.key = key, cb.extra = extra, cb.calls++;
+    return MPI_SUCCESS;
+}
+
+static int note_type_delete(MPI_Datatype t, int key, void *val, void *extra)
+{
+    (void)val;
+    cb.type = t, cb.key = key, cb.extra = extra, cb.calls++;
+    return MPI_SUCCESS;
+}
+
+/* A key's copy and delete functions are given the application's handles,
+ * key number and extra state (Open MPI's are others), before and after a
+ * restart; the key's callbacks still run for an attribute set under a key
+ * freed meanwhile. */
+static void test_attribute_callbacks_get_the_applications_handles(void)
+{
+    static int val, extra;
+    int k, kt;
+    CU_ASSERT_EQUAL_FATAL(MPI_Comm_create_keyval(note_copy, note_delete, &k, &extra),
+                          MPI_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(MPI_Type_create_keyval(MPI_TYPE_NULL_COPY_FN, note_type_delete, &kt,
+                                                 &extra), MPI_SUCCESS);
+    MPI_Comm d, d2;
+    MPI_Datatype t;
+    MPI_Comm_dup(MPI_COMM_WORLD, &d);
+    MPI_Type_contiguous(2, MPI_INT, &t);
+    for (int round = 0; round < 2; round++) {
+        if (round) {
+            CU_ASSERT_EQUAL(vh_snapshot(), 0);
+            simulate_restart();
+        }
+        MPI_Comm_set_attr(d, k, &val);
+        memset(&cb, 0, sizeof cb);
+        MPI_Comm_dup(d, &d2);                        /* copy */
+        CU_ASSERT_TRUE(cb.calls == 1 && cb.comm == d && cb.key == k && cb.extra == &extra);
+        memset(&cb, 0, sizeof cb);
+        MPI_Comm_delete_attr(d2, k);                 /* delete */
+        CU_ASSERT_TRUE(cb.calls == 1 && cb.comm == d2 && cb.key == k && cb.extra == &extra);
+        MPI_Comm_free(&d2);
+        MPI_Type_set_attr(t, kt, &val);
+        memset(&cb, 0, sizeof cb);
+        MPI_Type_delete_attr(t, kt);
+        CU_ASSERT_TRUE(cb.calls == 1 && cb.type == t && cb.key == kt && cb.extra == &extra);
+    }
+    int kept = k;
+    MPI_Comm_free_keyval(&k);                        /* the attribute on d stays */
+    memset(&cb, 0, sizeof cb);
+    MPI_Comm_free(&d);
+    CU_ASSERT_TRUE(cb.calls == 1 && cb.key == kept && cb.extra == &extra);
+    MPI_Type_free(&t);
+    MPI_Type_free_keyval(&kt);
+}
+
 /* Names given to MPI_COMM_SELF, a communicator and a datatype come back
  * after a restart; renaming keeps the last name. */
 static void test_object_names_survive_restart(void)
@@ -601,6 +669,9 @@ static void test_file_reopened_with_view_pointer_and_size(void)
     MPI_Offset size_ckpt = 0, pos = -1;
     MPI_File_get_size(fh, &size_ckpt);
     CU_ASSERT_EQUAL(size_ckpt, (MPI_Offset)(4 * size * sizeof(int)));
+    /* Every rank has read the size before any writes further (Open MPI's
+     * write_all may write each rank's part on its own, at once). */
+    MPI_Barrier(MPI_COMM_WORLD);
     CU_ASSERT_EQUAL(MPI_File_write_all(fh, out, 4, MPI_INT, MPI_STATUS_IGNORE), MPI_SUCCESS);
     vh_release_reals();
     CU_ASSERT_EQUAL_FATAL(vh_rebuild_all(), 0);
@@ -977,6 +1048,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_inherited_errhandler_survives_restart),
     CUTEST(test_freed_attached_errhandler_survives_restart),
     CUTEST(test_attributes_survive_restart_under_the_same_keys),
+    CUTEST(test_attribute_callbacks_get_the_applications_handles),
     CUTEST(test_object_names_survive_restart),
     CUTEST(test_uncheckpointable_calls_are_refused_by_name),
     CUTEST(test_persistent_requests_rebuilt_after_restart),
