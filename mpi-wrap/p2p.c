@@ -213,7 +213,7 @@ int MPI_Irecv(void *buf, int count, MPI_Datatype type, int source, int tag, MPI_
     vreq_hold_type(r, type);
     r->source = source;
     r->tag = tag;
-    r->comm = comm;
+    vreq_hold_comm(r, comm);
     int rc = vreq_post_recv(r);
     if (rc != MPI_SUCCESS) {
         vreq_release(r);
@@ -300,7 +300,7 @@ static int persistent_init(int how, void *buf, int count, MPI_Datatype type, int
     r->count = count;
     vreq_hold_type(r, type);
     r->tag = tag;
-    r->comm = comm;
+    vreq_hold_comm(r, comm);
     if (how == VREQ_INIT_RECV) {
         r->source = peer;
     } else {

@@ -238,12 +238,26 @@ void vreq_hold_type(struct vreq *r, MPI_Datatype t)
     r->type = t;
 }
 
+void vreq_hold_comm(struct vreq *r, MPI_Comm c)
+{
+    struct vcomm *v = (struct vcomm *)vh_get(c, VH_COMM);
+    r->comm = c;
+    if (v) {
+        v->holds++;
+        r->comm_held = 1;
+    }
+}
+
 void vreq_release(struct vreq *r)
 {
     if (r->persistent && r->h.real.req != MPI_REQUEST_NULL)
         PMPI_Request_free(&r->h.real.req);   /* inactive here: freed at once */
     vtype_drop(r->type);
     r->type = MPI_DATATYPE_NULL;
+    struct vcomm *c = r->comm_held ? (struct vcomm *)vh_get(r->comm, VH_COMM) : NULL;
+    r->comm_held = 0;
+    if (c && --c->holds <= 0 && (c->h.flags & VH_FREED))
+        (void)vh_free(&c->h);                /* the application freed it before */
     vh_unlink(&r->h);
     r->h.magic = VH_DEAD;
     r->h.next = crmpi_st->req_free;
@@ -352,6 +366,10 @@ int vh_free(struct vh *v)
     int rc = MPI_SUCCESS;
     if (v->kind == VH_TYPE) {
         vtype_unref((struct vtype *)v);
+        return rc;
+    }
+    if (v->kind == VH_COMM && ((struct vcomm *)v)->holds > 0) {
+        v->flags |= VH_FREED;                /* kept for the requests that name it */
         return rc;
     }
     if (v->kind == VH_ERRH) {

@@ -42,7 +42,8 @@ enum vh_kind { VH_COMM, VH_GROUP, VH_TYPE, VH_OP, VH_REQ, VH_INFO, VH_ERRH, VH_M
                VH_WIN, VH_NKINDS };
 
 #define VH_PENDING 0x1u   /* a communicator of an MPI_Comm_idup not yet complete */
-#define VH_FREED   0x2u   /* an error handler the application freed while attached */
+#define VH_FREED   0x2u   /* freed by the application while still in use: an error
+                             handler attached, a communicator a request names */
 
 struct vh {
     uint64_t magic;
@@ -77,6 +78,11 @@ struct vcomm {
     MPI_Errhandler errh;           /* inherited or set by the application */
     struct vattr_set attrs;
     char *name;                    /* MPI_Comm_set_name's (NULL: none) */
+    /* Requests whose recipe names it (a receive to re-post, a persistent
+     * request to make again): MPI lets the application free the
+     * communicator first. It is then kept (VH_FREED), drained and rebuilt
+     * like the others, and goes with the last of those requests. */
+    int holds;
 };
 
 struct vgroup {
@@ -147,7 +153,8 @@ struct vreq {
     void *buf;
     int count, source, tag;
     MPI_Datatype type;
-    MPI_Comm comm;
+    MPI_Comm comm;                 /* held (vcomm.holds) when comm_held */
+    int comm_held;
     int persistent;                /* enum vreq_init, 0: not persistent */
     int dest;
 };
@@ -295,6 +302,9 @@ struct vreq *vreq_new(int kind);
 /* The request's recipe names datatype t: hold it (no-op for a predefined
  * type); vreq_release lets it go. */
 void vreq_hold_type(struct vreq *r, MPI_Datatype t);
+/* The recipe names communicator c: hold it (vcomm.holds); vreq_release
+ * lets it go. */
+void vreq_hold_comm(struct vreq *r, MPI_Comm c);
 /* Forget the request (a persistent one frees its real request first). */
 void vreq_release(struct vreq *r);
 /* Make a persistent request's real request from its recipe (MPI_*_init;

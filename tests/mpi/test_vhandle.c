@@ -1035,6 +1035,45 @@ static void test_window_exclusive_lock_or_pscw_fails_checkpoint(void)
     MPI_Free_mem(mem);
 }
 
+static size_t live_comms(void)
+{
+    return crmpi_st->live[VH_COMM].count;
+}
+
+/* MPI lets the application free a communicator while requests on it live:
+ * persistent ones made on it, and a receive still pending (which the drain
+ * defers and re-posts). It is kept for them, drained, rebuilt after a
+ * restart, and goes with the last of them. */
+static void test_communicator_freed_under_its_requests(void)
+{
+    size_t comms_before = live_comms();
+    MPI_Comm d;
+    MPI_Comm_dup(MPI_COMM_WORLD, &d);
+    int right = (rank + 1) % size, left = (rank + size - 1) % size;
+    int out = rank, in = -1, late = -1, late_out = 100 + rank;
+    MPI_Request ps[3], pend;
+    MPI_Send_init(&out, 1, MPI_INT, right, 4, d, &ps[0]);
+    MPI_Recv_init(&in, 1, MPI_INT, left, 4, d, &ps[1]);
+    MPI_Send_init(&late_out, 1, MPI_INT, right, 5, d, &ps[2]);
+    MPI_Irecv(&late, 1, MPI_INT, left, 5, d, &pend);   /* its message comes later */
+    CU_ASSERT_EQUAL(MPI_Comm_free(&d), MPI_SUCCESS);
+    CU_ASSERT_PTR_EQUAL(d, MPI_COMM_NULL);
+    CU_ASSERT_EQUAL(live_comms(), comms_before + 1);  /* kept */
+    CU_ASSERT_EQUAL_FATAL(crmpi_quiesce(), 0);        /* the Irecv is deferred */
+    simulate_restart();                               /* made again from its recipe, */
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);         /* the Irecv posted again on it */
+    CU_ASSERT_EQUAL(MPI_Startall(3, ps), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(MPI_Waitall(3, ps, MPI_STATUSES_IGNORE), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(in, left);
+    CU_ASSERT_EQUAL(MPI_Wait(&pend, MPI_STATUS_IGNORE), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(late, 100 + left);
+    MPI_Request_free(&ps[0]);
+    MPI_Request_free(&ps[2]);
+    CU_ASSERT_EQUAL(live_comms(), comms_before + 1);  /* one request still names it */
+    MPI_Request_free(&ps[1]);
+    CU_ASSERT_EQUAL(live_comms(), comms_before);      /* gone with the last */
+}
+
 static CU_TestInfo tests[] = {
     CUTEST(test_handles_are_virtual_and_predefined_pass_through),
     CUTEST(test_dup_split_create_rebuilt_with_same_members),
@@ -1053,6 +1092,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_uncheckpointable_calls_are_refused_by_name),
     CUTEST(test_persistent_requests_rebuilt_after_restart),
     CUTEST(test_comm_idup_rebuilt_like_its_parent),
+    CUTEST(test_communicator_freed_under_its_requests),
     CUTEST(test_file_reopened_with_view_pointer_and_size),
     CUTEST(test_split_collective_in_progress_fails_checkpoint),
     CUTEST(test_state_of_another_version_or_size_is_refused),
