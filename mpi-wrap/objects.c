@@ -41,9 +41,6 @@ int MPI_Comm_idup(MPI_Comm comm, MPI_Comm *newcomm, MPI_Request *request)
     if (crmpi_passthrough())
         return PMPI_Comm_idup(comm, newcomm, request);
     MPI_Comm parent = vh_in_comm(comm);
-    int inter = 0;
-    if (PMPI_Comm_test_inter(parent, &inter) == MPI_SUCCESS && inter)
-        return crmpi_refuse("MPI_Comm_idup of an inter-communicator");
     struct vcomm *v = (struct vcomm *)vh_alloc(sizeof *v, VH_COMM);
     if (!v)
         return MPI_ERR_NO_MEM;

@@ -7,8 +7,10 @@
  * with the same member list makes an equivalent communicator (same ranks:
  * group order is rank order), which is collective over the members only, so
  * ranks that are not members of a communicator never wait for it. Topologies
- * are re-applied with reorder = 0 so ranks stay as recorded. Intercommunicators
- * are refused at creation (vhandle.c).
+ * are re-applied with reorder = 0 so ranks stay as recorded. An
+ * inter-communicator also records its remote group; it is made again from
+ * its local group's new communicator with MPI_Intercomm_create, the two
+ * groups' first ranks as leaders.
  */
 #include "vhandle.h"
 #include "wrap_support.h"
@@ -19,6 +21,9 @@
 /* Tag of the MPI_Comm_create_group calls of a rebuild: ranks rebuild their
  * communicators one after the other in creation order, so one tag suffices. */
 #define VCOMM_REBUILD_TAG 0x4352
+/* Tag of the leaders' MPI_Intercomm_create over MPI_COMM_WORLD in a rebuild:
+ * a fresh MPI carries no message of the application's then. */
+#define VCOMM_INTER_TAG 0x4353
 
 static int world_ranks_of_group(MPI_Group g, int n, int **out)
 {
@@ -103,6 +108,17 @@ int vcomm_capture(struct vcomm *v, MPI_Comm real)
     PMPI_Group_free(&g);
     if (rc)
         return rc;
+    int inter = 0;
+    if (PMPI_Comm_test_inter(real, &inter) != MPI_SUCCESS)
+        return -EIO;
+    if (inter) {
+        if (PMPI_Comm_remote_size(real, &v->rsize) != MPI_SUCCESS ||
+            PMPI_Comm_remote_group(real, &g) != MPI_SUCCESS)
+            return -EIO;
+        rc = world_ranks_of_group(g, v->rsize, &v->rworld);
+        PMPI_Group_free(&g);
+        return rc;
+    }
     return capture_topology(v, real);
 }
 
@@ -165,6 +181,17 @@ int vcomm_rebuild(struct vcomm *v)
         cr_err("re-applying the topology (kind %d) of a communicator failed", v->topo);
         return -EIO;
     }
+    if (v->rworld) {
+        MPI_Comm inter = MPI_COMM_NULL;
+        rc = PMPI_Intercomm_create(c, 0, MPI_COMM_WORLD, v->rworld[0], VCOMM_INTER_TAG, &inter);
+        PMPI_Comm_free(&c);
+        if (rc != MPI_SUCCESS) {
+            cr_err("MPI_Intercomm_create failed rebuilding an inter-communicator of %d and "
+                   "%d ranks (MPI error %d)", v->size, v->rsize, rc);
+            return -EIO;
+        }
+        c = inter;
+    }
     if (v->errh)
         PMPI_Comm_set_errhandler(c, vh_in_errh(v->errh));
     v->h.real.comm = c;
@@ -174,6 +201,7 @@ int vcomm_rebuild(struct vcomm *v)
 void vcomm_destroy(struct vcomm *v)
 {
     crmpi_pfree(v->world);
+    crmpi_pfree(v->rworld);
     crmpi_pfree(v->topo_data);
     vattr_forget(&v->attrs);
     vname_forget(&v->name);

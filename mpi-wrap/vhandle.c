@@ -63,14 +63,6 @@ int vh_out_comm(MPI_Comm *user, MPI_Comm real)
         *user = real;
         return MPI_SUCCESS;
     }
-    int inter = 0;
-    (void)PMPI_Comm_test_inter(real, &inter);
-    if (inter) {
-        crmpi_log_refusal("inter-communicator");
-        PMPI_Comm_free(&real);
-        *user = MPI_COMM_NULL;
-        return MPI_ERR_UNSUPPORTED_OPERATION;
-    }
     struct vcomm *v = (struct vcomm *)vh_alloc(sizeof *v, VH_COMM);
     if (!v)
         goto free_real;

@@ -72,6 +72,8 @@ struct vcomm {
     struct vh h;
     int size, rank;
     int *world;                    /* world[r]: MPI_COMM_WORLD rank of rank r */
+    int rsize;                     /* an inter-communicator: its remote group, */
+    int *rworld;                   /* as world ranks (NULL: an intra-communicator) */
     int topo;                      /* MPI_UNDEFINED, MPI_CART, MPI_GRAPH, MPI_DIST_GRAPH */
     int ntopo;
     int *topo_data;
@@ -275,6 +277,8 @@ VH_IN(win,   MPI_Win,        VH_WIN,   win,   MPI_WIN_NULL)
 static inline int vh_world_of(MPI_Comm c, int r)
 {
     struct vcomm *v = (struct vcomm *)vh_get(c, VH_COMM);
+    if (v && v->rworld)             /* peers of an inter-communicator are remote */
+        return r >= 0 && r < v->rsize ? v->rworld[r] : -1;
     if (v)
         return r >= 0 && r < v->size ? v->world[r] : -1;
     if (c == MPI_COMM_WORLD)

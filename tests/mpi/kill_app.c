@@ -41,6 +41,8 @@
  *   persist  the halo exchange with persistent requests (MPI_Send_init,
  *            MPI_Ssend_init, MPI_Bsend_init, MPI_Recv_init, MPI_Startall) made once and
  *            started around every checkpoint, on MPI_Alloc_mem fields
+ *   inter    an inter-communicator between even and odd ranks: messages in
+ *            flight across every checkpoint, inter-collectives, a merge
  *   rma      one-sided windows with operations in flight at every
  *            checkpoint: a fence epoch, MPI_Win_lock_all, a shared lock on a
  *            dynamic window
@@ -688,6 +690,50 @@ static uint64_t coll(int steps)
     return st->h;
 }
 
+/* ---- inter ------------------------------------------------------------------------ */
+/* An inter-communicator between the even and the odd ranks: the even send
+ * to odd ones (not the same local rank: the remote group's numbering)
+ * before the checkpoint, the odd receive after it; an inter-collective and
+ * a merged communicator every step. */
+static uint64_t inter(int steps)
+{
+    struct { int step; uint64_t h; MPI_Comm half, ic, merged; int out, in; } *st =
+        pmalloc(sizeof *st);
+    int color = rank % 2;
+    MPI_Comm_split(MPI_COMM_WORLD, color, rank, &st->half);
+    MPI_Intercomm_create(st->half, 0, MPI_COMM_WORLD, 1 - color, 11, &st->ic);
+    MPI_Intercomm_merge(st->ic, color, &st->merged);
+    int lr, rs;
+    MPI_Comm_rank(st->ic, &lr);
+    MPI_Comm_remote_size(st->ic, &rs);
+    for (st->step = 0; st->step < steps; st->step++) {
+        MPI_Request r = MPI_REQUEST_NULL;
+        st->out = rank * 1000 + st->step;
+        if (color == 0)
+            MPI_Isend(&st->out, 1, MPI_INT, rs - 1 - lr % rs, 5, st->ic, &r);
+        checkpoint();                          /* the sends in flight */
+        MPI_Wait(&r, MPI_STATUS_IGNORE);
+        if (color == 1) {
+            int n = 0;
+            for (int q = 0; q < rs; q++)
+                n += rs - 1 - q % rs == lr;
+            for (int i = 0; i < n; i++) {
+                MPI_Status s;
+                MPI_Recv(&st->in, 1, MPI_INT, MPI_ANY_SOURCE, 5, st->ic, &s);
+                st->h = mix(st->h, (uint64_t)st->in ^ (uint64_t)s.MPI_SOURCE << 40);
+            }
+        }
+        int mine = rank + st->step, theirs = 0, all = 0;
+        MPI_Allreduce(&mine, &theirs, 1, MPI_INT, MPI_SUM, st->ic);   /* the other group's */
+        MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, st->merged);
+        st->h = mix(st->h, (uint64_t)theirs ^ (uint64_t)all << 32);
+    }
+    MPI_Comm_free(&st->merged);
+    MPI_Comm_free(&st->ic);
+    MPI_Comm_free(&st->half);
+    return st->h;
+}
+
 /* ---- rma -------------------------------------------------------------------------- */
 /* Three windows, each with operations not yet completed when the checkpoint
  * is taken: an allocated one in a fence epoch (puts and accumulates issued
@@ -824,6 +870,7 @@ int main(int argc, char **argv)
         { "ring", ring }, { "halo", halo }, { "anysrc", anysrc }, { "comms", comms },
         { "dtypes", dtypes }, { "irecv", irecv }, { "coll", coll }, { "thread", thread },
         { "persist", persist }, { "mpiio", mpiio }, { "rma", rma },
+        { "inter", inter },
     };
     uint64_t (*fn)(int) = NULL;
     for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++)

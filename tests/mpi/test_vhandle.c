@@ -1035,6 +1035,64 @@ static void test_window_exclusive_lock_or_pscw_fails_checkpoint(void)
     MPI_Free_mem(mem);
 }
 
+/* An inter-communicator between the even and the odd world ranks (and a
+ * dup of it): a message in flight across the checkpoint is drained and
+ * received after a simulated restart, the rebuilt ones carry point-to-point
+ * and collective traffic between the groups, keep their handler, and merge. */
+static void test_intercommunicator_survives_restart(void)
+{
+    if (size < 2)
+        return;
+    MPI_Comm half, inter, idup, merged;
+    int color = rank % 2;
+    MPI_Comm_split(MPI_COMM_WORLD, color, rank, &half);
+    CU_ASSERT_EQUAL_FATAL(MPI_Intercomm_create(half, 0, MPI_COMM_WORLD, 1 - color, 77, &inter),
+                          MPI_SUCCESS);
+    CU_ASSERT_PTR_NOT_NULL(vh_get(inter, VH_COMM));
+    MPI_Comm_set_errhandler(inter, MPI_ERRORS_RETURN);
+    MPI_Comm_dup(inter, &idup);
+    int lr, ls, rs;
+    MPI_Comm_rank(inter, &lr);
+    MPI_Comm_size(inter, &ls);
+    MPI_Comm_remote_size(inter, &rs);
+    int out = 1000 + rank, in = -1;
+    /* Each even rank sends to the odd rank rs - 1 - lr % rs (not the same
+     * local rank: the message counters must name the remote group's). */
+    int expect = 0;
+    for (int r = 0; color == 1 && r < rs; r++)
+        expect += rs - 1 - r % rs == lr;
+    MPI_Request s = MPI_REQUEST_NULL;
+    if (color == 0)
+        MPI_Isend(&out, 1, MPI_INT, rs - 1 - lr % rs, 3, inter, &s);
+    CU_ASSERT_EQUAL_FATAL(crmpi_quiesce(), 0);      /* in flight: drained */
+    CU_ASSERT_EQUAL(MPI_Wait(&s, MPI_STATUS_IGNORE), MPI_SUCCESS);
+    simulate_restart();
+    CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+    int got = 0, sum = 0;
+    for (int i = 0; i < expect; i++) {
+        MPI_Status st;
+        CU_ASSERT_EQUAL(MPI_Recv(&in, 1, MPI_INT, MPI_ANY_SOURCE, 3, inter, &st), MPI_SUCCESS);
+        /* the sender is a remote rank; its world rank is 2 * it + the other color */
+        CU_ASSERT_EQUAL(in, 1000 + 2 * st.MPI_SOURCE + (1 - color));
+        got++;
+    }
+    CU_ASSERT_EQUAL(got, expect);
+    int mine = rank, theirs = -1;                   /* an inter-collective: */
+    MPI_Allreduce(&mine, &theirs, 1, MPI_INT, MPI_SUM, idup);   /* the remote group's sum */
+    for (int r = 1 - color; r < size; r += 2)
+        sum += r;
+    CU_ASSERT_EQUAL(theirs, sum);
+    CU_ASSERT_NOT_EQUAL(MPI_Send(&out, 1, MPI_INT, rs + 5, 0, inter), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(MPI_Intercomm_merge(inter, color, &merged), MPI_SUCCESS);
+    int ms = 0;
+    MPI_Comm_size(merged, &ms);
+    CU_ASSERT_EQUAL(ms, size);
+    MPI_Comm_free(&merged);
+    MPI_Comm_free(&idup);
+    MPI_Comm_free(&inter);
+    MPI_Comm_free(&half);
+}
+
 static size_t live_comms(void)
 {
     return crmpi_st->live[VH_COMM].count;
@@ -1093,6 +1151,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_persistent_requests_rebuilt_after_restart),
     CUTEST(test_comm_idup_rebuilt_like_its_parent),
     CUTEST(test_communicator_freed_under_its_requests),
+    CUTEST(test_intercommunicator_survives_restart),
     CUTEST(test_file_reopened_with_view_pointer_and_size),
     CUTEST(test_split_collective_in_progress_fails_checkpoint),
     CUTEST(test_state_of_another_version_or_size_is_refused),
