@@ -88,37 +88,56 @@ int MPI_Op_create(MPI_User_function *fn, int commute, MPI_Op *op)
     return vh_out_op(op, fn, commute);
 }
 
-/* Open MPI calls a communicator's error handler with its own handle of the
- * communicator, which the application has never seen (and a name or
- * handler it set through it would not be recorded): MPI gets this
- * trampoline instead, which finds the application's function through the
- * communicator's handler and hands it the application's handle. An error
- * handler has no argument of its own to carry the function. */
-void crmpi_errh_trampoline(MPI_Comm *real, int *code, ...)
-{
-    MPI_Errhandler e = MPI_ERRHANDLER_NULL;
-    if (PMPI_Comm_get_errhandler(*real, &e) != MPI_SUCCESS)
-        return;
-    struct verrh *v = (struct verrh *)vh_get(vh_back_errh(e), VH_ERRH);
-    PMPI_Errhandler_free(&e);
-    if (!v) {
-        cr_err("an error handler was called on a communicator that has none of the "
-               "application's (MPI error %d)", *code);
-        return;
+/* Open MPI calls an object's error handler with its own handle of the
+ * object, which the application has never seen (and a name or handler it
+ * set through it would not be recorded): MPI gets a trampoline instead,
+ * which finds the application's function through the object's handler and
+ * hands it the application's handle. An error handler has no argument of
+ * its own to carry the function. */
+#define ERRH_TRAMPOLINE(KIND, T, BACK)                                                \
+    static void KIND##_trampoline(T *real, int *code, ...)                            \
+    {                                                                                 \
+        MPI_Errhandler e = MPI_ERRHANDLER_NULL;                                       \
+        if (PMPI_##KIND##_get_errhandler(*real, &e) != MPI_SUCCESS)                   \
+            return;                                                                   \
+        struct verrh *v = (struct verrh *)vh_get(vh_back_errh(e), VH_ERRH);           \
+        PMPI_Errhandler_free(&e);                                                     \
+        if (!v) {                                                                     \
+            cr_err("an error handler was called on an object that has none of the "   \
+                   "application's (MPI error %d)", *code);                            \
+            return;                                                                   \
+        }                                                                             \
+        T user = BACK(*real);                                                         \
+        ((MPI_##KIND##_errhandler_function *)(void (*)(void))v->fn)(&user, code);     \
     }
-    MPI_Comm user = vh_back_comm(*real);
-    v->fn(&user, code);
+ERRH_TRAMPOLINE(Comm, MPI_Comm, vh_back_comm)
+ERRH_TRAMPOLINE(Win, MPI_Win, vh_back_win)
+ERRH_TRAMPOLINE(File, MPI_File, vh_back_file)
+#undef ERRH_TRAMPOLINE
+
+int verrh_make_real(struct verrh *e)
+{
+    MPI_Errhandler *r = &e->h.real.errh;
+    switch (e->obj) {
+    case VERRH_WIN:  return PMPI_Win_create_errhandler(Win_trampoline, r);
+    case VERRH_FILE: return PMPI_File_create_errhandler(File_trampoline, r);
+    default:         return PMPI_Comm_create_errhandler(Comm_trampoline, r);
+    }
 }
 
-int MPI_Comm_create_errhandler(MPI_Comm_errhandler_function *fn, MPI_Errhandler *errh)
-{
-    CRMPI_LIB_SCOPE;
-    if (crmpi_passthrough())
-        return PMPI_Comm_create_errhandler(fn, errh);
-    MPI_Errhandler real;
-    int rc = PMPI_Comm_create_errhandler(crmpi_errh_trampoline, &real);
-    return rc == MPI_SUCCESS ? vh_out_errh(errh, real, fn) : rc;
-}
+#define CREATE_ERRH(KIND, OBJ)                                                          \
+    int MPI_##KIND##_create_errhandler(MPI_##KIND##_errhandler_function *fn,            \
+                                       MPI_Errhandler *errh)                            \
+    {                                                                                   \
+        CRMPI_LIB_SCOPE;                                                                \
+        if (crmpi_passthrough())                                                        \
+            return PMPI_##KIND##_create_errhandler(fn, errh);                           \
+        return vh_out_errh(errh, (MPI_Comm_errhandler_function *)(void (*)(void))fn, OBJ); \
+    }
+CREATE_ERRH(Comm, VERRH_COMM)
+CREATE_ERRH(Win, VERRH_WIN)
+CREATE_ERRH(File, VERRH_FILE)
+#undef CREATE_ERRH
 
 static int record_errhandler(MPI_Comm comm, MPI_Errhandler errh)
 {
@@ -150,8 +169,13 @@ int MPI_Comm_get_errhandler(MPI_Comm comm, MPI_Errhandler *errh)
         return PMPI_Comm_get_errhandler(comm, errh);
     MPI_Errhandler real;
     int rc = PMPI_Comm_get_errhandler(vh_in_comm(comm), &real);
-    if (rc != MPI_SUCCESS)
-        return rc;
+    if (rc == MPI_SUCCESS)
+        *errh = verrh_to_app(real);
+    return rc;
+}
+
+MPI_Errhandler verrh_to_app(MPI_Errhandler real)
+{
     MPI_Errhandler v = vh_back_errh(real);
     struct verrh *e = (struct verrh *)vh_get(v, VH_ERRH);
     if (e) {
@@ -161,8 +185,7 @@ int MPI_Comm_get_errhandler(MPI_Comm comm, MPI_Errhandler *errh)
         else
             PMPI_Errhandler_free(&real);   /* we hold one already */
     }
-    *errh = v;
-    return MPI_SUCCESS;
+    return v;
 }
 
 

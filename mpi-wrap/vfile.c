@@ -89,6 +89,13 @@ int MPI_File_open(MPI_Comm comm, const char *filename, int amode, MPI_Info info,
         return rc;
     }
     f->amode = amode;
+    /* The handler it inherited (the files' default at this moment). */
+    MPI_Errhandler e;
+    if (PMPI_File_get_errhandler(f->h.real.file, &e) == MPI_SUCCESS) {
+        f->errh = vh_back_errh(e);
+        if (f->errh != e)
+            PMPI_Errhandler_free(&e);   /* the reference get_errhandler added */
+    }
     vh_link(&f->h);
     *fh = (MPI_File)f;
     return MPI_SUCCESS;
@@ -191,15 +198,20 @@ int MPI_File_set_atomicity(MPI_File fh, int flag)
     return rc;
 }
 
+/* A file's handler (predefined, or the application's from
+ * MPI_File_create_errhandler), and the default one set on MPI_FILE_NULL,
+ * are recorded and set again after a restart. */
 int MPI_File_set_errhandler(MPI_File fh, MPI_Errhandler errh)
 {
     CRMPI_LIB_SCOPE;
-    struct vfile *f = crmpi_passthrough() ? NULL : (struct vfile *)vh_get(fh, VH_FILE);
-    if (!f || vh_get(errh, VH_ERRH))   /* a communicator's handler: let MPI say no */
-        return PMPI_File_set_errhandler(vh_in_file(fh), vh_in_errh(errh));
-    int rc = PMPI_File_set_errhandler(f->h.real.file, errh);
-    if (rc == MPI_SUCCESS)
+    if (crmpi_passthrough())
+        return PMPI_File_set_errhandler(fh, errh);
+    struct vfile *f = (struct vfile *)vh_get(fh, VH_FILE);
+    int rc = PMPI_File_set_errhandler(vh_in_file(fh), vh_in_errh(errh));
+    if (rc == MPI_SUCCESS && f)
         f->errh = errh;
+    else if (rc == MPI_SUCCESS && fh == MPI_FILE_NULL)
+        crmpi_st->file_null_errh = errh;
     return rc;
 }
 
@@ -276,7 +288,7 @@ int vfile_rebuild(struct vfile *f)
     }
     if (rc == MPI_SUCCESS && f->errh) {
         what = "setting its error handler";
-        rc = PMPI_File_set_errhandler(*r, f->errh);
+        rc = PMPI_File_set_errhandler(*r, vh_in_errh(f->errh));
     }
     if (rc != MPI_SUCCESS) {
         cr_err("%s: %s after the restart failed (MPI error %d)", f->path, what, rc);
@@ -291,12 +303,16 @@ void vfile_release(struct vfile *f)
         PMPI_File_close(&f->h.real.file);
 }
 
-/* Files only ever have predefined handlers here (user file handlers are
- * refused): the real handle is the application's. */
 int MPI_File_get_errhandler(MPI_File fh, MPI_Errhandler *errh)
 {
     CRMPI_LIB_SCOPE;
-    return PMPI_File_get_errhandler(crmpi_passthrough() ? fh : vh_in_file(fh), errh);
+    if (crmpi_passthrough())
+        return PMPI_File_get_errhandler(fh, errh);
+    MPI_Errhandler real;
+    int rc = PMPI_File_get_errhandler(vh_in_file(fh), &real);
+    if (rc == MPI_SUCCESS)
+        *errh = verrh_to_app(real);
+    return rc;
 }
 
 /* ---- split collectives ------------------------------------------------------------ */

@@ -188,17 +188,19 @@ int vh_out_op(MPI_Op *user, MPI_User_function *fn, int commute)
     return MPI_SUCCESS;
 }
 
-int vh_out_errh(MPI_Errhandler *user, MPI_Errhandler real, MPI_Comm_errhandler_function *fn)
+int vh_out_errh(MPI_Errhandler *user, MPI_Comm_errhandler_function *fn, int obj)
 {
     struct verrh *v = (struct verrh *)vh_alloc(sizeof *v, VH_ERRH);
-    if (!v) {
-        PMPI_Errhandler_free(&real);
-        *user = MPI_ERRHANDLER_NULL;
+    if (!v)
         return MPI_ERR_NO_MEM;
-    }
-    v->h.real.errh = real;
     v->fn = fn;
+    v->obj = obj;
     v->refs = 1;
+    int rc = verrh_make_real(v);
+    if (rc != MPI_SUCCESS) {
+        vh_dispose(&v->h);
+        return rc;
+    }
     vh_link(&v->h);
     *user = (MPI_Errhandler)v;
     return MPI_SUCCESS;
@@ -347,8 +349,16 @@ static int errh_in_use(const struct vh *e)
 {
     if ((const struct vh *)crmpi_st->world_errh == e || (const struct vh *)crmpi_st->self_errh == e)
         return 1;
+    if ((const struct vh *)crmpi_st->file_null_errh == e)
+        return 1;
     for (struct vh *v = crmpi_st->live[VH_COMM].head; v; v = v->next)
         if ((const struct vh *)((struct vcomm *)v)->errh == e)
+            return 1;
+    for (struct vh *v = crmpi_st->live[VH_WIN].head; v; v = v->next)
+        if ((const struct vh *)((struct vwin *)v)->errh == e)
+            return 1;
+    for (struct vh *v = crmpi_st->live[VH_FILE].head; v; v = v->next)
+        if ((const struct vh *)((struct vfile *)v)->errh == e)
             return 1;
     return 0;
 }
@@ -580,8 +590,7 @@ static int rebuild_one(struct vh *v)
     case VH_OP:
         return vop_make_real((struct vop *)v) == MPI_SUCCESS ? 0 : -EIO;
     case VH_ERRH:
-        return PMPI_Comm_create_errhandler(crmpi_errh_trampoline, &v->real.errh)
-               == MPI_SUCCESS ? 0 : -EIO;
+        return verrh_make_real((struct verrh *)v) == MPI_SUCCESS ? 0 : -EIO;
     case VH_FILE:  return vfile_rebuild((struct vfile *)v);
     case VH_WIN:   return vwin_rebuild((struct vwin *)v);
     case VH_REQ:   /* the others were completed or deferred by the drain */
@@ -602,6 +611,11 @@ int vh_rebuild_all(void)
     if (krc)
         return krc;
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        /* Files opened after the restart inherit the files' default. */
+        if (order[i] == VH_FILE && crmpi_st->file_null_errh &&
+            PMPI_File_set_errhandler(MPI_FILE_NULL, vh_in_errh(crmpi_st->file_null_errh))
+                != MPI_SUCCESS)
+            cr_warn("cannot set the files' default error handler again");
         for (struct vh *v = crmpi_st->live[order[i]].head; v; v = v->next) {
             int rc = rebuild_one(v);
             if (rc) {

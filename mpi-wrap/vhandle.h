@@ -113,10 +113,17 @@ void vop_forget(struct vop *o);
 /* refs: the application's handles to it (creation, each
  * MPI_Comm_get_errhandler); MPI holds one reference of ours until the last
  * goes (VH_FREED then, kept while a communicator uses it). */
-struct verrh { struct vh h; MPI_Comm_errhandler_function *fn; int refs; };
-/* What MPI calls for every user error handler (objects.c): the
- * application's function, with the application's communicator handle. */
-void crmpi_errh_trampoline(MPI_Comm *real, int *code, ...);
+/* obj: what kind of object it handles errors of (enum verrh_obj); fn is
+ * the application's function of that kind's signature. */
+enum verrh_obj { VERRH_COMM, VERRH_WIN, VERRH_FILE };
+struct verrh { struct vh h; MPI_Comm_errhandler_function *fn; int refs; int obj; };
+/* objects.c: make a user error handler's real one (through the trampoline
+ * of its kind, which calls the application's function with the
+ * application's handle of the object). */
+int verrh_make_real(struct verrh *e);
+/* The application's handle for a real handler MPI handed out (a *_get_errhandler):
+ * a user one counts one more application handle. */
+MPI_Errhandler verrh_to_app(MPI_Errhandler real);
 struct vinfo { struct vh h; size_t kvlen; char *kv; /* "key\0value\0"... */ };
 
 /* A message matched by MPI_Mprobe/Improbe: either still inside MPI
@@ -174,7 +181,7 @@ struct vfile {
     MPI_Offset disp;               /* the view; the types hold references */
     MPI_Datatype etype, filetype;
     char datarep[32];
-    MPI_Errhandler errh;           /* set by the application (predefined), or NULL */
+    MPI_Errhandler errh;           /* set by the application or inherited at open */
     MPI_Offset pos, pos_shared, size;   /* at the last checkpoint */
     char *hints;                   /* given at open and by MPI_File_set_info, */
     size_t hintlen;                /* as "key\0value\0"...: applied in order */
@@ -195,7 +202,7 @@ struct vwin {
     size_t natt;
     char *hints;                   /* given at creation and by MPI_Win_set_info */
     size_t hintlen;
-    MPI_Errhandler errh;           /* set by the application (predefined), or NULL */
+    MPI_Errhandler errh;           /* set by the application, or NULL */
     char *name;                    /* MPI_Win_set_name's */
     /* Synchronisation state (the same on every member for fences). */
     int fence;                     /* the last fence opened an epoch (no NOSUCCEED) */
@@ -222,6 +229,7 @@ struct crmpi_state {
     int keyval_seq;
     struct vattr_set world_attrs, self_attrs;
     char *world_name, *self_name;
+    MPI_Errhandler file_null_errh; /* set on MPI_FILE_NULL (files' default), or NULL */
 };
 #define CRMPI_STATE_MAGIC   0x63726d7069737431ull   /* "crmpist1" */
 #define CRMPI_STATE_VERSION 3   /* 2: persistent requests, attributes, names, bsend buffer;
@@ -300,7 +308,7 @@ int vh_out_type(MPI_Datatype *user, MPI_Datatype real, const MPI_Datatype *kids,
 int vh_out_info(MPI_Info *user, MPI_Info real);
 int vh_out_req(MPI_Request *user, MPI_Request real);
 int vh_out_op(MPI_Op *user, MPI_User_function *fn, int commute);
-int vh_out_errh(MPI_Errhandler *user, MPI_Errhandler real, MPI_Comm_errhandler_function *fn);
+int vh_out_errh(MPI_Errhandler *user, MPI_Comm_errhandler_function *fn, int obj);
 /* Requests and messages are created by the point-to-point wrappers. */
 struct vreq *vreq_new(int kind);
 /* The request's recipe names datatype t: hold it (no-op for a predefined

@@ -31,7 +31,7 @@
  * (CR_EUNSUPPORTED, on every rank, naming the window) and the job goes on.
  * Request-based operations (MPI_Rput...) are generated wrappers: their
  * requests are completed by the drain like non-blocking collectives'.
- * User window error handlers and window attributes are refused.
+ * Window attributes are refused.
  */
 #include "vhandle.h"
 #include "wrap_support.h"
@@ -342,16 +342,16 @@ int MPI_Win_test(MPI_Win win, int *flag)
 
 /* ---- what the application sets ------------------------------------------------ */
 
-/* Windows only ever have predefined handlers here (user window handlers
- * are refused): the application's handle is the real one. */
+/* The handler (predefined, or the application's from
+ * MPI_Win_create_errhandler) is recorded and set again after a restart. */
 int MPI_Win_set_errhandler(MPI_Win win, MPI_Errhandler errh)
 {
     CRMPI_LIB_SCOPE;
     struct vwin *w = win_of(win);
-    if (!w || vh_get(errh, VH_ERRH))   /* a communicator's handler: let MPI say no */
+    if (!w)
         return PMPI_Win_set_errhandler(crmpi_passthrough() ? win : vh_in_win(win),
                                        crmpi_passthrough() ? errh : vh_in_errh(errh));
-    int rc = PMPI_Win_set_errhandler(w->h.real.win, errh);
+    int rc = PMPI_Win_set_errhandler(w->h.real.win, vh_in_errh(errh));
     if (rc == MPI_SUCCESS)
         w->errh = errh;
     return rc;
@@ -360,7 +360,13 @@ int MPI_Win_set_errhandler(MPI_Win win, MPI_Errhandler errh)
 int MPI_Win_get_errhandler(MPI_Win win, MPI_Errhandler *errh)
 {
     CRMPI_LIB_SCOPE;
-    return PMPI_Win_get_errhandler(crmpi_passthrough() ? win : vh_in_win(win), errh);
+    if (crmpi_passthrough())
+        return PMPI_Win_get_errhandler(win, errh);
+    MPI_Errhandler real;
+    int rc = PMPI_Win_get_errhandler(vh_in_win(win), &real);
+    if (rc == MPI_SUCCESS)
+        *errh = verrh_to_app(real);
+    return rc;
 }
 
 int MPI_Win_set_name(MPI_Win win, const char *name)
@@ -491,7 +497,7 @@ int vwin_rebuild(struct vwin *w)
     }
     if (rc == MPI_SUCCESS && w->errh) {
         what = "setting its error handler";
-        rc = PMPI_Win_set_errhandler(*r, w->errh);
+        rc = PMPI_Win_set_errhandler(*r, vh_in_errh(w->errh));
     }
     if (rc == MPI_SUCCESS && w->name) {
         what = "setting its name";

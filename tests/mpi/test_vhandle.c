@@ -1001,6 +1001,69 @@ static void test_window_request_operations_pending_across_checkpoint(void)
     MPI_Free_mem(mem);
 }
 
+static struct { int calls; MPI_Win win; MPI_File file; } seen_errh;
+
+static void win_errh(MPI_Win *w, int *code, ...)
+{
+    (void)code;
+    seen_errh.calls++;
+    seen_errh.win = *w;
+}
+
+static void file_errh(MPI_File *f, int *code, ...)
+{
+    (void)code;
+    seen_errh.calls++;
+    seen_errh.file = *f;
+}
+
+/* User error handlers of windows and files (the file's inherited from the
+ * files' default on MPI_FILE_NULL), their handles freed at once: after a
+ * simulated restart they are still attached, called with the
+ * application's handles, and the default still applies to new files. */
+static void test_window_and_file_user_errhandlers_survive_restart(void)
+{
+    long *mem = NULL;
+    MPI_Alloc_mem(sizeof(long), MPI_INFO_NULL, &mem);
+    MPI_Win win;
+    CU_ASSERT_EQUAL_FATAL(MPI_Win_create(mem, sizeof(long), sizeof(long), MPI_INFO_NULL,
+                                         MPI_COMM_WORLD, &win), MPI_SUCCESS);
+    MPI_Errhandler we, fe, got;
+    CU_ASSERT_EQUAL_FATAL(MPI_Win_create_errhandler(win_errh, &we), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(MPI_Win_set_errhandler(win, we), MPI_SUCCESS);
+    MPI_Errhandler_free(&we);
+    CU_ASSERT_EQUAL_FATAL(MPI_File_create_errhandler(file_errh, &fe), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(MPI_File_set_errhandler(MPI_FILE_NULL, fe), MPI_SUCCESS);
+    char name[64];
+    job_file_name(name, sizeof name, "errh");
+    MPI_File fh;
+    CU_ASSERT_EQUAL_FATAL(MPI_File_open(MPI_COMM_WORLD, name, MPI_MODE_CREATE | MPI_MODE_RDWR,
+                                        MPI_INFO_NULL, &fh), MPI_SUCCESS);
+    MPI_Errhandler_free(&fe);
+    for (int round = 0; round < 2; round++) {
+        if (round)
+            simulate_restart();
+        memset(&seen_errh, 0, sizeof seen_errh);
+        MPI_Win_call_errhandler(win, MPI_ERR_OTHER);
+        CU_ASSERT_TRUE(seen_errh.calls == 1 && seen_errh.win == win);
+        MPI_File_call_errhandler(fh, MPI_ERR_OTHER);
+        CU_ASSERT_TRUE(seen_errh.calls == 2 && seen_errh.file == fh);
+        CU_ASSERT_EQUAL(MPI_Win_get_errhandler(win, &got), MPI_SUCCESS);
+        CU_ASSERT_PTR_NOT_NULL(vh_get(got, VH_ERRH));   /* the application's handle */
+        MPI_Errhandler_free(&got);
+    }
+    MPI_File_get_errhandler(MPI_FILE_NULL, &got);     /* the default, for new files */
+    CU_ASSERT_PTR_NOT_NULL(vh_get(got, VH_ERRH));
+    MPI_Errhandler_free(&got);
+    MPI_File_set_errhandler(MPI_FILE_NULL, MPI_ERRORS_RETURN);
+    MPI_File_close(&fh);
+    MPI_Win_free(&win);
+    MPI_Free_mem(mem);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0)
+        MPI_File_delete(name, MPI_INFO_NULL);
+}
+
 /* What cannot be checkpointed fails the checkpoint on every rank (the
  * drain agrees), the job goes on, and once it is over the next checkpoint
  * goes through: an exclusive lock held by one rank only, then a
@@ -1161,6 +1224,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_window_locks_flushed_and_taken_again),
     CUTEST(test_window_request_operations_pending_across_checkpoint),
     CUTEST(test_window_exclusive_lock_or_pscw_fails_checkpoint),
+    CUTEST(test_window_and_file_user_errhandlers_survive_restart),
     CU_TEST_INFO_NULL
 };
 static CU_SuiteInfo suites[] = {
