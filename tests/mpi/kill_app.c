@@ -37,15 +37,18 @@
  *            computes alongside main and joins every checkpoint rendezvous
  *   mpiio    a shared file written through interleaved views, collective
  *            and non-blocking writes around every checkpoint (MPI-IO); the
- *            info hint it was opened with is checked after every checkpoint
+ *            info hint it was opened with, and a user error handler a file
+ *            inherited from the files' default, are checked after every
+ *            checkpoint
  *   persist  the halo exchange with persistent requests (MPI_Send_init,
  *            MPI_Ssend_init, MPI_Bsend_init, MPI_Recv_init, MPI_Startall) made once and
  *            started around every checkpoint, on MPI_Alloc_mem fields
  *   inter    an inter-communicator between even and odd ranks: messages in
  *            flight across every checkpoint, inter-collectives, a merge
  *   rma      one-sided windows with operations in flight at every
- *            checkpoint: a fence epoch, MPI_Win_lock_all, a shared lock on a
- *            dynamic window
+ *            checkpoint: a fence epoch, MPI_Win_lock_all (and an MPI_Rget),
+ *            a shared lock on a dynamic window; a user error handler on a
+ *            window is checked after every checkpoint
  *
  * KILL_APP_BALLAST_MIB=N: before the scenario each rank also allocates N
  * MiB with crmalloc and marks one word per MiB, which the checksum covers.
@@ -365,11 +368,49 @@ static void mpiio_expect_hint(MPI_File fh)
     }
 }
 
+/* User error handlers of files and windows, their handles freed at once:
+ * after every checkpoint MPI_*_call_errhandler must reach them, once, with
+ * the handle the application holds. The record is in persistent memory;
+ * the pointer to it is set again before each use. */
+struct obj_errh { int calls; void *expect; int foreign; };
+static struct obj_errh *obj_errh;
+
+static void file_errh(MPI_File *f, int *code, ...)
+{
+    (void)code;
+    obj_errh->calls++;
+    obj_errh->foreign += (void *)*f != obj_errh->expect;
+}
+
+static void win_errh(MPI_Win *w, int *code, ...)
+{
+    (void)code;
+    obj_errh->calls++;
+    obj_errh->foreign += (void *)*w != obj_errh->expect;
+}
+
+static void expect_obj_errh(struct obj_errh *rec, void *obj, int (*call)(void *),
+                            const char *what)
+{
+    int before = rec->calls;
+    obj_errh = rec;
+    rec->expect = obj;
+    call(obj);
+    if (rec->calls != before + 1 || rec->foreign) {
+        fprintf(stderr, "rank %d: %s: the user error handler was %s\n", rank, what,
+                rec->calls != before + 1 ? "not called once" : "given another handle");
+        MPI_Abort(MPI_COMM_WORLD, 11);
+    }
+}
+
+static int call_file_errh(void *f) { return MPI_File_call_errhandler((MPI_File)f, MPI_ERR_OTHER); }
+static int call_win_errh(void *w) { return MPI_Win_call_errhandler((MPI_Win)w, MPI_ERR_OTHER); }
+
 static uint64_t mpiio(int steps)
 {
     enum { B = 512 };                        /* ints per rank per step */
     struct { MPI_File fh, own; int step; uint64_t h; int out[B], back[B], rec[B / 4];
-             char name[32]; } *st = pmalloc(sizeof *st);
+             char name[32]; struct obj_errh eh; } *st = pmalloc(sizeof *st);
     snprintf(st->name, sizeof st->name, "mpiio-r%d.dat", rank);
     MPI_Comm d;                              /* freed while the file stays open */
     MPI_Comm_dup(MPI_COMM_WORLD, &d);
@@ -379,8 +420,15 @@ static uint64_t mpiio(int steps)
     MPI_File_open(d, "mpiio.dat", MPI_MODE_CREATE | MPI_MODE_RDWR, hints, &st->fh);
     MPI_Info_free(&hints);
     MPI_Comm_free(&d);
+    /* The per-rank file inherits a user handler set as the files' default
+     * (freed at once, and the default put back after the open). */
+    MPI_Errhandler eh;
+    MPI_File_create_errhandler(file_errh, &eh);
+    MPI_File_set_errhandler(MPI_FILE_NULL, eh);
+    MPI_Errhandler_free(&eh);
     MPI_File_open(MPI_COMM_SELF, st->name, MPI_MODE_CREATE | MPI_MODE_WRONLY, MPI_INFO_NULL,
                   &st->own);
+    MPI_File_set_errhandler(MPI_FILE_NULL, MPI_ERRORS_RETURN);
     MPI_File_set_size(st->fh, 0);            /* a fresh start: no leftover of a killed run */
     MPI_File_set_size(st->own, 0);
     MPI_Datatype blk, mine;
@@ -403,6 +451,7 @@ static uint64_t mpiio(int steps)
         checkpoint();                        /* the iwrite pending */
         MPI_Wait(&r, MPI_STATUS_IGNORE);
         mpiio_expect_hint(st->fh);           /* a restart reopened it with its hints */
+        expect_obj_errh(&st->eh, st->own, call_file_errh, "mpiio: the per-rank file");
         if (st->step > 0) {
             MPI_File_read_at_all(st->fh, (MPI_Offset)(st->step - 1) * B, st->back, B, MPI_INT,
                                  MPI_STATUS_IGNORE);
@@ -748,6 +797,7 @@ static uint64_t rma(int steps)
         MPI_Win fw, lw, dw;
         long *fmem, *lmem, *dbuf;
         MPI_Aint *daddr;
+        struct obj_errh eh;
     } *st = pmalloc(sizeof *st);
     /* The fence window: a block of RMA_BLOCK longs from each rank (large
      * enough that Open MPI does not send it eagerly: it moves at the fence),
@@ -769,6 +819,10 @@ static uint64_t rma(int steps)
     MPI_Aint mine;
     MPI_Get_address(st->dbuf, &mine);
     MPI_Allgather(&mine, 1, MPI_AINT, st->daddr, 1, MPI_AINT, MPI_COMM_WORLD);
+    MPI_Errhandler eh;                         /* a user handler, its handle freed */
+    MPI_Win_create_errhandler(win_errh, &eh);
+    MPI_Win_set_errhandler(st->lw, eh);
+    MPI_Errhandler_free(&eh);
     MPI_Win_fence(MPI_MODE_NOPRECEDE, st->fw);
     MPI_Win_lock_all(0, st->lw);
     MPI_Barrier(MPI_COMM_WORLD);              /* every window is ready */
@@ -781,11 +835,20 @@ static uint64_t rma(int steps)
         MPI_Accumulate(&one, 1, MPI_LONG, 0, (MPI_Aint)n * RMA_BLOCK + st->step % n, 1,
                        MPI_LONG, MPI_SUM, st->fw);
         MPI_Fetch_and_op(&one, &got, MPI_LONG, 0, 0, MPI_SUM, st->lw);
-        long w = v * 7;
+        long w = v * 7, before = -1;
+        MPI_Request rg;                        /* request-based, pending across it too */
+        MPI_Rget(&before, 1, MPI_LONG, left, 1, 1, MPI_LONG, st->lw, &rg);
+        MPI_Wait(&rg, MPI_STATUS_IGNORE);      /* nobody writes left's slot 1 yet: */
+        MPI_Barrier(MPI_COMM_WORLD);           /* the last step's value */
         MPI_Put(&w, 1, MPI_LONG, right, 1, 1, MPI_LONG, st->lw);
+        MPI_Request rq;
+        long probe = -1;
+        MPI_Rget(&probe, 1, MPI_LONG, rank, 0, 1, MPI_LONG, st->lw, &rq);
         MPI_Win_lock(MPI_LOCK_SHARED, right, 0, st->dw);
         MPI_Put(&v, 1, MPI_LONG, right, st->daddr[right], 1, MPI_LONG, st->dw);
         checkpoint();                          /* all of it still in flight */
+        MPI_Wait(&rq, MPI_STATUS_IGNORE);
+        expect_obj_errh(&st->eh, st->lw, call_win_errh, "rma: the lock_all window");
         MPI_Win_unlock(right, st->dw);
         MPI_Win_fence(0, st->fw);
         MPI_Win_flush_all(st->lw);
@@ -797,6 +860,7 @@ static uint64_t rma(int steps)
         st->h = mix(st->h, (uint64_t)counter ^ (uint64_t)st->lmem[1] << 24 ^
                                (uint64_t)*st->dbuf << 44);
         st->h = mix(st->h, hash_bytes((const unsigned char *)st->fmem, flen));
+        st->h = mix(st->h, (uint64_t)before);
         MPI_Barrier(MPI_COMM_WORLD);           /* nobody adds before everyone read */
     }
     MPI_Win_unlock_all(st->lw);
