@@ -45,6 +45,8 @@ int crmpi_quiesce(void)
 {
     int rc = vh_snapshot();
     int drc = crmpi_drain();
+    if (!drc)
+        vop_release_retired();      /* no collective pending: freed ops' slots */
     /* After the drain, which completed pending file requests; collective. */
     int frc = vfile_checkpoint();
     if (!drc)

@@ -107,9 +107,12 @@ struct vtype {
 
 /* slot: 1 + the trampoline MPI calls (vop.c), 0: MPI calls fn itself. */
 struct vop   { struct vh h; MPI_User_function *fn; int commute; int slot; };
-/* vop.c: make a user op's real op (through its trampoline); forget it. */
+/* vop.c: make a user op's real op (through its trampoline); forget it
+ * (its slot retires); once no collective is pending (after a successful
+ * drain), let retired slots serve new ops. */
 int vop_make_real(struct vop *o);
 void vop_forget(struct vop *o);
+void vop_release_retired(void);
 /* refs: the application's handles to it (creation, each
  * MPI_Comm_get_errhandler); MPI holds one reference of ours until the last
  * goes (VH_FREED then, kept while a communicator uses it). */

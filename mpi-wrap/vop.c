@@ -10,18 +10,24 @@
  * live op keeps its slot across restarts (vop.slot); the table itself is
  * process memory, filled again as the ops are rebuilt. Beyond VOP_SLOTS
  * live ops, MPI calls the function directly (a warning says so once).
+ *
+ * MPI lets the application free an op that a pending non-blocking
+ * collective still uses: the slot of a freed op keeps its function until
+ * the next checkpoint's drain has completed every collective
+ * (vop_release_retired), and only then serves another op.
  */
 #include "vhandle.h"
 #include "wrap_support.h"
 
 #define VOP_SLOTS 64
 
-static struct vop *slots[VOP_SLOTS];
+static MPI_User_function *slot_fn[VOP_SLOTS];   /* NULL: free */
+static char retired[VOP_SLOTS];                 /* its op was freed */
 
 static void call(int i, void *in, void *inout, int *len, MPI_Datatype *dt)
 {
     MPI_Datatype user = vh_back_type(*dt);
-    slots[i]->fn(in, inout, len, &user);
+    slot_fn[i](in, inout, len, &user);
 }
 
 /* tramp_I_J is slot 8*I+J. */
@@ -43,10 +49,11 @@ static MPI_User_function *const tramps[VOP_SLOTS] = {
 int vop_make_real(struct vop *o)
 {
     for (int i = 0; !o->slot && i < VOP_SLOTS; i++)
-        if (!slots[i])
+        if (!slot_fn[i])
             o->slot = i + 1;
     if (o->slot) {
-        slots[o->slot - 1] = o;
+        slot_fn[o->slot - 1] = o->fn;
+        retired[o->slot - 1] = 0;
     } else {
         static int warned;
         if (!warned++)
@@ -58,7 +65,17 @@ int vop_make_real(struct vop *o)
 
 void vop_forget(struct vop *o)
 {
-    if (o->slot && slots[o->slot - 1] == o)
-        slots[o->slot - 1] = NULL;
+    if (o->slot)
+        retired[o->slot - 1] = 1;    /* a pending collective may still call it */
     o->slot = 0;
+}
+
+void vop_release_retired(void)
+{
+    for (int i = 0; i < VOP_SLOTS; i++) {
+        if (retired[i]) {
+            slot_fn[i] = NULL;
+            retired[i] = 0;
+        }
+    }
 }

@@ -362,6 +362,34 @@ static void test_user_op_gets_the_applications_datatype(void)
     MPI_Type_free(&pair);
 }
 
+/* MPI lets the application free an op that a pending non-blocking
+ * collective uses: the collective still completes with it, and after the
+ * next checkpoint new ops work (the freed op's slot serves again). */
+static void test_user_op_freed_under_a_pending_collective(void)
+{
+    MPI_Datatype pair;
+    MPI_Type_contiguous(2, MPI_INT, &pair);
+    MPI_Type_commit(&pair);
+    for (int round = 0; round < 70; round++) {      /* more than the 64 slots */
+        MPI_Op op;
+        CU_ASSERT_EQUAL_FATAL(MPI_Op_create(sum_pairs, 1, &op), MPI_SUCCESS);
+        int v[2] = { rank, round }, sum[2] = { -1, -1 };
+        MPI_Request r;
+        CU_ASSERT_EQUAL(MPI_Iallreduce(v, sum, 1, pair, op, MPI_COMM_WORLD, &r), MPI_SUCCESS);
+        CU_ASSERT_EQUAL(MPI_Op_free(&op), MPI_SUCCESS);
+        op_seen_type = MPI_DATATYPE_NULL;
+        CU_ASSERT_EQUAL(MPI_Wait(&r, MPI_STATUS_IGNORE), MPI_SUCCESS);
+        CU_ASSERT_TRUE(sum[0] == size * (size - 1) / 2 && sum[1] == size * round);
+        if (op_seen_type != MPI_DATATYPE_NULL)
+            CU_ASSERT_PTR_EQUAL(op_seen_type, pair);
+        if (round % 16 == 15) {                      /* checkpoints release the slots */
+            CU_ASSERT_EQUAL_FATAL(crmpi_quiesce(), 0);
+            CU_ASSERT_EQUAL_FATAL(crmpi_resume(), 0);
+        }
+    }
+    MPI_Type_free(&pair);
+}
+
 static int errh_calls;
 
 static void count_errh(MPI_Comm *c, int *code, ...)
@@ -1207,6 +1235,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_user_op_info_and_errhandler_rebuilt),
     CUTEST(test_get_contents_returns_virtual_children),
     CUTEST(test_user_op_gets_the_applications_datatype),
+    CUTEST(test_user_op_freed_under_a_pending_collective),
     CUTEST(test_inherited_errhandler_survives_restart),
     CUTEST(test_freed_attached_errhandler_survives_restart),
     CUTEST(test_attributes_survive_restart_under_the_same_keys),
