@@ -1,7 +1,7 @@
 /*
  * vattr.c - attribute keys (keyvals) and the attributes cached on
- * communicators and datatypes, and the names given to them, kept across a
- * restart.
+ * communicators, datatypes and windows, and the names given to
+ * communicators and datatypes, kept across a restart.
  *
  * Libraries keep their state on communicators this way (PETSc finds its
  * inner communicator through an attribute of the user's): after a restart
@@ -30,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { VK_COMM = 1, VK_TYPE };
+enum { VK_COMM = 1, VK_TYPE, VK_WIN };
 #define CRMPI_KEYVAL_BASE 0x4b560000    /* "KV" */
 
 struct vkeyval {
@@ -64,52 +64,67 @@ static int real_key(int kind, int id)
  * knows: MPI gets these trampolines, with the key's record as their extra
  * state, which call the application's functions with its handle, its key
  * number and its extra state. */
-static int copy_comm(MPI_Comm old, int unused, void *kp, void *in, void *out, int *flag)
-{
-    (void)unused;
-    struct vkeyval *k = kp;
-    if (!k->copy_fn) {
-        *flag = 0;
-        return MPI_SUCCESS;
+#define KEY_TRAMPOLINES(NAME, T, PFX, BACK)                                              \
+    static int copy_##NAME(T old, int unused, void *kp, void *in, void *out, int *flag)    \
+    {                                                                                      \
+        (void)unused;                                                                      \
+        struct vkeyval *k = kp;                                                            \
+        if (!k->copy_fn) {                                                                 \
+            *flag = 0;                                                                     \
+            return MPI_SUCCESS;                                                            \
+        }                                                                                  \
+        return ((MPI_##PFX##_copy_attr_function *)k->copy_fn)(BACK(old), k->id, k->extra,  \
+                                                              in, out, flag);              \
+    }                                                                                      \
+    static int delete_##NAME(T o, int unused, void *val, void *kp)                         \
+    {                                                                                      \
+        (void)unused;                                                                      \
+        struct vkeyval *k = kp;                                                            \
+        return k->delete_fn ? ((MPI_##PFX##_delete_attr_function *)k->delete_fn)(          \
+                                  BACK(o), k->id, val, k->extra)                           \
+                            : MPI_SUCCESS;                                                 \
     }
-    return ((MPI_Comm_copy_attr_function *)k->copy_fn)(vh_back_comm(old), k->id, k->extra, in,
-                                                       out, flag);
-}
-
-static int delete_comm(MPI_Comm c, int unused, void *val, void *kp)
-{
-    (void)unused;
-    struct vkeyval *k = kp;
-    return k->delete_fn ? ((MPI_Comm_delete_attr_function *)k->delete_fn)(vh_back_comm(c), k->id,
-                                                                           val, k->extra)
-                        : MPI_SUCCESS;
-}
-
-static int copy_type(MPI_Datatype old, int unused, void *kp, void *in, void *out, int *flag)
-{
-    (void)unused;
-    struct vkeyval *k = kp;
-    if (!k->copy_fn) {
-        *flag = 0;
-        return MPI_SUCCESS;
-    }
-    return ((MPI_Type_copy_attr_function *)k->copy_fn)(vh_back_type(old), k->id, k->extra, in,
-                                                       out, flag);
-}
-
-static int delete_type(MPI_Datatype t, int unused, void *val, void *kp)
-{
-    (void)unused;
-    struct vkeyval *k = kp;
-    return k->delete_fn ? ((MPI_Type_delete_attr_function *)k->delete_fn)(vh_back_type(t), k->id,
-                                                                           val, k->extra)
-                        : MPI_SUCCESS;
-}
+KEY_TRAMPOLINES(comm, MPI_Comm, Comm, vh_back_comm)
+KEY_TRAMPOLINES(type, MPI_Datatype, Type, vh_back_type)
+KEY_TRAMPOLINES(win, MPI_Win, Win, vh_back_win)
+#undef KEY_TRAMPOLINES
 
 static int make_real(struct vkeyval *k)
 {
-    return k->kind == VK_COMM ? PMPI_Comm_create_keyval(copy_comm, delete_comm, &k->real, k)
-                              : PMPI_Type_create_keyval(copy_type, delete_type, &k->real, k);
+    switch (k->kind) {
+    case VK_COMM: return PMPI_Comm_create_keyval(copy_comm, delete_comm, &k->real, k);
+    case VK_TYPE: return PMPI_Type_create_keyval(copy_type, delete_type, &k->real, k);
+    default:      return PMPI_Win_create_keyval(copy_win, delete_win, &k->real, k);
+    }
+}
+
+static int free_real(int kind, int *real)
+{
+    switch (kind) {
+    case VK_COMM: return PMPI_Comm_free_keyval(real);
+    case VK_TYPE: return PMPI_Type_free_keyval(real);
+    default:      return PMPI_Win_free_keyval(real);
+    }
+}
+
+/* The attribute calls on a real object of a kind (Open MPI's handles are
+ * all pointers). */
+static int get_real(int kind, void *o, int key, void *val, int *flag)
+{
+    switch (kind) {
+    case VK_COMM: return PMPI_Comm_get_attr((MPI_Comm)o, key, val, flag);
+    case VK_TYPE: return PMPI_Type_get_attr((MPI_Datatype)o, key, val, flag);
+    default:      return PMPI_Win_get_attr((MPI_Win)o, key, val, flag);
+    }
+}
+
+static int set_real(int kind, void *o, int key, void *val)
+{
+    switch (kind) {
+    case VK_COMM: return PMPI_Comm_set_attr((MPI_Comm)o, key, val);
+    case VK_TYPE: return PMPI_Type_set_attr((MPI_Datatype)o, key, val);
+    default:      return PMPI_Win_set_attr((MPI_Win)o, key, val);
+    }
 }
 
 static int create_key(int kind, void (*copy_fn)(void), void (*delete_fn)(void), int *keyval,
@@ -147,7 +162,7 @@ static int free_key(int kind, int *keyval)
         if (k->kind != kind || k->id != *keyval)
             continue;
         int real = k->real;
-        int rc = kind == VK_COMM ? PMPI_Comm_free_keyval(&real) : PMPI_Type_free_keyval(&real);
+        int rc = free_real(kind, &real);
         if (rc != MPI_SUCCESS)
             return rc;
         /* The record stays: MPI calls the callbacks of attributes still
@@ -156,7 +171,7 @@ static int free_key(int kind, int *keyval)
         *keyval = MPI_KEYVAL_INVALID;
         return MPI_SUCCESS;
     }
-    return kind == VK_COMM ? PMPI_Comm_free_keyval(keyval) : PMPI_Type_free_keyval(keyval);
+    return free_real(kind, keyval);
 }
 
 int MPI_Comm_create_keyval(MPI_Comm_copy_attr_function *copy_fn,
@@ -175,6 +190,21 @@ int MPI_Type_create_keyval(MPI_Type_copy_attr_function *copy_fn,
     if (crmpi_passthrough())
         return PMPI_Type_create_keyval(copy_fn, delete_fn, keyval, extra);
     return create_key(VK_TYPE, (void (*)(void))copy_fn, (void (*)(void))delete_fn, keyval, extra);
+}
+
+int MPI_Win_create_keyval(MPI_Win_copy_attr_function *copy_fn,
+                          MPI_Win_delete_attr_function *delete_fn, int *keyval, void *extra)
+{
+    CRMPI_LIB_SCOPE;
+    if (crmpi_passthrough())
+        return PMPI_Win_create_keyval(copy_fn, delete_fn, keyval, extra);
+    return create_key(VK_WIN, (void (*)(void))copy_fn, (void (*)(void))delete_fn, keyval, extra);
+}
+
+int MPI_Win_free_keyval(int *keyval)
+{
+    CRMPI_LIB_SCOPE;
+    return crmpi_passthrough() ? PMPI_Win_free_keyval(keyval) : free_key(VK_WIN, keyval);
 }
 
 int MPI_Comm_free_keyval(int *keyval)
@@ -217,6 +247,39 @@ ATTR_CALLS(Comm, MPI_Comm, VK_COMM, vh_in_comm)
 ATTR_CALLS(Type, MPI_Datatype, VK_TYPE, vh_in_type)
 #undef ATTR_CALLS
 
+int MPI_Win_set_attr(MPI_Win w, int keyval, void *val)
+{
+    CRMPI_LIB_SCOPE;
+    if (crmpi_passthrough())
+        return PMPI_Win_set_attr(w, keyval, val);
+    return PMPI_Win_set_attr(vh_in_win(w), real_key(VK_WIN, keyval), val);
+}
+
+int MPI_Win_delete_attr(MPI_Win w, int keyval)
+{
+    CRMPI_LIB_SCOPE;
+    if (crmpi_passthrough())
+        return PMPI_Win_delete_attr(w, keyval);
+    return PMPI_Win_delete_attr(vh_in_win(w), real_key(VK_WIN, keyval));
+}
+
+/* The flavor is the one the application asked for: MPI made an allocated
+ * window with MPI_Win_create (vwin.c). */
+int MPI_Win_get_attr(MPI_Win win, int keyval, void *val, int *flag)
+{
+    CRMPI_LIB_SCOPE;
+    struct vwin *w = crmpi_passthrough() ? NULL : (struct vwin *)vh_get(win, VH_WIN);
+    if (crmpi_passthrough())
+        return PMPI_Win_get_attr(win, keyval, val, flag);
+    if (w && keyval == MPI_WIN_CREATE_FLAVOR) {
+        int *p = &w->flavor;
+        memcpy(val, &p, sizeof p);
+        *flag = 1;
+        return MPI_SUCCESS;
+    }
+    return PMPI_Win_get_attr(vh_in_win(win), real_key(VK_WIN, keyval), val, flag);
+}
+
 /* The MPI-1 names (deprecated, still in Open MPI 4.1). */
 int MPI_Attr_put(MPI_Comm comm, int keyval, void *val)
 {
@@ -237,7 +300,7 @@ int MPI_Attr_delete(MPI_Comm comm, int keyval)
 
 /* The values a real object holds under every live key of its kind, into a
  * fresh array of the persistent heap (NULL when none). */
-static int take(int kind, MPI_Comm comm, MPI_Datatype type, struct vattr_set *out)
+static int take(int kind, void *o, struct vattr_set *out)
 {
     size_t n = 0, cap = 0;
     struct vattr *a = NULL;
@@ -246,8 +309,7 @@ static int take(int kind, MPI_Comm comm, MPI_Datatype type, struct vattr_set *ou
             continue;
         void *val = NULL;
         int flag = 0;
-        int rc = kind == VK_COMM ? PMPI_Comm_get_attr(comm, k->real, &val, &flag)
-                                 : PMPI_Type_get_attr(type, k->real, &val, &flag);
+        int rc = get_real(kind, o, k->real, &val, &flag);
         if (rc != MPI_SUCCESS || !flag)
             continue;
         if (n == cap) {
@@ -276,14 +338,16 @@ int vattr_snapshot(void)
 {
     if (!crmpi_st->keyvals)
         return 0;
-    int rc = take(VK_COMM, MPI_COMM_WORLD, MPI_DATATYPE_NULL, &crmpi_st->world_attrs);
+    int rc = take(VK_COMM, MPI_COMM_WORLD, &crmpi_st->world_attrs);
     if (!rc)
-        rc = take(VK_COMM, MPI_COMM_SELF, MPI_DATATYPE_NULL, &crmpi_st->self_attrs);
+        rc = take(VK_COMM, MPI_COMM_SELF, &crmpi_st->self_attrs);
     for (struct vh *v = crmpi_st->live[VH_COMM].head; v && !rc; v = v->next)
         if (!(v->flags & VH_PENDING))
-            rc = take(VK_COMM, v->real.comm, MPI_DATATYPE_NULL, &((struct vcomm *)v)->attrs);
+            rc = take(VK_COMM, v->real.comm, &((struct vcomm *)v)->attrs);
     for (struct vh *v = crmpi_st->live[VH_TYPE].head; v && !rc; v = v->next)
-        rc = take(VK_TYPE, MPI_COMM_NULL, v->real.type, &((struct vtype *)v)->attrs);
+        rc = take(VK_TYPE, v->real.type, &((struct vtype *)v)->attrs);
+    for (struct vh *v = crmpi_st->live[VH_WIN].head; v && !rc; v = v->next)
+        rc = take(VK_WIN, v->real.win, &((struct vwin *)v)->attrs);
     return rc;
 }
 
@@ -298,14 +362,13 @@ int vattr_rebuild_keys(void)
     return 0;
 }
 
-static int put(int kind, MPI_Comm comm, MPI_Datatype type, const struct vattr_set *s)
+static int put(int kind, void *o, const struct vattr_set *s)
 {
     for (size_t i = 0; i < s->n; i++) {
         struct vkeyval *k = find_id(kind, s->a[i].keyval);
         if (!k)
             continue;               /* its key was freed after the snapshot */
-        int rc = kind == VK_COMM ? PMPI_Comm_set_attr(comm, k->real, s->a[i].val)
-                                 : PMPI_Type_set_attr(type, k->real, s->a[i].val);
+        int rc = set_real(kind, o, k->real, s->a[i].val);
         if (rc != MPI_SUCCESS) {
             cr_err("cannot set attribute (key %d) again", k->id);
             return -EIO;
@@ -385,13 +448,15 @@ static void put_name(MPI_Comm c, MPI_Datatype t, const char *name)
 
 int vattr_restore(void)
 {
-    int rc = put(VK_COMM, MPI_COMM_WORLD, MPI_DATATYPE_NULL, &crmpi_st->world_attrs);
+    int rc = put(VK_COMM, MPI_COMM_WORLD, &crmpi_st->world_attrs);
     if (!rc)
-        rc = put(VK_COMM, MPI_COMM_SELF, MPI_DATATYPE_NULL, &crmpi_st->self_attrs);
+        rc = put(VK_COMM, MPI_COMM_SELF, &crmpi_st->self_attrs);
     for (struct vh *v = crmpi_st->live[VH_COMM].head; v && !rc; v = v->next)
-        rc = put(VK_COMM, v->real.comm, MPI_DATATYPE_NULL, &((struct vcomm *)v)->attrs);
+        rc = put(VK_COMM, v->real.comm, &((struct vcomm *)v)->attrs);
     for (struct vh *v = crmpi_st->live[VH_TYPE].head; v && !rc; v = v->next)
-        rc = put(VK_TYPE, MPI_COMM_NULL, v->real.type, &((struct vtype *)v)->attrs);
+        rc = put(VK_TYPE, v->real.type, &((struct vtype *)v)->attrs);
+    for (struct vh *v = crmpi_st->live[VH_WIN].head; v && !rc; v = v->next)
+        rc = put(VK_WIN, v->real.win, &((struct vwin *)v)->attrs);
     put_name(MPI_COMM_WORLD, MPI_DATATYPE_NULL, crmpi_st->world_name);
     put_name(MPI_COMM_SELF, MPI_DATATYPE_NULL, crmpi_st->self_name);
     for (struct vh *v = crmpi_st->live[VH_COMM].head; v; v = v->next)
@@ -415,10 +480,8 @@ void vattr_release(void)
                 if (PMPI_Comm_get_attr(both[i], k->real, &val, &flag) == MPI_SUCCESS && flag)
                     PMPI_Comm_delete_attr(both[i], k->real);
             }
-            PMPI_Comm_free_keyval(&k->real);
-        } else {
-            PMPI_Type_free_keyval(&k->real);
         }
+        free_real(k->kind, &k->real);
     }
 }
 

@@ -207,6 +207,7 @@ struct vwin {
     size_t hintlen;
     MPI_Errhandler errh;           /* set by the application, or NULL */
     char *name;                    /* MPI_Win_set_name's */
+    struct vattr_set attrs;        /* as of the last checkpoint (vattr.c) */
     /* Synchronisation state (the same on every member for fences). */
     int fence;                     /* the last fence opened an epoch (no NOSUCCEED) */
     int lock_all;                  /* MPI_Win_lock_all held */

@@ -31,7 +31,7 @@
  * (CR_EUNSUPPORTED, on every rank, naming the window) and the job goes on.
  * Request-based operations (MPI_Rput...) are generated wrappers: their
  * requests are completed by the drain like non-blocking collectives'.
- * Window attributes are refused.
+ * Attributes are vattr.c's, like those of communicators.
  */
 #include "vhandle.h"
 #include "wrap_support.h"
@@ -62,6 +62,7 @@ static void destroy(struct vwin *w)
     crmpi_pfree(w->hints);
     crmpi_pfree(w->locks);
     vname_forget(&w->name);
+    vattr_forget(&w->attrs);
     if (w->group)
         vcomm_destroy(w->group);
     w->h.magic = VH_DEAD;
@@ -394,24 +395,6 @@ int MPI_Win_set_info(MPI_Win win, MPI_Info info)
         cr_warn("%s: out of persistent memory for the info hints: they are not set again "
                 "after a restart", label(w, buf, sizeof buf));
     return rc;
-}
-
-/* Predefined attributes only (MPI_Win_set_attr is refused). The flavor is
- * the one the application asked for: MPI made an allocated window with
- * MPI_Win_create. */
-int MPI_Win_get_attr(MPI_Win win, int keyval, void *val, int *flag)
-{
-    CRMPI_LIB_SCOPE;
-    struct vwin *w = win_of(win);
-    if (!w)
-        return PMPI_Win_get_attr(crmpi_passthrough() ? win : vh_in_win(win), keyval, val, flag);
-    if (keyval == MPI_WIN_CREATE_FLAVOR) {
-        int *p = &w->flavor;
-        memcpy(val, &p, sizeof p);
-        *flag = 1;
-        return MPI_SUCCESS;
-    }
-    return PMPI_Win_get_attr(w->h.real.win, keyval, val, flag);
 }
 
 /* ---- checkpoint and restart ----------------------------------------------------- */

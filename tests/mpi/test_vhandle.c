@@ -1092,6 +1092,54 @@ static void test_window_and_file_user_errhandlers_survive_restart(void)
         MPI_File_delete(name, MPI_INFO_NULL);
 }
 
+static struct { MPI_Win win; int key; void *val; int calls; } win_del;
+
+static int note_win_delete(MPI_Win w, int key, void *val, void *extra)
+{
+    (void)extra;
+    win_del.win = w, win_del.key = key, win_del.val = val, win_del.calls++;
+    return MPI_SUCCESS;
+}
+
+/* An attribute cached on a window comes back after a restart under the
+ * application's key (the fresh MPI numbers its keys otherwise); the key's
+ * delete function gets the application's window and key; predefined
+ * window attributes pass through. */
+static void test_window_attributes_survive_restart(void)
+{
+    static int val;
+    long *mem = NULL;
+    MPI_Alloc_mem(sizeof(long), MPI_INFO_NULL, &mem);
+    MPI_Win win;
+    CU_ASSERT_EQUAL_FATAL(MPI_Win_create(mem, sizeof(long), sizeof(long), MPI_INFO_NULL,
+                                         MPI_COMM_WORLD, &win), MPI_SUCCESS);
+    int k;
+    CU_ASSERT_EQUAL_FATAL(MPI_Win_create_keyval(MPI_WIN_NULL_COPY_FN, note_win_delete, &k, NULL),
+                          MPI_SUCCESS);
+    CU_ASSERT_EQUAL(MPI_Win_set_attr(win, k, &val), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(vh_snapshot(), 0);
+    vh_release_reals();
+    int dummy;                                   /* the fresh MPI's numbering differs */
+    PMPI_Win_create_keyval(MPI_WIN_NULL_COPY_FN, MPI_WIN_NULL_DELETE_FN, &dummy, NULL);
+    CU_ASSERT_EQUAL_FATAL(vh_rebuild_all(), 0);
+    void *v = NULL;
+    int flag = 0;
+    CU_ASSERT_EQUAL(MPI_Win_get_attr(win, k, &v, &flag), MPI_SUCCESS);
+    CU_ASSERT_TRUE(flag && v == &val);
+    long *base = NULL;
+    MPI_Win_get_attr(win, MPI_WIN_BASE, &base, &flag);
+    CU_ASSERT_TRUE(flag && base == mem);
+    memset(&win_del, 0, sizeof win_del);
+    CU_ASSERT_EQUAL(MPI_Win_delete_attr(win, k), MPI_SUCCESS);
+    CU_ASSERT_TRUE(win_del.calls == 1 && win_del.win == win && win_del.key == k &&
+                   win_del.val == &val);
+    CU_ASSERT_EQUAL(MPI_Win_free_keyval(&k), MPI_SUCCESS);
+    CU_ASSERT_EQUAL(k, MPI_KEYVAL_INVALID);
+    PMPI_Win_free_keyval(&dummy);
+    MPI_Win_free(&win);
+    MPI_Free_mem(mem);
+}
+
 /* What cannot be checkpointed fails the checkpoint on every rank (the
  * drain agrees), the job goes on, and once it is over the next checkpoint
  * goes through: an exclusive lock held by one rank only, then a
@@ -1254,6 +1302,7 @@ static CU_TestInfo tests[] = {
     CUTEST(test_window_request_operations_pending_across_checkpoint),
     CUTEST(test_window_exclusive_lock_or_pscw_fails_checkpoint),
     CUTEST(test_window_and_file_user_errhandlers_survive_restart),
+    CUTEST(test_window_attributes_survive_restart),
     CU_TEST_INFO_NULL
 };
 static CU_SuiteInfo suites[] = {
