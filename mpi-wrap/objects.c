@@ -162,17 +162,24 @@ int MPI_Comm_set_errhandler(MPI_Comm comm, MPI_Errhandler errh)
     return rc;
 }
 
-int MPI_Comm_get_errhandler(MPI_Comm comm, MPI_Errhandler *errh)
-{
-    CRMPI_LIB_SCOPE;
-    if (crmpi_passthrough())
-        return PMPI_Comm_get_errhandler(comm, errh);
-    MPI_Errhandler real;
-    int rc = PMPI_Comm_get_errhandler(vh_in_comm(comm), &real);
-    if (rc == MPI_SUCCESS)
-        *errh = verrh_to_app(real);
-    return rc;
-}
+/* The application's handle of an object's handler (a user one counts one
+ * more handle of the application's). */
+#define GET_ERRH(KIND, T, IN)                                                      \
+    int MPI_##KIND##_get_errhandler(T o, MPI_Errhandler *errh)                     \
+    {                                                                              \
+        CRMPI_LIB_SCOPE;                                                           \
+        if (crmpi_passthrough())                                                   \
+            return PMPI_##KIND##_get_errhandler(o, errh);                          \
+        MPI_Errhandler real;                                                       \
+        int rc = PMPI_##KIND##_get_errhandler(IN(o), &real);                       \
+        if (rc == MPI_SUCCESS)                                                     \
+            *errh = verrh_to_app(real);                                            \
+        return rc;                                                                 \
+    }
+GET_ERRH(Comm, MPI_Comm, vh_in_comm)
+GET_ERRH(Win, MPI_Win, vh_in_win)
+GET_ERRH(File, MPI_File, vh_in_file)
+#undef GET_ERRH
 
 MPI_Errhandler verrh_to_app(MPI_Errhandler real)
 {

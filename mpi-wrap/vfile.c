@@ -303,18 +303,6 @@ void vfile_release(struct vfile *f)
         PMPI_File_close(&f->h.real.file);
 }
 
-int MPI_File_get_errhandler(MPI_File fh, MPI_Errhandler *errh)
-{
-    CRMPI_LIB_SCOPE;
-    if (crmpi_passthrough())
-        return PMPI_File_get_errhandler(fh, errh);
-    MPI_Errhandler real;
-    int rc = PMPI_File_get_errhandler(vh_in_file(fh), &real);
-    if (rc == MPI_SUCCESS)
-        *errh = verrh_to_app(real);
-    return rc;
-}
-
 /* ---- split collectives ------------------------------------------------------------ */
 /* One may be in progress between its _begin and its _end; a checkpoint
  * then cannot capture it (vfile_checkpoint fails the checkpoint). */

@@ -358,18 +358,6 @@ int MPI_Win_set_errhandler(MPI_Win win, MPI_Errhandler errh)
     return rc;
 }
 
-int MPI_Win_get_errhandler(MPI_Win win, MPI_Errhandler *errh)
-{
-    CRMPI_LIB_SCOPE;
-    if (crmpi_passthrough())
-        return PMPI_Win_get_errhandler(win, errh);
-    MPI_Errhandler real;
-    int rc = PMPI_Win_get_errhandler(vh_in_win(win), &real);
-    if (rc == MPI_SUCCESS)
-        *errh = verrh_to_app(real);
-    return rc;
-}
-
 int MPI_Win_set_name(MPI_Win win, const char *name)
 {
     CRMPI_LIB_SCOPE;
