@@ -165,9 +165,11 @@ static int free_key(int kind, int *keyval)
         int rc = free_real(kind, &real);
         if (rc != MPI_SUCCESS)
             return rc;
-        /* The record stays: MPI calls the callbacks of attributes still
-         * set under the key with it (a few bytes per freed key). */
+        /* The record stays until the next rebuild: MPI calls the
+         * callbacks of attributes still set under the key with it. */
         *p = k->next;
+        k->next = crmpi_st->freed_keys;
+        crmpi_st->freed_keys = k;
         *keyval = MPI_KEYVAL_INVALID;
         return MPI_SUCCESS;
     }
@@ -353,6 +355,13 @@ int vattr_snapshot(void)
 
 int vattr_rebuild_keys(void)
 {
+    /* The objects that held attributes under freed keys are gone with the
+     * MPI library that had them (or released, in tests). */
+    while (crmpi_st->freed_keys) {
+        struct vkeyval *k = crmpi_st->freed_keys;
+        crmpi_st->freed_keys = k->next;
+        crmpi_pfree(k);
+    }
     for (struct vkeyval *k = crmpi_st->keyvals; k; k = k->next) {
         if (make_real(k) != MPI_SUCCESS) {
             cr_err("cannot make attribute key %d again", k->id);

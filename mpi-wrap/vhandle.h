@@ -230,6 +230,8 @@ struct crmpi_state {
     void *bsend_buf;               /* MPI_Buffer_attach'ed (NULL: none), attached */
     int bsend_size;                /* again after a restart                        */
     struct vkeyval *keyvals;       /* attribute keys, in creation order (vattr.c)  */
+    struct vkeyval *freed_keys;    /* freed by the application, whose callbacks MPI
+                                      may still call: dropped at the next rebuild   */
     int keyval_seq;
     struct vattr_set world_attrs, self_attrs;
     char *world_name, *self_name;
