@@ -270,9 +270,9 @@ int MPI_Win_delete_attr(MPI_Win w, int keyval)
 int MPI_Win_get_attr(MPI_Win win, int keyval, void *val, int *flag)
 {
     CRMPI_LIB_SCOPE;
-    struct vwin *w = crmpi_passthrough() ? NULL : (struct vwin *)vh_get(win, VH_WIN);
     if (crmpi_passthrough())
         return PMPI_Win_get_attr(win, keyval, val, flag);
+    struct vwin *w = (struct vwin *)vh_get(win, VH_WIN);
     if (w && keyval == MPI_WIN_CREATE_FLAVOR) {
         int *p = &w->flavor;
         memcpy(val, &p, sizeof p);

@@ -179,8 +179,7 @@ int vh_out_op(MPI_Op *user, MPI_User_function *fn, int commute)
     int rc = vop_make_real(v);
     if (rc != MPI_SUCCESS) {
         vop_forget(v);
-        v->h.magic = VH_DEAD;
-        crmpi_pfree(v);
+        vh_dispose(&v->h);
         return rc;
     }
     vh_link(&v->h);

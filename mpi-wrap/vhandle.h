@@ -212,7 +212,6 @@ struct vwin {
     int fence;                     /* the last fence opened an epoch (no NOSUCCEED) */
     int lock_all;                  /* MPI_Win_lock_all held */
     int *locks;                    /* [group size]: lock type held on that rank, or 0 */
-    int nlocks;                    /* locks held */
     int access, exposure;          /* PSCW: MPI_Win_start / MPI_Win_post open */
 };
 

@@ -250,10 +250,8 @@ int MPI_Win_lock(int lock_type, int rank, int assert, MPI_Win win)
     if (!w)
         return PMPI_Win_lock(lock_type, rank, assert, crmpi_passthrough() ? win : vh_in_win(win));
     int rc = PMPI_Win_lock(lock_type, rank, assert, w->h.real.win);
-    if (rc == MPI_SUCCESS && valid_rank(w, rank) && !w->locks[rank]) {
+    if (rc == MPI_SUCCESS && valid_rank(w, rank))
         w->locks[rank] = lock_type;
-        w->nlocks++;
-    }
     return rc;
 }
 
@@ -264,10 +262,8 @@ int MPI_Win_unlock(int rank, MPI_Win win)
     if (!w)
         return PMPI_Win_unlock(rank, crmpi_passthrough() ? win : vh_in_win(win));
     int rc = PMPI_Win_unlock(rank, w->h.real.win);
-    if (rc == MPI_SUCCESS && valid_rank(w, rank) && w->locks[rank]) {
+    if (rc == MPI_SUCCESS && valid_rank(w, rank))
         w->locks[rank] = 0;
-        w->nlocks--;
-    }
     return rc;
 }
 
@@ -429,7 +425,7 @@ int vwin_checkpoint(void)
             mrc = PMPI_Win_flush_all(r);
         } else {
             what = "MPI_Win_flush";
-            for (int t = 0; t < w->group->size && w->nlocks && mrc == MPI_SUCCESS; t++)
+            for (int t = 0; t < w->group->size && mrc == MPI_SUCCESS; t++)
                 if (w->locks[t])
                     mrc = PMPI_Win_flush(t, r);
         }
@@ -484,7 +480,7 @@ int vwin_rebuild(struct vwin *w)
         what = "taking MPI_Win_lock_all again";
         rc = PMPI_Win_lock_all(0, *r);
     }
-    for (int t = 0; t < w->group->size && w->nlocks && rc == MPI_SUCCESS; t++) {
+    for (int t = 0; t < w->group->size && rc == MPI_SUCCESS; t++) {
         what = "taking its locks again";
         if (w->locks[t])
             rc = PMPI_Win_lock(w->locks[t], t, 0, *r);
@@ -504,7 +500,7 @@ void vwin_release(struct vwin *w)
     if (*r == MPI_WIN_NULL || !*r)
         return;
     /* MPI_Win_free needs the epochs closed (tests simulating a restart). */
-    for (int t = 0; t < w->group->size && w->nlocks; t++)
+    for (int t = 0; t < w->group->size; t++)
         if (w->locks[t])
             PMPI_Win_unlock(t, *r);
     if (w->lock_all)
