@@ -713,11 +713,28 @@ static uint64_t irecv(int steps)
 }
 
 /* ---- coll ----------------------------------------------------------------------- */
+/* A user reduction on (int, int) pairs that checks it is given the
+ * datatype handle the application holds (its own, not MPI's). */
+static MPI_Datatype coll_pair;
+static int coll_foreign;
+
+static void pair_sum(void *in, void *inout, int *len, MPI_Datatype *dt)
+{
+    coll_foreign += *dt != coll_pair;
+    int *a = in, *b = inout;
+    for (int i = 0; i < 2 * *len; i++)
+        b[i] += a[i];
+}
+
 static uint64_t coll(int steps)
 {
-    struct { int step; uint64_t h; int *a, *b; long nv, ns; } *st = pmalloc(sizeof *st);
+    struct { int step; uint64_t h; int *a, *b; long nv, ns; MPI_Datatype pair; MPI_Op op; } *st =
+        pmalloc(sizeof *st);
     st->a = pmalloc(sizeof(int) * (size_t)size);
     st->b = pmalloc(sizeof(int) * (size_t)size);
+    MPI_Type_contiguous(2, MPI_INT, &st->pair);
+    MPI_Type_commit(&st->pair);
+    MPI_Op_create(pair_sum, 1, &st->op);
     for (st->step = 0; st->step < steps; st->step++) {
         long v = rank + st->step, s = 0;
         MPI_Allreduce(&v, &s, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
@@ -733,9 +750,21 @@ static uint64_t coll(int steps)
         MPI_Wait(&nb, MPI_STATUS_IGNORE);
         MPI_Allgather(&st->b[0], 1, MPI_INT, st->a, 1, MPI_INT, MPI_COMM_WORLD);
         st->h = mix(st->h, (uint64_t)s ^ (uint64_t)bv << 20 ^ (uint64_t)st->ns << 40);
+        int pv[2] = { rank, st->step }, ps[2] = { 0, 0 };
+        coll_pair = st->pair;                /* globals: set again after a restart */
+        coll_foreign = 0;
+        MPI_Allreduce(pv, ps, 1, st->pair, st->op, MPI_COMM_WORLD);
+        if (coll_foreign) {
+            fprintf(stderr, "rank %d: coll: the user op got another datatype handle than the "
+                    "application's\n", rank);
+            MPI_Abort(MPI_COMM_WORLD, 12);
+        }
+        st->h = mix(st->h, (uint64_t)ps[0] ^ (uint64_t)ps[1] << 32);
         for (int i = 0; i < size; i++)
             st->h = mix(st->h, (uint64_t)st->b[i] ^ (uint64_t)st->a[i] << 32);
     }
+    MPI_Op_free(&st->op);
+    MPI_Type_free(&st->pair);
     return st->h;
 }
 
@@ -798,6 +827,7 @@ static uint64_t rma(int steps)
         long *fmem, *lmem, *dbuf;
         MPI_Aint *daddr;
         struct obj_errh eh;
+        int key;
     } *st = pmalloc(sizeof *st);
     /* The fence window: a block of RMA_BLOCK longs from each rank (large
      * enough that Open MPI does not send it eagerly: it moves at the fence),
@@ -823,6 +853,8 @@ static uint64_t rma(int steps)
     MPI_Win_create_errhandler(win_errh, &eh);
     MPI_Win_set_errhandler(st->lw, eh);
     MPI_Errhandler_free(&eh);
+    MPI_Win_create_keyval(MPI_WIN_NULL_COPY_FN, MPI_WIN_NULL_DELETE_FN, &st->key, NULL);
+    MPI_Win_set_attr(st->lw, st->key, st->lmem);   /* found through the key every step */
     MPI_Win_fence(MPI_MODE_NOPRECEDE, st->fw);
     MPI_Win_lock_all(0, st->lw);
     MPI_Barrier(MPI_COMM_WORLD);              /* every window is ready */
@@ -849,6 +881,14 @@ static uint64_t rma(int steps)
         checkpoint();                          /* all of it still in flight */
         MPI_Wait(&rq, MPI_STATUS_IGNORE);
         expect_obj_errh(&st->eh, st->lw, call_win_errh, "rma: the lock_all window");
+        void *found = NULL;
+        int flag = 0;
+        MPI_Win_get_attr(st->lw, st->key, &found, &flag);
+        if (!flag || found != st->lmem) {
+            fprintf(stderr, "rank %d: rma: the attribute on the lock_all window is %s\n", rank,
+                    flag ? "another value" : "gone");
+            MPI_Abort(MPI_COMM_WORLD, 13);
+        }
         MPI_Win_unlock(right, st->dw);
         MPI_Win_fence(0, st->fw);
         MPI_Win_flush_all(st->lw);
@@ -867,6 +907,8 @@ static uint64_t rma(int steps)
     MPI_Win_fence(MPI_MODE_NOSUCCEED, st->fw);
     MPI_Win_detach(st->dw, st->dbuf);
     MPI_Win_free(&st->dw);
+    MPI_Win_delete_attr(st->lw, st->key);
+    MPI_Win_free_keyval(&st->key);
     MPI_Win_free(&st->lw);
     MPI_Win_free(&st->fw);
     return st->h;
