@@ -67,6 +67,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static int rank, size, left, right;
 
@@ -844,6 +845,19 @@ static uint64_t rma(int steps)
                    &st->lw);
     st->dbuf = pmalloc(sizeof(long));
     st->daddr = pmalloc((size_t)n * sizeof(MPI_Aint));
+#ifndef KILL_APP_PLAIN
+    /* Memory no restart brings back (a mapping of its own) is refused by
+     * name, and the job goes on. */
+    void *anon = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    MPI_Win refused = MPI_WIN_NULL;
+    if (anon == MAP_FAILED ||
+        MPI_Win_create(anon, 4096, 1, MPI_INFO_NULL, MPI_COMM_WORLD, &refused) !=
+            MPI_ERR_UNSUPPORTED_OPERATION) {
+        fprintf(stderr, "rank %d: rma: a window over unsaved memory was not refused\n", rank);
+        MPI_Abort(MPI_COMM_WORLD, 14);
+    }
+    munmap(anon, 4096);
+#endif
     MPI_Win_create_dynamic(MPI_INFO_NULL, MPI_COMM_WORLD, &st->dw);
     MPI_Win_attach(st->dw, st->dbuf, sizeof(long));
     MPI_Aint mine;
