@@ -8,8 +8,11 @@
  * Payloads larger than INT_MAX bytes are sent in pieces (MPI counts are
  * int). The HDF5 file-access list uses the MPI-IO driver on the same
  * duplicate, so a file is created collectively by exactly these ranks.
+ * The collectives are non-blocking ones waited for politely (polite.c):
+ * they run inside the checkpoint call, between the ranks' own work.
  */
 #include "coll_mpi.h"
+#include "polite.h"
 #include "common/errors.h"
 #include "common/log.h"
 
@@ -43,7 +46,10 @@ static int mpi_allgather(struct cr_coll *c, const void *send, void *recv, size_t
 {
     if (bytes > INT_MAX)
         return -EOVERFLOW;
-    int e = PMPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, comm_of(c));
+    MPI_Request r;
+    int e = PMPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, comm_of(c), &r);
+    if (e == MPI_SUCCESS)
+        e = crmpi_wait_polite(&r);
     return e == MPI_SUCCESS ? 0 : mpi_fail(e, "MPI_Allgather", c);
 }
 
@@ -52,7 +58,10 @@ static int mpi_bcast(struct cr_coll *c, void *buf, size_t bytes, int root)
     char *p = buf;
     while (bytes) {
         int n = bytes > (1u << 30) ? 1 << 30 : (int)bytes;
-        int e = PMPI_Bcast(p, n, MPI_BYTE, root, comm_of(c));
+        MPI_Request r;
+        int e = PMPI_Ibcast(p, n, MPI_BYTE, root, comm_of(c), &r);
+        if (e == MPI_SUCCESS)
+            e = crmpi_wait_polite(&r);
         if (e != MPI_SUCCESS)
             return mpi_fail(e, "MPI_Bcast", c);
         p += n;
@@ -63,14 +72,20 @@ static int mpi_bcast(struct cr_coll *c, void *buf, size_t bytes, int root)
 
 static int mpi_barrier(struct cr_coll *c)
 {
-    int e = PMPI_Barrier(comm_of(c));
+    MPI_Request r;
+    int e = PMPI_Ibarrier(comm_of(c), &r);
+    if (e == MPI_SUCCESS)
+        e = crmpi_wait_polite(&r);
     return e == MPI_SUCCESS ? 0 : mpi_fail(e, "MPI_Barrier", c);
 }
 
 static int mpi_allreduce_min(struct cr_coll *c, int64_t *val)
 {
     int64_t in = *val;
-    int e = PMPI_Allreduce(&in, val, 1, MPI_INT64_T, MPI_MIN, comm_of(c));
+    MPI_Request r;
+    int e = PMPI_Iallreduce(&in, val, 1, MPI_INT64_T, MPI_MIN, comm_of(c), &r);
+    if (e == MPI_SUCCESS)
+        e = crmpi_wait_polite(&r);
     return e == MPI_SUCCESS ? 0 : mpi_fail(e, "MPI_Allreduce", c);
 }
 

@@ -8,6 +8,7 @@
  * MPI_BYTE, so any sender datatype is stored as its packed byte stream.
  */
 #include "drain.h"
+#include "polite.h"
 #include "p2p.h"
 #include "protocol.h"
 #include "wrap_support.h"
@@ -122,7 +123,9 @@ static int settle_collectives(void)
             if (r->detached)
                 vreq_release(r);
         }
-        if (PMPI_Allreduce(mine, all, 3, MPI_INT, MPI_MAX, crmpi_proto_comm) != MPI_SUCCESS) {
+        MPI_Request ar;
+        if (PMPI_Iallreduce(mine, all, 3, MPI_INT, MPI_MAX, crmpi_proto_comm, &ar) != MPI_SUCCESS ||
+            crmpi_wait_polite(&ar) != MPI_SUCCESS) {
             cr_err("MPI_Allreduce agreeing on pending non-blocking collectives failed");
             last.windows_blocked = 1;
             return -EIO;
@@ -220,8 +223,11 @@ static int exchange_counts(int n, int64_t *owed)
     uint64_t *theirs = malloc((size_t)n * sizeof *theirs);
     if (!theirs)
         return -ENOMEM;
-    int rc = PMPI_Alltoall(crmpi_sent_, 1, MPI_UINT64_T, theirs, 1, MPI_UINT64_T,
-                           crmpi_proto_comm);
+    MPI_Request r;
+    int rc = PMPI_Ialltoall(crmpi_sent_, 1, MPI_UINT64_T, theirs, 1, MPI_UINT64_T,
+                            crmpi_proto_comm, &r);
+    if (rc == MPI_SUCCESS)
+        rc = crmpi_wait_polite(&r);
     if (rc != MPI_SUCCESS) {
         free(theirs);
         cr_err("MPI_Alltoall of message counters failed (MPI error %d)", rc);

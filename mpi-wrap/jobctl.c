@@ -29,6 +29,7 @@
  * not part of it: losing one costs a less precise launcher message only.
  */
 #include "jobctl.h"
+#include "polite.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -213,7 +214,10 @@ int crmpi_need_checkpoint(void)
         cr_info("stop requested by %s: checkpointing", strsignal(sig));
     }
     int flags[2] = { sig != 0, now() - last_time >= crmpi_jobctl_interval() };
-    int rc = PMPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Request r;
+    int rc = PMPI_Iallreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD, &r);
+    if (rc == MPI_SUCCESS)
+        rc = crmpi_wait_polite(&r);
     if (rc != MPI_SUCCESS) {
         cr_err("crmpi_need_checkpoint: MPI_Allreduce failed (MPI error %d)", rc);
         return CR_EREMOTE;
@@ -362,7 +366,10 @@ int crmpi_jobctl_checkpoint_agree(int status, double seconds,
      * the maximum finds it; doubles hold every int exactly). */
     double v[3] = { sig ? (double)sig : 0.0, mine >= 0 ? mine : 0.0,
                     status < 0 ? -(double)status : 0.0 };
-    int rc = PMPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Request r;
+    int rc = PMPI_Iallreduce(MPI_IN_PLACE, v, 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD, &r);
+    if (rc == MPI_SUCCESS)
+        rc = crmpi_wait_polite(&r);
     if (rc != MPI_SUCCESS) {
         cr_err("after a checkpoint: MPI_Allreduce failed (MPI error %d)", rc);
         return status < 0 ? status : CR_EREMOTE;

@@ -19,6 +19,8 @@
 
 #include "common/config.h"
 #include "common/fault.h"
+#include "exec/exec.h"
+#include "polite.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -34,7 +36,9 @@ void crmpi_fault(const char *point)
 int crmpi_agree(int status)
 {
     int mine = status, all = status;
-    if (PMPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, crmpi_proto_comm) != MPI_SUCCESS) {
+    MPI_Request r;
+    if (PMPI_Iallreduce(&mine, &all, 1, MPI_INT, MPI_MIN, crmpi_proto_comm, &r) != MPI_SUCCESS ||
+        crmpi_wait_polite(&r) != MPI_SUCCESS) {
         cr_err("MPI_Allreduce agreeing on the checkpoint status failed");
         return status ? status : -EIO;
     }
@@ -154,6 +158,9 @@ static int checkpoint(void)
     if (rrc)
         cr_errc(rrc, "re-posting deferred receives after the checkpoint failed");
     rc = crmpi_jobctl_checkpoint_agree(rc ? rc : rrc, PMPI_Wtime() - t0, settle, NULL);
+    /* The call is over on every rank but the slowest to notice: the
+     * epoch's writer may start (writer.c says why not sooner). */
+    cr_writer_release();
     return rc ? rc : CRMPI_CHECKPOINTED;
 }
 

@@ -82,9 +82,16 @@ static const struct var vars[] = {
       "empty for the installed crmpi-layout-helper, off to lay them out in the call" },
     { "CRMPI_WRITER_NICE", T_UINT, "19", F(writer_nice), NULL,
       "nice value (0-19) of the background checkpoint writer thread: where it shares a CPU with the computation, the computation runs first" },
+    { "CRMPI_WRITER_DELAY_US", T_UINT, "2000", F(writer_delay_us), NULL,
+      "microseconds after a checkpoint call has returned before its background writer starts "
+      "(unless something waits for it): the writer's first work changes page tables, which held back "
+      "ranks still finishing the call" },
     { "CRMPI_STAGE_THREADS", T_UINT, "0", F(stage_threads), NULL,
       "threads (the checkpointing one included) that copy the dirty pages to the staging buffer while the application is blocked; "
       "0: the PUs the rank has to itself (its CPU binding, shared among the node's ranks when unbound), at most 4" },
+    { "CRMPI_COLL_SPIN_US", T_UINT, "100", F(coll_spin_us), NULL,
+      "microseconds a rank polls for one of the checkpoint protocol's own collectives before it sleeps between polls, "
+      "leaving the CPU to ranks still working (ranks sharing CPUs)" },
     { "CRMPI_RESTORE", T_ENUM, "eager", F(restore), restore_names,
       "restart: eager (read and verify everything, then resume) or lazy (resume at once; pages are fetched on first touch and by a background prefetch)" },
 };

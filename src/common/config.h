@@ -51,6 +51,8 @@ struct cr_config {
     int      restore;         /* CRMPI_RESTORE: enum cr_restore_mode            */
     unsigned writer_nice;     /* CRMPI_WRITER_NICE: nice value of the writer    */
     unsigned stage_threads;   /* CRMPI_STAGE_THREADS: staging copy team, 0 auto */
+    unsigned coll_spin_us;    /* CRMPI_COLL_SPIN_US: protocol collectives poll, then nap */
+    unsigned writer_delay_us; /* CRMPI_WRITER_DELAY_US: writer starts after the call */
 };
 enum cr_restore_mode { CR_RESTORE_EAGER = 0, CR_RESTORE_LAZY };
 

@@ -265,8 +265,12 @@ struct cr_write_job {
     uint64_t parent;
 };
 /* Hand a job over (starting the thread on first use). 0, CR_ESTATE (a job
- * is still running), or -errno when the thread cannot be started. */
+ * is still running), or -errno when the thread cannot be started. The job
+ * is held until cr_writer_release() (or a wait): the checkpoint call
+ * releases it as it returns to the application. */
 CR_MUST_CHECK int cr_writer_submit(const struct cr_write_job *job);
+/* Let a held job run (no effect when none is held). */
+void cr_writer_release(void);
 /* Where a job's time went (each part apart: they are different work). */
 struct cr_writer_times {
     double write;                /* the epoch's puts and finish (tables, fsync) */

@@ -121,7 +121,9 @@ static int checkpoint(int here, int rollback)
 
 CR_EXPORT int cr_checkpoint(void)
 {
-    return checkpoint(0, 0);
+    int rc = checkpoint(0, 0);
+    cr_writer_release();       /* the call is over: the epoch may be written */
+    return rc;
 }
 
 int cr_exec_checkpoint_here(void)

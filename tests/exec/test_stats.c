@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define PAGE 4096
 #define NPAGES 64
@@ -86,10 +87,34 @@ static void test_writer_parts(void)
     crfree(a);
 }
 
+/* The job of an asynchronous checkpoint waits until the call has returned
+ * (writer.c), and then runs without anyone waiting for it: `writing` drops
+ * on its own. (Without the release at the end of cr_checkpoint() it never
+ * does: checked.) */
+static void test_writer_runs_after_the_call(void)
+{
+    uint8_t *a = crmalloc(NPAGES * PAGE);
+    CU_ASSERT_FATAL(a != NULL);
+    memset(a, 3, NPAGES * PAGE);
+    CU_ASSERT_EQUAL_FATAL(cr_checkpoint(), CR_CHECKPOINTED);
+    struct cr_checkpoint_stats s;
+    int i;
+    for (i = 0; i < 3000; i++) {       /* a liveness bound (30 s), not a timing */
+        CU_ASSERT_EQUAL_FATAL(cr_checkpoint_stats(&s, sizeof s), 0);
+        if (!s.writing)
+            break;
+        usleep(10000);
+    }
+    CU_ASSERT_EQUAL(s.writing, 0);
+    CU_ASSERT_EQUAL(cr_checkpoint_wait(), 0);
+    crfree(a);
+}
+
 static CU_TestInfo tests[] = {
     CUTEST(test_misuse),
     CUTEST(test_older_caller),
     CUTEST(test_writer_parts),
+    CUTEST(test_writer_runs_after_the_call),
     CU_TEST_INFO_NULL,
 };
 static CU_SuiteInfo suites[] = {

@@ -10,7 +10,7 @@
  * whose messages were all delivered by MPI itself would not test the
  * queue, so each asserts drained > 0 summed over ranks.
  */
-#include "cutest.h"
+#include "cutest_mpi.h"
 #include "drain.h"
 #include "protocol.h"
 #include "wrap_support.h"
@@ -515,22 +515,13 @@ static CU_SuiteInfo suites[] = {
     CU_SUITE_INFO_NULL
 };
 
-int main(int argc, char **argv)
+static void neighbours(void)
 {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
     left = (rank - 1 + size) % size;
     right = (rank + 1) % size;
-    if (!crmpi_enabled_) {
-        fprintf(stderr, "test_drain: the MPI layer is not enabled\n");
-        MPI_Abort(MPI_COMM_WORLD, 2);
-    }
-    if (rank != 0 && !freopen("/dev/null", "w", stdout))
-        return 2;
-    int rc = cutest_main(argc, argv, suites);
-    int any = 0;
-    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return any ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    return cutest_mpi_main(argc, argv, suites, "test_drain", &rank, &size, neighbours);
 }

@@ -10,7 +10,7 @@
  * describe equal objects, and traffic on rebuilt communicators must work.
  * Run at 2 and 4 ranks; every rank runs the same tests in the same order.
  */
-#include "cutest.h"
+#include "cutest_mpi.h"
 #include "protocol.h"
 #include "vhandle.h"
 #include "wrap_support.h"
@@ -1312,18 +1312,5 @@ static CU_SuiteInfo suites[] = {
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (!crmpi_enabled_) {
-        fprintf(stderr, "test_vhandle: the MPI layer is not enabled\n");
-        MPI_Abort(MPI_COMM_WORLD, 2);
-    }
-    if (rank != 0 && !freopen("/dev/null", "w", stdout))
-        return 2;
-    int rc = cutest_main(argc, argv, suites);
-    int any = 0;
-    MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return any ? 1 : 0;
+    return cutest_mpi_main(argc, argv, suites, "test_vhandle", &rank, &size, NULL);
 }
