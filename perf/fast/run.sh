@@ -11,7 +11,8 @@
 #   writer throughput vs raw write+fsync of the same bytes, same filesystem;
 #   slowdown of a compute loop from tracking (first-write faults);
 #   the copy-on-write paper's 2-thread experiment (64 MiB, 10 checkpoints,
-#     4 KiB .. 1 MiB modified between them) vs a memcpy of the data;
+#     4 KiB .. 1 MiB modified between them) vs a memcpy of the data, back to
+#     back and 100 ms apart;
 #   crmpi_checkpoint() of 4 ranks with nothing written since the last one;
 #   full checkpoints (every CRMPI_FULL_EVERY-th), timed apart, composed from
 #     the previous epoch (the default) beside copied from memory;
@@ -197,10 +198,14 @@ for r in rows:
         print('\ncrmpi_checkpoint() of %s ranks, nothing written since the last: %.3f ms (target 5 ms)' % (r[1], float(r[4])))
 pp = [r for r in rows if r[0] == 'paper']
 if pp:
-    print('\ntwo persistent threads, %s MiB, 10 checkpoints, bytes modified between them:' % pp[0][2])
-    print('%10s %14s %14s %9s' % ('modified', 'ms/checkpoint', 'memcpy ms', 'speedup'))
+    print('\ntwo persistent threads, %s MiB, 10 checkpoints, bytes modified between them; blocked: time' % pp[0][2])
+    print('inside cr_checkpoint() (the slower thread), mean and median of the 10; wall: the loop\'s time per')
+    print('checkpoint less the gap; speedup: memcpy of the data over the mean blocked time. Back to back,')
+    print('each checkpoint waits for the previous epoch\'s writer (its fsync; every 8th epoch is full):')
+    print('%8s %10s %10s %10s %10s %10s %8s' % ('gap ms', 'modified', 'wall ms', 'blocked', 'median', 'memcpy ms', 'speedup'))
     for r in pp:
-        print('%10s %14.3f %14.3f %9.1f' % (r[3], float(r[4]), float(r[5]), float(r[5]) / float(r[4])))
+        gap, mean, med = (int(r[6]), float(r[7]), float(r[8])) if len(r) >= 9 else (0, float(r[4]), float(r[4]))
+        print('%8d %10s %10.3f %10.3f %10.3f %10.3f %8.1f' % (gap, r[3], float(r[4]), mean, med, float(r[5]), float(r[5]) / mean))
 PY
 } | tee "$out/fast.txt"
 

@@ -10,6 +10,12 @@
  *   halo,<ckpt_every>,<microseconds per step (median of reps)>
  *   ckpt,<ranks>,<microseconds per crmpi_checkpoint (median)>
  *   ckpt_status,<ranks>,<status returned>
+ *   poll_np<ranks>,<imbalance %>,<microseconds per step (median of reps)>
+ * "poll": the loop of an application that asks every step whether to
+ * checkpoint - compute (rank r busy for STEP_US * (1 + imb * r / (ranks-1)),
+ * imb = --imbalance percent), then crmpi_need_checkpoint() (with an interval
+ * it never reaches, so it always answers no); plain, the same 2-int
+ * MPI_Allreduce(MAX) the call is made of, called by the program itself.
  * With --gap-ms G the checkpoints are G ms apart (ranks idle meanwhile: an
  * application computes between checkpoints) and the kind is "ckptgap":
  * back to back, each call waits for the previous epoch's background write
@@ -19,8 +25,8 @@
  * and no time is spent polling: run under callgrind (wrapper_cost.sh), the
  * instructions per MPI_Send/MPI_Recv are the layer's cost, independent of
  * machine load.
- * Usage: bench_mpi pingpong|halo|ckpt [--quick] [--ckpt-every K] [--max-bytes B]
- *                  [--gap-ms G]
+ * Usage: bench_mpi pingpong|halo|ckpt|poll [--quick] [--ckpt-every K] [--max-bytes B]
+ *                  [--gap-ms G] [--imbalance PCT]
  */
 #include <mpi.h>
 #ifdef WITH_CRMPI
@@ -31,7 +37,7 @@
 #include <string.h>
 #include <time.h>
 
-static int rank, size, quick, max_bytes = 4 << 20, gap_ms;
+static int rank, size, quick, max_bytes = 4 << 20, gap_ms, imbalance;
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -176,6 +182,48 @@ static void ckpt(void)
     }
 }
 
+/* The per-step question of an application run by crmpi_need_checkpoint()
+ * (or its plain equivalent), after busy work that differs between ranks:
+ * a rank that finishes early waits in the question for the slowest, which
+ * is where the way of waiting shows. */
+static void busy_us(double us)
+{
+    double t0 = MPI_Wtime();
+    volatile double x = 1;
+    while ((MPI_Wtime() - t0) * 1e6 < us)
+        for (int i = 0; i < 64; i++)
+            x = x * 1.0000001 + 1e-9;
+}
+
+static void poll_loop(void)
+{
+    enum { STEP_US = 500 };
+    const int steps = quick ? 200 : 1000, reps = quick ? 3 : 5;
+    double work = STEP_US * (1 + (size > 1 ? imbalance / 100.0 * rank / (size - 1) : 0));
+    double t[8];
+    int answer = 0;
+    for (int r = 0; r < reps + 1; r++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = MPI_Wtime();
+        for (int s = 0; s < steps; s++) {
+            busy_us(work);
+#ifdef WITH_CRMPI
+            answer |= crmpi_need_checkpoint();
+#else
+            int flags[2] = { 0, 0 };
+            MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+            answer |= flags[0] | flags[1];
+#endif
+        }
+        if (r > 0)
+            t[r - 1] = (MPI_Wtime() - t0) / steps * 1e6;
+    }
+    if (answer)
+        fprintf(stderr, "bench_mpi poll: a checkpoint was asked for (set CRMPI_CKPT_INTERVAL)\n");
+    if (rank == 0)
+        printf("poll_np%d,%d,%.3f\n", size, imbalance, median(t, reps));
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -192,6 +240,8 @@ int main(int argc, char **argv)
             gap_ms = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--max-bytes") && i + 1 < argc)
             max_bytes = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--imbalance") && i + 1 < argc)
+            imbalance = atoi(argv[++i]);
     }
     if (!strcmp(what, "pingpong"))
         pingpong();
@@ -201,6 +251,8 @@ int main(int argc, char **argv)
         ckpt();
     else if (!strcmp(what, "burst"))
         burst();
+    else if (!strcmp(what, "poll"))
+        poll_loop();
     MPI_Finalize();
     return 0;
 }

@@ -12,6 +12,9 @@
 #   crmpi_checkpoint() of 2 and 4 ranks with nothing written since the last,
 #   back to back (each waits for the previous epoch's fsync in the background
 #   writer) and, 4 ranks, 20 ms apart (that write done meanwhile)
+#   an application's per-step crmpi_need_checkpoint() (never answering yes)
+#   after 500 us of work, 2 and 4 ranks, equal work or the last rank 50%
+#   longer, vs the same 2-int MPI_Allreduce called by the program: us per step
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -53,6 +56,12 @@ for r in $(seq "$rounds"); do
   run crmpi 2 ckpt
   run crmpi 4 ckpt
   run crmpi 4 ckpt --gap-ms 20
+  for np in 2 4; do
+    for imb in 0 50; do
+      run plain $np poll --imbalance $imb
+      CRMPI_CKPT_INTERVAL=100000000 run crmpi $np poll --imbalance $imb
+    done
+  done
 done
 
 python3 - "$raw" "$out/mpi.csv" <<'PY'
@@ -90,6 +99,13 @@ for kind, np_, how in (('ckpt', 2, 'back to back'), ('ckpt', 4, 'back to back'),
               '%.3f' % (c / 5000), st, ', engine absent: drain+agree only' if st == -38 else
               ', nothing written since the previous one, ' + how))
         rows.append(['checkpoint_us' + ('' if kind == 'ckpt' else '_20ms_apart'), np_, c, 5000, c / 5000])
+for (kind, imb) in sorted({(k, p) for (k, p, v) in med if k.startswith('poll_np')}):
+    c, b = med.get((kind, imb, 'crmpi')), med.get((kind, imb, 'plain'))
+    if c is None or b is None:
+        continue
+    name = 'step+need_checkpoint %srk %d%%' % (kind[7:], imb)
+    print('%-28s %11.1f us %11.1f us %8.3f' % (name, c, b, c / b))
+    rows.append(['step_with_need_checkpoint_us_' + kind[5:], imb, c, b, c / b])
 with open(dst, 'w', newline='') as f:
     w = csv.writer(f)
     w.writerow(['figure', 'param', 'crmpi', 'baseline', 'ratio'])

@@ -223,7 +223,7 @@ static void fork_child(void)
 {
     pthread_mutex_init(&W.mu, NULL);
     pthread_cond_init(&W.cv, NULL);
-    W.running = W.quit = W.has_job = W.done = W.held = 0;
+    W.running = W.quit = W.has_job = W.done = W.held = W.grace = 0;
     W.then_fn = NULL;
     cr_staging_forget();
 }
