@@ -4,7 +4,11 @@ drain, between drain and write, in the middle of writing the epoch, in the
 middle of committing it), restart it each time, and check that the final
 answer equals an uninterrupted run.
 
-Usage: fault_restart.py WORKDIR -- MPIEXEC... -np N APP ARGS...
+Usage: fault_restart.py [--queue-rank R] WORKDIR -- MPIEXEC... -np N APP ARGS...
+
+--queue-rank: the rank killed with part of its drain queue filled (default
+0; a scenario where only some ranks receive across a checkpoint, such as
+kill_app inter, where the odd ranks do, names one of them).
 
 The faults come from CRMPI_FAULT (mpi-wrap/protocol.h for the MPI layer's
 points, src/store for the container's). Each faulty run must die (a run that
@@ -59,6 +63,10 @@ def run(cmd, cwd, fault=None):
 
 
 def main(argv):
+    queue_rank = 0
+    if len(argv) > 2 and argv[1] == '--queue-rank':
+        queue_rank = int(argv[2])
+        argv = argv[:1] + argv[3:]
     if len(argv) < 4 or argv[2] != '--':
         sys.exit(__doc__)
     work, cmd = argv[1], argv[3:]
@@ -80,7 +88,8 @@ def main(argv):
             return 1
         print('fault_restart: %s failed one checkpoint on every rank, job went on' % f)
     shutil.rmtree(ckpt, ignore_errors=True)
-    faults = [ERROR_THEN_KILL] + FAULTS
+    faults = [ERROR_THEN_KILL] + [f.replace('mpi-drain-queued@2#0', 'mpi-drain-queued@2#%d' % queue_rank)
+                                  for f in FAULTS]
     if os.environ.get('CRMPI_CKPT_MODE', 'async') != 'sync':
         faults = faults + ASYNC_FAULTS
     for f in faults:
