@@ -92,7 +92,8 @@ static struct {
     int has_job, done;
     int held;                    /* the job waits for cr_writer_release       */
     int grace;                   /* released: start at `start_at` unless waited for */
-    struct timespec start_at;    /* CLOCK_REALTIME (the condition's clock)     */
+    struct timespec start_at;    /* CLOCK_MONOTONIC, the condition's clock once started */
+    int cv_monotonic;            /* cv made with CLOCK_MONOTONIC (make_cv)      */
     struct cr_write_job job;
     int status;
     struct cr_writer_times times;
@@ -217,12 +218,34 @@ static void *writer_main(void *unused)
     return NULL;
 }
 
+/* The start delay is a timed wait on W.cv: on CLOCK_MONOTONIC, so that a
+ * step of the wall clock (NTP, an administrator) neither starts the writer
+ * early nor holds an epoch back for as long as the clock went back. Made
+ * before the thread exists (nobody can be waiting on the old condition:
+ * cr_writer_wait waits only for a job, and there is none yet). */
+static void make_cv(void)
+{
+    pthread_condattr_t a;
+    if (pthread_condattr_init(&a) != 0)
+        return;
+    if (pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0) {
+        pthread_cond_destroy(&W.cv);
+        if (pthread_cond_init(&W.cv, &a) == 0)
+            W.cv_monotonic = 1;
+        else
+            pthread_cond_init(&W.cv, NULL);
+    }
+    pthread_condattr_destroy(&a);
+}
+
 static void fork_prepare(void) { pthread_mutex_lock(&W.mu); }
 static void fork_parent(void) { pthread_mutex_unlock(&W.mu); }
 static void fork_child(void)
 {
     pthread_mutex_init(&W.mu, NULL);
     pthread_cond_init(&W.cv, NULL);
+    W.cv_monotonic = 0;
+    make_cv();
     W.running = W.quit = W.has_job = W.done = W.held = W.grace = 0;
     W.then_fn = NULL;
     cr_staging_forget();
@@ -230,6 +253,8 @@ static void fork_child(void)
 
 static int start(void)
 {
+    if (!W.cv_monotonic)
+        make_cv();
     if (!W.atfork) {
         int rc = pthread_atfork(fork_prepare, fork_parent, fork_child);
         if (rc) {
@@ -272,7 +297,7 @@ void cr_writer_release(void)
         W.held = 0;
         unsigned us = cr_config()->writer_delay_us;
         if (us) {
-            clock_gettime(CLOCK_REALTIME, &W.start_at);
+            clock_gettime(W.cv_monotonic ? CLOCK_MONOTONIC : CLOCK_REALTIME, &W.start_at);
             long long ns = W.start_at.tv_nsec + 1000LL * us;
             W.start_at.tv_sec += (time_t)(ns / 1000000000LL);
             W.start_at.tv_nsec = (long)(ns % 1000000000LL);
