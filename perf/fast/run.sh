@@ -21,14 +21,22 @@
 #   one rank owning two PUs: the staging copy alone beside shared with the
 #     idle PU (the copy team, CRMPI_STAGE_THREADS).
 # Writes perf/results/fast.csv, fast.txt and (with gnuplot) fast.png.
+# --large: the sweep alone at 4 GiB per rank, 1 rank (4 ranks would need
+# 16 GiB of heap plus as much for the memcpy baseline), 0.1-10% written
+# (100% does not fit CRMPI_STAGING_MAX and is written in the call, like the
+# 1 GiB 100% row): perf/results/fast_large.{csv,txt,png}.
 # Environment overrides: SIZES (MiB per rank), FRACS (percent), NPS, REPS,
 # CRMPI_BENCH_DIR (scratch directory on the filesystem to measure).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${CRMPI_BUILD:-$root/build}
+name=fast large=
 if [ "${1:-}" = "--quick" ]; then
   sizes=${SIZES:-64 256}; fracs=${FRACS:-0.1,1,10}; nps=${NPS:-1 4}; reps=${REPS:-3}
+elif [ "${1:-}" = "--large" ]; then
+  sizes=${SIZES:-4096}; fracs=${FRACS:-0.1,1,10}; nps=${NPS:-1}; reps=${REPS:-5}
+  name=fast_large large=1
 else
   sizes=${SIZES:-64 256 1024}; fracs=${FRACS:-0.1,1,10,100}; nps=${NPS:-1 4}; reps=${REPS:-5}
 fi
@@ -54,6 +62,7 @@ for np in $nps; do
     "${mpi[@]}" -np "$np" "$bin/bench_fast_mpi" sweep "$mib" "$fracs" "$reps" >> "$raw"
   done
 done
+if [ -z "$large" ]; then
 # Baseline of the full table: full checkpoints that copy every page in the
 # call (CRMPI_FULL_FROM_CHAIN=0), measured in this run.
 for np in $nps; do
@@ -99,7 +108,8 @@ rm -rf "$CRMPI_DIR"
 echo "two-thread experiment, 64 MiB" >&2
 rm -rf "$CRMPI_DIR"
 "$bin/bench_fast_cr" paper 64 >> "$raw"
-cp "$raw" "$out/fast.csv"
+fi
+cp "$raw" "$out/$name.csv"
 
 {
 echo "crmpi fast checkpoints (CRMPI_CKPT_MODE=async): medians of $reps runs, baselines from the same run"
@@ -207,21 +217,21 @@ if pp:
         gap, mean, med = (int(r[6]), float(r[7]), float(r[8])) if len(r) >= 9 else (0, float(r[4]), float(r[4]))
         print('%8d %10s %10.3f %10.3f %10.3f %10.3f %8.1f' % (gap, r[3], float(r[4]), mean, med, float(r[5]), float(r[5]) / mean))
 PY
-} | tee "$out/fast.txt"
+} | tee "$out/$name.txt"
 
 if command -v gnuplot >/dev/null; then
   grep '^blocked,' "$raw" > "$scratch/blk.csv" || true
   grep '^base,' "$raw" > "$scratch/base.csv" || true
   gnuplot <<GP
 set terminal pngcairo size 1000,450
-set output "$out/fast.png"
+set output "$out/$name.png"
 set datafile separator ","
 set multiplot layout 1,2 title "crmpi asynchronous checkpoint: time blocked (slowest rank)"
 set logscale xy
 set xlabel "pages written between checkpoints (%)"
 set ylabel "ms"
 set key top left font ",8"
-plot for [np in "1 4"] for [m in "$sizes"] "$scratch/blk.csv" \
+plot for [np in "$nps"] for [m in "$sizes"] "$scratch/blk.csv" \
      using (\$2==np+0 && \$3==m+0 ? \$4 : 1/0):5 with linespoints title sprintf("%s rank(s), %s MiB", np, m)
 unset logscale x
 set logscale y
@@ -232,7 +242,7 @@ plot "$scratch/base.csv" using 3:5 title "memcpy heap", "" using 3:6 title "fork
      "$scratch/blk.csv" using (\$4==1 ? \$3 : 1/0):5 title "crmpi, 1% written" with points pt 7
 unset multiplot
 GP
-  echo "wrote $out/fast.csv $out/fast.txt $out/fast.png"
+  echo "wrote $out/$name.csv $out/$name.txt $out/$name.png"
 else
-  echo "wrote $out/fast.csv $out/fast.txt (gnuplot not found: no plot)"
+  echo "wrote $out/$name.csv $out/$name.txt (gnuplot not found: no plot)"
 fi
