@@ -222,6 +222,10 @@ PY
 if command -v gnuplot >/dev/null; then
   grep '^blocked,' "$raw" > "$scratch/blk.csv" || true
   grep '^base,' "$raw" > "$scratch/base.csv" || true
+  # One heap size (--large): a range around it, not gnuplot's own +-1%.
+  xr=
+  set -- $sizes
+  [ $# -eq 1 ] && xr="set xrange [$(( $1 / 2 )):$(( $1 * 3 / 2 ))]; set xtics ($1)"
   gnuplot <<GP
 set terminal pngcairo size 1000,450
 set output "$out/$name.png"
@@ -236,6 +240,7 @@ plot for [np in "$nps"] for [m in "$sizes"] "$scratch/blk.csv" \
 unset logscale x
 set logscale y
 set xlabel "heap per rank (MiB)"
+$xr
 set style data linespoints
 plot "$scratch/base.csv" using 3:5 title "memcpy heap", "" using 3:6 title "fork()", \
      "" using 3:7 title "write+fsync heap", \
