@@ -219,7 +219,7 @@ int crmpi_need_checkpoint(void)
      * question, not part of a checkpoint, and a rank that finished its step
      * early and napped here came back up to a nap late for every round of
      * the reduction. perf/mpi (steps of 500-750 us of work, the last rank
-     * 50% longer): 791 vs 753 us a step at 2 ranks, 1717-1737 vs 1423 us at
+     * 50% longer): 792-796 vs 753 us a step at 2 ranks, 1717-1737 vs 1423 us at
      * 4 ranks on 2 CPUs, against the program calling MPI_Allreduce itself;
      * blocking, the same as it (perf/results/mpi.txt). */
     int rc = PMPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD);

@@ -226,16 +226,13 @@ static void *writer_main(void *unused)
 static void make_cv(void)
 {
     pthread_condattr_t a;
-    if (pthread_condattr_init(&a) != 0)
-        return;
-    if (pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0) {
-        pthread_cond_destroy(&W.cv);
-        if (pthread_cond_init(&W.cv, &a) == 0)
-            W.cv_monotonic = 1;
-        else
-            pthread_cond_init(&W.cv, NULL);
-    }
-    pthread_condattr_destroy(&a);
+    int have_attr = pthread_condattr_init(&a) == 0;
+    W.cv_monotonic = have_attr && pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0 &&
+                     pthread_cond_init(&W.cv, &a) == 0;
+    if (!W.cv_monotonic)
+        pthread_cond_init(&W.cv, NULL);
+    if (have_attr)
+        pthread_condattr_destroy(&a);
 }
 
 static void fork_prepare(void) { pthread_mutex_lock(&W.mu); }
@@ -243,8 +240,6 @@ static void fork_parent(void) { pthread_mutex_unlock(&W.mu); }
 static void fork_child(void)
 {
     pthread_mutex_init(&W.mu, NULL);
-    pthread_cond_init(&W.cv, NULL);
-    W.cv_monotonic = 0;
     make_cv();
     W.running = W.quit = W.has_job = W.done = W.held = W.grace = 0;
     W.then_fn = NULL;
@@ -253,8 +248,10 @@ static void fork_child(void)
 
 static int start(void)
 {
-    if (!W.cv_monotonic)
+    if (!W.cv_monotonic) {
+        pthread_cond_destroy(&W.cv);   /* the static one; nobody waits on it yet */
         make_cv();
+    }
     if (!W.atfork) {
         int rc = pthread_atfork(fork_prepare, fork_parent, fork_child);
         if (rc) {

@@ -25,7 +25,7 @@ import sys
 FAULTS = [
     'mpi-quiesced@5#1',        # rank 1 dies after the 5th drain, before the write
     'mpi-drain-exchanged@2',   # counters exchanged, nothing queued yet
-    'mpi-drain-queued@2#0',    # rank 0 dies with part of its queue filled
+    'mpi-drain-queued@2#{queue_rank}',  # that rank dies with part of its queue filled
     'epoch-put',               # in the middle of writing the epoch's data
     'index-written',           # the new index written but not yet renamed
 ]
@@ -88,8 +88,7 @@ def main(argv):
             return 1
         print('fault_restart: %s failed one checkpoint on every rank, job went on' % f)
     shutil.rmtree(ckpt, ignore_errors=True)
-    faults = [ERROR_THEN_KILL] + [f.replace('mpi-drain-queued@2#0', 'mpi-drain-queued@2#%d' % queue_rank)
-                                  for f in FAULTS]
+    faults = [ERROR_THEN_KILL] + [f.format(queue_rank=queue_rank) for f in FAULTS]
     if os.environ.get('CRMPI_CKPT_MODE', 'async') != 'sync':
         faults = faults + ASYNC_FAULTS
     for f in faults:
